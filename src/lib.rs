@@ -1,0 +1,16 @@
+//! course-operator: turns one `CourseService` into a zone-aware, highly available course
+//! application. Planning, validation and rendering are pure modules; the controller shell
+//! applies their output to the cluster.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod conditions;
+pub mod labels;
+pub mod manifest;
+pub mod names;
+pub mod plan;
+pub mod quantity;
+pub mod render;
+pub mod validate;
+pub mod zones;
+pub mod controller;

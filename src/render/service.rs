@@ -1,0 +1,48 @@
+//! The Service in front of the application pods.
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::Context;
+use super::deployment::HTTP_PORT_NAME;
+use crate::api::ServiceType;
+use crate::labels::{self, Component};
+use crate::names;
+
+/// The main Service: type, port and annotations from `spec.service`, selecting the pods of
+/// `revision` when given (blue-green switches it) or of every revision otherwise.
+pub fn main(ctx: &Context<'_>, revision: Option<&str>) -> Service {
+    let spec = &ctx.cs.spec.service;
+    let mut meta = ctx.meta(names::app(ctx.name), Component::App, Default::default());
+    if !spec.annotations.is_empty() {
+        meta.annotations = Some(spec.annotations.clone());
+    }
+    let mut selector = labels::selector(ctx.name, Component::App);
+    if let Some(revision) = revision {
+        selector.insert(labels::REVISION.to_owned(), revision.to_owned());
+    }
+    Service {
+        metadata: meta,
+        spec: Some(ServiceSpec {
+            type_: Some(service_type(spec.type_).to_owned()),
+            selector: Some(selector),
+            ports: Some(vec![ServicePort {
+                name: Some(HTTP_PORT_NAME.to_owned()),
+                port: spec.port,
+                target_port: Some(IntOrString::String(HTTP_PORT_NAME.to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn service_type(t: ServiceType) -> &'static str {
+    match t {
+        ServiceType::ClusterIP => "ClusterIP",
+        ServiceType::NodePort => "NodePort",
+        ServiceType::LoadBalancer => "LoadBalancer",
+    }
+}

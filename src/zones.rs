@@ -1,0 +1,352 @@
+//! Zone inventory and the split of replicas over zones.
+//!
+//! Pure: the controller feeds in Nodes and observed Deployments; nothing here does I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::Node;
+use sha2::{Digest, Sha256};
+
+use crate::labels;
+
+/// Where a group of pods is placed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Zone {
+    /// A value of the node label topology.kubernetes.io/zone.
+    Named(String),
+    /// The cluster has no zone labels at all (plain kind): one implicit zone, spread by hostname.
+    Anywhere,
+}
+
+impl Zone {
+    /// Name as shown in status.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Named(name) => name,
+            Self::Anywhere => "any",
+        }
+    }
+
+    /// A DNS-label-safe form for object names: lowercase, `[a-z0-9-]`, at most 30 characters.
+    pub fn slug(&self) -> String {
+        let mut slug: String = self
+            .name()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .take(30)
+            .collect();
+        while slug.ends_with('-') {
+            slug.pop();
+        }
+        if slug.is_empty() { "zone".to_owned() } else { slug }
+    }
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A zone and whether pods can be placed there now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneHealth {
+    pub zone: Zone,
+    /// False when the zone has no Ready, schedulable node (or its pods are stuck Pending).
+    pub healthy: bool,
+}
+
+/// The zones of the cluster, from its Nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ZoneInventory {
+    /// Zone name → has at least one Ready, schedulable node.
+    zones: BTreeMap<String, bool>,
+    /// Some node carries no zone label.
+    unlabelled_nodes: bool,
+}
+
+impl ZoneInventory {
+    /// Builds the inventory from Nodes.
+    pub fn from_nodes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Self {
+        let mut inventory = Self::default();
+        for node in nodes {
+            let zone = node.metadata.labels.as_ref().and_then(|l| l.get(labels::TOPOLOGY_ZONE));
+            let usable = node_is_usable(node);
+            match zone {
+                Some(zone) => {
+                    let healthy = inventory.zones.entry(zone.clone()).or_insert(false);
+                    *healthy |= usable;
+                }
+                None => inventory.unlabelled_nodes |= usable,
+            }
+        }
+        inventory
+    }
+
+    /// An inventory where each named zone is healthy (for `render --zones`).
+    pub fn healthy_zones<S: AsRef<str>>(names: &[S]) -> Self {
+        Self {
+            zones: names.iter().map(|n| (n.as_ref().to_owned(), true)).collect(),
+            unlabelled_nodes: false,
+        }
+    }
+
+    /// Marks a zone lost (e.g. its pods have been Pending too long).
+    pub fn mark_lost(&mut self, zone: &str) {
+        if let Some(healthy) = self.zones.get_mut(zone) {
+            *healthy = false;
+        }
+    }
+
+    /// The zones a CourseService runs in: `spec.zones` when given (a named zone the cluster does
+    /// not have is lost), else every zone the cluster has, else one implicit zone.
+    pub fn for_spec(&self, wanted: &[String]) -> Vec<ZoneHealth> {
+        if !wanted.is_empty() {
+            let mut zones: Vec<ZoneHealth> = wanted
+                .iter()
+                .map(|name| ZoneHealth {
+                    zone: Zone::Named(name.clone()),
+                    healthy: self.zones.get(name).copied().unwrap_or(false),
+                })
+                .collect();
+            zones.sort_by(|a, b| a.zone.cmp(&b.zone));
+            zones.dedup_by(|a, b| a.zone == b.zone);
+            return zones;
+        }
+        if self.zones.is_empty() {
+            return vec![ZoneHealth { zone: Zone::Anywhere, healthy: true }];
+        }
+        self.zones
+            .iter()
+            .map(|(name, healthy)| ZoneHealth { zone: Zone::Named(name.clone()), healthy: *healthy })
+            .collect()
+    }
+}
+
+/// Ready and not cordoned.
+fn node_is_usable(node: &Node) -> bool {
+    let schedulable = !node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conds| conds.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    schedulable && ready
+}
+
+/// Replicas per zone.
+pub type ZoneSplit = Vec<(Zone, i32)>;
+
+/// Splits `total` replicas evenly over the healthy zones; lost zones get none.
+///
+/// The remainder goes to consecutive zones starting at an offset derived from `seed` (the
+/// CourseService name), so a fleet of services does not pile its extra pods onto the first
+/// zone. When no zone is healthy, the split covers every zone: an inventory glitch must never
+/// scale an application to nothing.
+pub fn split(total: i32, zones: &[ZoneHealth], seed: &str) -> ZoneSplit {
+    let total = total.max(0);
+    let any_healthy = zones.iter().any(|z| z.healthy);
+    let eligible: Vec<usize> = (0..zones.len()).filter(|&i| zones[i].healthy || !any_healthy).collect();
+    let mut result: ZoneSplit = zones.iter().map(|z| (z.zone.clone(), 0)).collect();
+    let Ok(n) = i32::try_from(eligible.len()) else { return result };
+    if n == 0 {
+        return result;
+    }
+    let base = total / n;
+    let remainder = total % n;
+    let offset = seed_offset(seed, eligible.len());
+    for (position, &index) in eligible.iter().enumerate() {
+        let rotated = (position + eligible.len() - offset) % eligible.len();
+        let extra = i32::from(i32::try_from(rotated).is_ok_and(|r| r < remainder));
+        result[index].1 = base + extra;
+    }
+    result
+}
+
+fn seed_offset(seed: &str, modulus: usize) -> usize {
+    let digest = Sha256::digest(seed.as_bytes());
+    let value = u64::from_be_bytes([
+        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
+    ]);
+    usize::try_from(value % modulus as u64).unwrap_or(0)
+}
+
+/// What runs in one zone now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ZoneObserved {
+    /// Replicas the zone's Deployments are asked for.
+    pub replicas: i32,
+    /// Of them, Ready.
+    pub ready: i32,
+}
+
+/// Paces a new split against what runs now, so moving replicas between zones never takes the
+/// Ready count below `total - max_unavailable`.
+///
+/// Zones that grow get their share at once. Zones that shrink first drop pods that are not
+/// Ready (the ReplicaSet controller deletes those first), then Ready ones only while the
+/// Ready pods elsewhere cover the budget. Called on every reconcile, it converges on `split`
+/// as the growing zones' pods become Ready.
+pub fn pace(split: &ZoneSplit, observed: &BTreeMap<Zone, ZoneObserved>, max_unavailable: i32) -> ZoneSplit {
+    let total: i32 = split.iter().map(|(_, n)| n).sum();
+    let total_ready: i32 = observed.values().map(|o| o.ready.max(0)).sum();
+    let floor = (total - max_unavailable.max(0)).max(0);
+    let mut budget = (total_ready - floor).max(0);
+    split
+        .iter()
+        .map(|(zone, share)| {
+            let current = observed.get(zone).copied().unwrap_or_default();
+            if *share >= current.replicas {
+                return (zone.clone(), *share);
+            }
+            let ready = current.ready.clamp(0, current.replicas);
+            let not_ready = current.replicas - ready;
+            let mut target = (current.replicas - not_ready).max(*share);
+            let take = (target - share).min(budget);
+            target -= take;
+            budget -= take;
+            (zone.clone(), target)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn zones(spec: &[(&str, bool)]) -> Vec<ZoneHealth> {
+        spec.iter().map(|(n, h)| ZoneHealth { zone: Zone::Named((*n).to_owned()), healthy: *h }).collect()
+    }
+
+    fn counts(split: &ZoneSplit) -> Vec<i32> {
+        split.iter().map(|(_, n)| *n).collect()
+    }
+
+    #[test]
+    fn six_replicas_over_three_zones_are_two_each() {
+        let s = split(6, &zones(&[("a", true), ("b", true), ("c", true)]), "catalog");
+        assert_eq!(counts(&s), vec![2, 2, 2]);
+    }
+
+    #[test]
+    fn zone_loss_moves_replicas_to_healthy_zones() {
+        let s = split(6, &zones(&[("a", false), ("b", true), ("c", true)]), "catalog");
+        assert_eq!(counts(&s), vec![0, 3, 3]);
+    }
+
+    #[test]
+    fn remainder_placement_is_deterministic_and_depends_on_the_name() {
+        let z = zones(&[("a", true), ("b", true), ("c", true)]);
+        assert_eq!(split(7, &z, "catalog"), split(7, &z, "catalog"));
+        let firsts: std::collections::BTreeSet<Vec<i32>> =
+            (0..20).map(|i| counts(&split(7, &z, &format!("svc-{i}")))).collect();
+        assert!(firsts.len() > 1, "every service put its extra pod in the same zone: {firsts:?}");
+    }
+
+    #[test]
+    fn no_healthy_zone_keeps_the_split_over_all_zones() {
+        let s = split(4, &zones(&[("a", false), ("b", false)]), "x");
+        assert_eq!(counts(&s).iter().sum::<i32>(), 4);
+    }
+
+    #[test]
+    fn spec_zones_missing_from_the_cluster_are_lost() {
+        let inventory = ZoneInventory::healthy_zones(&["a", "b"]);
+        let z = inventory.for_spec(&["a".into(), "z".into()]);
+        assert_eq!(z, zones(&[("a", true), ("z", false)]));
+    }
+
+    #[test]
+    fn cluster_without_zone_labels_has_one_implicit_zone() {
+        let z = ZoneInventory::default().for_spec(&[]);
+        assert_eq!(z, vec![ZoneHealth { zone: Zone::Anywhere, healthy: true }]);
+    }
+
+    #[test]
+    fn slug_is_dns_safe() {
+        assert_eq!(Zone::Named("East_US2.1".into()).slug(), "east-us2-1");
+        assert_eq!(Zone::Anywhere.slug(), "any");
+    }
+
+    #[test]
+    fn pace_keeps_ready_pods_until_the_new_zone_is_ready() {
+        // zone a came back: share 2/2/2, but b and c still run 3 Ready each, a has nothing Ready.
+        let target = vec![(Zone::Named("a".into()), 2), (Zone::Named("b".into()), 2), (Zone::Named("c".into()), 2)];
+        let observed = BTreeMap::from([
+            (Zone::Named("a".into()), ZoneObserved { replicas: 0, ready: 0 }),
+            (Zone::Named("b".into()), ZoneObserved { replicas: 3, ready: 3 }),
+            (Zone::Named("c".into()), ZoneObserved { replicas: 3, ready: 3 }),
+        ]);
+        // 6 Ready, floor 5: one Ready pod may go.
+        assert_eq!(counts(&pace(&target, &observed, 1)), vec![2, 2, 3]);
+        let all_ready = BTreeMap::from([
+            (Zone::Named("a".into()), ZoneObserved { replicas: 2, ready: 2 }),
+            (Zone::Named("b".into()), ZoneObserved { replicas: 2, ready: 2 }),
+            (Zone::Named("c".into()), ZoneObserved { replicas: 3, ready: 3 }),
+        ]);
+        assert_eq!(counts(&pace(&target, &all_ready, 1)), vec![2, 2, 2]);
+    }
+
+    fn zone_list() -> impl Strategy<Value = Vec<ZoneHealth>> {
+        prop::collection::vec(any::<bool>(), 1..6).prop_map(|flags| {
+            flags
+                .into_iter()
+                .enumerate()
+                .map(|(i, healthy)| ZoneHealth { zone: Zone::Named(format!("zone-{i}")), healthy })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn split_sums_to_total_and_is_even(total in 0i32..2000, zones in zone_list(), seed in "[a-z]{1,12}") {
+            let s = split(total, &zones, &seed);
+            prop_assert_eq!(s.iter().map(|(_, n)| n).sum::<i32>(), total);
+            let any_healthy = zones.iter().any(|z| z.healthy);
+            let eligible: Vec<i32> = s.iter().zip(&zones).filter(|(_, z)| z.healthy || !any_healthy).map(|((_, n), _)| *n).collect();
+            let (min, max) = (eligible.iter().min().copied().unwrap_or(0), eligible.iter().max().copied().unwrap_or(0));
+            prop_assert!(max - min <= 1, "uneven split {:?}", s);
+            if any_healthy {
+                for ((_, n), z) in s.iter().zip(&zones) {
+                    prop_assert!(z.healthy || *n == 0, "lost zone got {} pods", n);
+                }
+            }
+        }
+
+        #[test]
+        fn pace_never_drops_ready_pods_below_the_budget(
+            total in 0i32..60,
+            zones in zone_list(),
+            observed in prop::collection::vec((0i32..30, 0i32..30), 6),
+            max_unavailable in 1i32..4,
+        ) {
+            let target = split(total, &zones, "svc");
+            let observed: BTreeMap<Zone, ZoneObserved> = zones.iter().zip(&observed)
+                .map(|(z, (r, ready))| (z.zone.clone(), ZoneObserved { replicas: *r, ready: (*ready).min(*r) }))
+                .collect();
+            let paced = pace(&target, &observed, max_unavailable);
+            let ready_now: i32 = observed.values().map(|o| o.ready).sum();
+            // Worst case after scaling: each zone keeps min(ready, target) Ready pods.
+            let ready_after: i32 = paced.iter().map(|(z, t)| observed.get(z).map_or(0, |o| o.ready.min(*t))).sum();
+            prop_assert!(ready_after >= ready_now.min(total - max_unavailable), "ready {} -> {} with {:?}", ready_now, ready_after, paced);
+            for ((_, p), (_, s)) in paced.iter().zip(&target) {
+                prop_assert!(p >= s, "paced below the split");
+            }
+        }
+
+        #[test]
+        fn pace_converges_on_the_split_once_pods_are_ready(total in 0i32..60, zones in zone_list(), start in prop::collection::vec(0i32..30, 6)) {
+            let target = split(total, &zones, "svc");
+            let mut observed: BTreeMap<Zone, ZoneObserved> = zones.iter().zip(&start)
+                .map(|(z, r)| (z.zone.clone(), ZoneObserved { replicas: *r, ready: *r })).collect();
+            for _ in 0..100 {
+                let paced = pace(&target, &observed, 1);
+                if paced == target { break; }
+                observed = paced.iter().map(|(z, n)| (z.clone(), ZoneObserved { replicas: *n, ready: *n })).collect();
+            }
+            prop_assert_eq!(pace(&target, &observed, 1), target);
+        }
+    }
+}
