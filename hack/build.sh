@@ -75,10 +75,9 @@ fi
 # --- Go environment ---------------------------------------------------------
 export GOTOOLCHAIN=local           # never download a toolchain
 export CGO_ENABLED=0               # static binaries, no C compiler needed
-export GOFLAGS=-modcacherw         # module cache stays deletable with rm -rf
+export GOFLAGS="-modcacherw -buildvcs=false"  # module cache stays deletable with rm -rf
 export GOCACHE=${COURSE_OPERATOR_GOCACHE:-$CACHE_ROOT/go-build}
 export GOMODCACHE=${COURSE_OPERATOR_GOMODCACHE:-$CACHE_ROOT/go-mod}
-export GOPROXY=${GOPROXY:-https://proxy.golang.org,direct}
 GO=$(command -v go || true)
 [[ -n $GO ]] || GO=/usr/local/go/bin/go
 [[ -x $GO ]] || die "go not found (install Go >= 1.26 into /usr/local/go)"
@@ -114,11 +113,11 @@ build_kubernetes() {
   # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with
   # ./staging/... paths; replace directives of a dependency are ignored, so the wrapper
   # module maps every such k8s.io/* module to its published tag instead.
-  log "  resolving k8s.io/kubernetes@$v go.mod"
-  local kmod staging
-  kmod=$(curl -fsSL "${GOPROXY%%,*}/k8s.io/kubernetes/@v/$v.mod") \
-    || die "cannot fetch k8s.io/kubernetes@$v go.mod from ${GOPROXY%%,*}"
-  staging=$(printf '%s\n' "$kmod" | sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) v0\.0\.0$#\1#p' | sort -u)
+  log "  downloading k8s.io/kubernetes@$v (module source, needed for the build anyway)"
+  local gomod staging
+  gomod=$(cd "$dir" && "$GO" mod download -json "k8s.io/kubernetes@$v" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+  [[ -f $gomod ]] || die "cannot download k8s.io/kubernetes@$v from the Go module proxy"
+  staging=$(sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) v0\.0\.0$#\1#p' "$gomod" | sort -u)
   [[ -n $staging ]] || die "found no k8s.io/* v0.0.0 requirements in k8s.io/kubernetes@$v go.mod"
   {
     echo "module course-operator.local/kubernetes-build"
@@ -237,7 +236,7 @@ for c in "${components[@]}"; do
     continue
   fi
   log "$c $v: building into $dir/bin (cold builds take minutes; log: $dir/build.log)"
-  rm -rf "$dir/bin"
+  rm -rf "${dir:?}/bin"
   "build_${c//-/_}" "$dir"
   is_built "$c" || die "$c $v: build finished but binaries are missing in $dir/bin"
 done

@@ -200,7 +200,9 @@ do_down() {
       || log "kwokctl delete failed; stopping the recorded pids directly"
   fi
   # safety net (half-up cluster, kwokctl missing or failed): the pids from kwokctl's pid files
-  for pid in $pids; do alive "$pid" && kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in $pids; do
+    if alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
+  done
   for i in $(seq 1 50); do
     local left=""
     for pid in $pids; do alive "$pid" && left+=" $pid"; done
@@ -301,7 +303,7 @@ case ${1:-} in
   down) do_down ;;
   status) do_status ;;
   env) export_line ;;
-  tools) "$HACK_DIR/build.sh"; link_tools; log "tools linked in $BIN_DIR: $(ls "$BIN_DIR" | tr '\n' ' ')" ;;
+  tools) "$HACK_DIR/build.sh"; link_tools; log "tools linked in $BIN_DIR: kubectl helm kwokctl etcdctl" ;;
   dry-run) do_dry_run ;;
   *) echo "usage: $0 up|down|status|env|tools|dry-run" >&2; exit 2 ;;
 esac

@@ -71,5 +71,9 @@ pub fn common(instance: &str, component: Component) -> BTreeMap<String, String> 
 
 /// `k=v,k=v` form of a label map, as used in label selectors and `status.selector`.
 pub fn to_selector_string(labels: &BTreeMap<String, String>) -> String {
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod conditions;
+pub mod controller;
 pub mod labels;
 pub mod manifest;
 pub mod names;
@@ -13,4 +14,3 @@ pub mod quantity;
 pub mod render;
 pub mod validate;
 pub mod zones;
-pub mod controller;

@@ -32,7 +32,11 @@ pub struct Plan {
 
 /// Validates `cs` and plans its children; an invalid spec yields no plan at all, so the caller
 /// cannot touch any child because of bad input.
-pub fn plan(cs: &CourseService, zones: &[ZoneHealth], observed: &Observed) -> Result<Plan, InvalidSpec> {
+pub fn plan(
+    cs: &CourseService,
+    zones: &[ZoneHealth],
+    observed: &Observed,
+) -> Result<Plan, InvalidSpec> {
     validate(cs)?;
     let ctx = Context::new(cs);
     let template = render::deployment::app_template(&ctx);
@@ -43,13 +47,23 @@ pub fn plan(cs: &CourseService, zones: &[ZoneHealth], observed: &Observed) -> Re
     let mut children: Vec<Child> = paced
         .iter()
         .map(|(zone, replicas)| {
-            Child::Deployment(Box::new(render::deployment::deployment(&ctx, &template, zone, *replicas)))
+            Child::Deployment(Box::new(render::deployment::deployment(
+                &ctx, &template, zone, *replicas,
+            )))
         })
         .collect();
     children.push(Child::Service(Box::new(render::service::main(&ctx, None))));
     children.push(Child::PodDisruptionBudget(Box::new(render::pdb::app(&ctx))));
     if let Some(autoscaling) = &cs.spec.autoscaling {
-        children.push(Child::HorizontalPodAutoscaler(Box::new(render::hpa::hpa(&ctx, autoscaling))));
+        children.push(Child::HorizontalPodAutoscaler(Box::new(render::hpa::hpa(
+            &ctx,
+            autoscaling,
+        ))));
     }
-    Ok(Plan { revision: template.revision, split, paced, children })
+    Ok(Plan {
+        revision: template.revision,
+        split,
+        paced,
+        children,
+    })
 }

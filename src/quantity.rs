@@ -31,7 +31,10 @@ pub fn to_bytes(text: &str) -> Option<u64> {
     if !fraction.is_empty() {
         let scale = 10u64.pow(u32::try_from(fraction.len()).ok()?);
         let fraction: u64 = fraction.parse().ok()?;
-        bytes = bytes.checked_add(u64::try_from(u128::from(fraction) * u128::from(multiplier) / u128::from(scale)).ok()?)?;
+        bytes = bytes.checked_add(
+            u64::try_from(u128::from(fraction) * u128::from(multiplier) / u128::from(scale))
+                .ok()?,
+        )?;
     }
     Some(bytes)
 }

@@ -11,8 +11,8 @@ mod status;
 pub use spec::*;
 pub use status::*;
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 /// API group of every resource this operator defines.
 pub const GROUP: &str = "microcourses.io";

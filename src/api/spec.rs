@@ -46,7 +46,7 @@ use super::CourseServiceStatus;
 pub struct CourseServiceSpec {
     /// Container image of the course application, e.g. registry.example.com/microcourses/catalog:1.4.2.
     /// Changing it starts a rollout with `spec.strategy`.
-    #[schemars(length(min = 1, max = 512))]
+    #[schemars(length(min = 1, max = 512), pattern(r"^\S+$"))]
     pub image: String,
 
     /// Port the application container listens on.
@@ -63,7 +63,13 @@ pub struct CourseServiceSpec {
     /// Availability zones (values of the node label topology.kubernetes.io/zone) to run in.
     /// Empty: every zone that has a Ready, schedulable node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")))]
+    #[schemars(
+        length(max = 16),
+        inner(
+            length(min = 1, max = 63),
+            pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+        )
+    )]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub zones: Vec<String>,
 
@@ -71,8 +77,18 @@ pub struct CourseServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
-    /// Extra environment variables of the application container.
+    /// Extra environment variables of the application container. PORT, CACHE_SENTINELS,
+    /// CACHE_MASTER_NAME, CACHE_TTL_SECONDS and MONGODB_URI are set by the operator.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    #[schemars(extend(
+        "x-kubernetes-list-type" = "map",
+        "x-kubernetes-list-map-keys" = ["name"],
+        "x-kubernetes-validations" = [{
+            "rule": "self.all(e, !(e.name in ['PORT', 'CACHE_SENTINELS', 'CACHE_MASTER_NAME', 'CACHE_TTL_SECONDS', 'MONGODB_URI']))",
+            "message": "spec.env must not set PORT, CACHE_SENTINELS, CACHE_MASTER_NAME, CACHE_TTL_SECONDS or MONGODB_URI: the operator sets them",
+        }],
+    ))]
     pub env: Vec<EnvVar>,
 
     /// HTTP health endpoints. Without them the pods are checked with a TCP probe on `spec.port`.
@@ -136,7 +152,10 @@ pub struct Autoscaling {
     #[schemars(range(min = 1, max = 1000))]
     pub max_replicas: i32,
     /// Average CPU utilisation (percent of the CPU request) the autoscaler aims for.
-    #[serde(default = "defaults::target_cpu", rename = "targetCPUUtilizationPercentage")]
+    #[serde(
+        default = "defaults::target_cpu",
+        rename = "targetCPUUtilizationPercentage"
+    )]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization_percentage: i32,
 }
@@ -168,7 +187,11 @@ pub struct ServiceSpec {
 
 impl Default for ServiceSpec {
     fn default() -> Self {
-        Self { type_: ServiceType::default(), port: defaults::service_port(), annotations: BTreeMap::new() }
+        Self {
+            type_: ServiceType::default(),
+            port: defaults::service_port(),
+            annotations: BTreeMap::new(),
+        }
     }
 }
 
@@ -185,7 +208,9 @@ pub struct Disruption {
 
 impl Default for Disruption {
     fn default() -> Self {
-        Self { max_unavailable: defaults::max_unavailable() }
+        Self {
+            max_unavailable: defaults::max_unavailable(),
+        }
     }
 }
 
@@ -219,7 +244,7 @@ impl std::fmt::Display for StrategyType {
     {"rule": "!has(self.blueGreen) || self.type == 'BlueGreen'",
      "message": "spec.strategy.blueGreen is only allowed when spec.strategy.type is BlueGreen", "fieldPath": ".blueGreen"},
     {"rule": "self.type != 'Canary' || has(self.canary)",
-     "message": "spec.strategy.canary is required when spec.strategy.type is Canary", "fieldPath": ".type"},
+     "message": "spec.strategy.canary is required when spec.strategy.type is Canary"},
 ]))]
 pub struct Strategy {
     /// Rolling (per-zone rolling update), Canary (stepped traffic shift) or BlueGreen (preview, then switch).
@@ -400,6 +425,10 @@ pub struct CacheSpec {
     pub ttl_seconds: i32,
     /// Redis maxmemory; least recently used keys are evicted beyond it.
     #[serde(default = "defaults::cache_max_memory")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "isQuantity(string(self)) && quantity(string(self)).compareTo(quantity('1Mi')) >= 0",
+        "message": "spec.cache.maxMemory must be a memory size of at least 1Mi, e.g. 256Mi",
+    }]))]
     pub max_memory: Quantity,
 }
 
@@ -428,6 +457,10 @@ pub struct DatabaseSpec {
     pub version: String,
     /// Persistent volume size of each member.
     #[serde(default = "defaults::db_storage")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))",
+        "message": "spec.database.storage must be a positive storage size, e.g. 10Gi",
+    }]))]
     pub storage: Quantity,
     /// StorageClass of the member volumes; absent: the cluster default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -442,7 +475,9 @@ pub struct DatabaseSpec {
 #[serde(rename_all = "camelCase")]
 pub struct BackupSpec {
     /// Cron schedule (five fields, or @daily-style macros).
-    #[schemars(pattern(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"))]
+    #[schemars(pattern(
+        r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+    ))]
     pub schedule: String,
     /// Backups kept; older ones are deleted after each run.
     #[serde(default = "defaults::backup_keep")]

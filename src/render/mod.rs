@@ -42,7 +42,12 @@ impl<'a> Context<'a> {
     }
 
     /// Metadata of a child: name, namespace, the standard labels plus `extra`, owner reference.
-    pub fn meta(&self, name: String, component: Component, extra: BTreeMap<String, String>) -> ObjectMeta {
+    pub fn meta(
+        &self,
+        name: String,
+        component: Component,
+        extra: BTreeMap<String, String>,
+    ) -> ObjectMeta {
         let mut all = labels::common(self.name, component);
         all.extend(extra);
         ObjectMeta {

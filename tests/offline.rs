@@ -1,0 +1,278 @@
+//! Offline tier: the CRD, the samples, the invalid specs and the rendered children, with no
+//! cluster. The e2e tier proves the same fixtures against the real apiserver.
+
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
+use course_operator::render::Child;
+use course_operator::zones::ZoneInventory;
+use course_operator::{api, manifest, plan, validate};
+
+#[test]
+fn committed_crd_matches_the_rust_types() {
+    let committed = std::fs::read_to_string(
+        fixtures::repo_root().join("crds/courseservices.microcourses.io.yaml"),
+    )
+    .expect("crds/courseservices.microcourses.io.yaml exists");
+    let generated = api::crd_yaml().expect("CRD serialises");
+    assert!(
+        committed == generated,
+        "crds/courseservices.microcourses.io.yaml is stale: run `make crd` (course-operator crd > crds/...)"
+    );
+}
+
+#[test]
+fn crd_has_status_and_scale_subresources() {
+    let crd = api::crd();
+    let version = &crd.spec.versions[0];
+    let sub = version.subresources.as_ref().expect("subresources");
+    assert!(sub.status.is_some());
+    let scale = sub.scale.as_ref().expect("scale subresource");
+    assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+    assert_eq!(scale.status_replicas_path, ".status.replicas");
+    assert_eq!(
+        scale.label_selector_path.as_deref(),
+        Some(".status.selector")
+    );
+    assert_eq!(
+        crd.spec.names.short_names.as_deref(),
+        Some(&["csvc".to_owned()][..])
+    );
+}
+
+#[test]
+fn every_spec_field_is_described_for_kubectl_explain() {
+    fn walk(path: &str, schema: &serde_json::Value, missing: &mut Vec<String>) {
+        if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
+            for (name, child) in props {
+                let child_path = format!("{path}.{name}");
+                if child
+                    .get("description")
+                    .and_then(|d| d.as_str())
+                    .is_none_or(str::is_empty)
+                {
+                    missing.push(child_path.clone());
+                }
+                walk(&child_path, child, missing);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            walk(&format!("{path}[]"), items, missing);
+        }
+    }
+    let crd = serde_json::to_value(api::crd()).expect("CRD to JSON");
+    let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut missing = Vec::new();
+    walk("spec", &root["properties"]["spec"], &mut missing);
+    walk("status", &root["properties"]["status"], &mut missing);
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:?}"
+    );
+}
+
+#[test]
+fn every_sample_is_valid_and_renders() {
+    for (name, text) in fixtures::samples() {
+        let cs = manifest::parse(&text).unwrap_or_else(|e| panic!("sample {name}: {e}"));
+        validate::validate(&cs).unwrap_or_else(|e| panic!("sample {name}: {e}"));
+    }
+}
+
+#[test]
+fn invalid_specs_are_rejected_with_a_message_naming_the_field() {
+    let cases = fixtures::invalid_cases();
+    assert!(cases.len() >= 30, "only {} invalid cases", cases.len());
+    for case in cases {
+        let text = serde_json::to_string(&case.manifest()).expect("case to JSON");
+        let message = match manifest::parse(&text) {
+            Err(parse_error) => {
+                assert!(
+                    case.admission,
+                    "case {:?} is marked as passing admission but does not even parse: {parse_error}",
+                    case.case
+                );
+                parse_error.to_string()
+            }
+            Ok(cs) => match validate::validate(&cs) {
+                Err(invalid) => {
+                    assert!(
+                        invalid.0.iter().any(|e| e.field == case.field),
+                        "case {:?}: expected an error on {}, got {invalid}",
+                        case.case,
+                        case.field
+                    );
+                    invalid.to_string()
+                }
+                Ok(()) => panic!("case {:?} was accepted", case.case),
+            },
+        };
+        assert!(
+            message.contains(&case.field),
+            "case {:?}: message {message:?} does not name {}",
+            case.case,
+            case.field
+        );
+    }
+}
+
+fn render_sample(name: &str, zones: &[&str]) -> Vec<Child> {
+    let text = std::fs::read_to_string(
+        fixtures::repo_root().join(format!("manifests/samples/{name}.yaml")),
+    )
+    .expect("sample");
+    let mut cs = manifest::parse(&text).expect("sample parses");
+    cs.metadata.namespace = Some("courses".into());
+    let inventory = ZoneInventory::healthy_zones(zones);
+    plan::plan(
+        &cs,
+        &inventory.for_spec(&cs.spec.zones),
+        &plan::Observed::default(),
+    )
+    .expect("sample plans")
+    .children
+}
+
+#[test]
+fn rendered_samples_match_snapshots() {
+    for (name, _) in fixtures::samples() {
+        let children = render_sample(&name, &["zone-a", "zone-b", "zone-c"]);
+        let yaml = course_operator::render::to_yaml(&children).expect("YAML");
+        insta::assert_snapshot!(format!("render-{name}"), yaml);
+    }
+}
+
+#[test]
+fn minimal_sample_makes_one_deployment_per_zone_plus_service_and_budget() {
+    let children = render_sample("minimal", &["zone-a", "zone-b", "zone-c"]);
+    let kinds: Vec<(&str, &str)> = children.iter().map(|c| (c.kind(), c.name())).collect();
+    let rev = match &children[0] {
+        Child::Deployment(d) => {
+            d.metadata.labels.as_ref().expect("labels")["microcourses.io/revision"].clone()
+        }
+        other => panic!("first child is {}", other.kind()),
+    };
+    assert_eq!(
+        kinds,
+        vec![
+            ("Deployment", format!("catalog-{rev}-zone-a").as_str()),
+            ("Deployment", format!("catalog-{rev}-zone-b").as_str()),
+            ("Deployment", format!("catalog-{rev}-zone-c").as_str()),
+            ("Service", "catalog"),
+            ("PodDisruptionBudget", "catalog"),
+        ]
+    );
+    let replicas: i32 = children
+        .iter()
+        .filter_map(|c| match c {
+            Child::Deployment(d) => d.spec.replicas,
+            _ => None,
+        })
+        .sum();
+    assert_eq!(replicas, 3);
+}
+
+#[test]
+fn every_child_carries_the_standard_labels() {
+    let children = render_sample("full-stack", &["zone-a", "zone-b", "zone-c"]);
+    for child in &children {
+        let labels = child.meta().labels.as_ref().expect("labels");
+        for key in [
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/component",
+            "app.kubernetes.io/managed-by",
+            "app.kubernetes.io/part-of",
+        ] {
+            assert!(
+                labels.contains_key(key),
+                "{} {} lacks {key}",
+                child.kind(),
+                child.name()
+            );
+        }
+        assert_eq!(child.meta().namespace.as_deref(), Some("courses"));
+    }
+}
+
+#[test]
+fn children_are_owned_by_the_course_service_once_it_has_a_uid() {
+    let mut cs = manifest::parse(&fixtures::samples()[0].1).expect("sample");
+    cs.metadata.uid = Some("0b6f6f6e-0000-4000-8000-000000000001".into());
+    let plan = plan::plan(
+        &cs,
+        &ZoneInventory::healthy_zones(&["a"]).for_spec(&[]),
+        &plan::Observed::default(),
+    )
+    .expect("plan");
+    for child in &plan.children {
+        let owners = child
+            .meta()
+            .owner_references
+            .as_ref()
+            .expect("owner references");
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "CourseService");
+        assert_eq!(owners[0].controller, Some(true));
+    }
+}
+
+#[test]
+fn revision_changes_with_the_image_and_only_with_the_pod_template() {
+    let base = manifest::parse(&fixtures::samples()[0].1).expect("sample");
+    let zones = ZoneInventory::healthy_zones(&["a"]).for_spec(&[]);
+    let revision = |cs: &api::CourseService| {
+        plan::plan(cs, &zones, &plan::Observed::default())
+            .expect("plan")
+            .revision
+    };
+    let mut new_image = base.clone();
+    new_image.spec.image = "registry.example.com/microcourses/catalog:1.4.3".into();
+    let mut scaled = base.clone();
+    scaled.spec.replicas = 9;
+    assert_ne!(revision(&base), revision(&new_image));
+    assert_eq!(
+        revision(&base),
+        revision(&scaled),
+        "scaling must not start a rollout"
+    );
+}
+
+#[test]
+fn lost_zone_keeps_a_deployment_at_zero() {
+    let text =
+        std::fs::read_to_string(fixtures::repo_root().join("manifests/samples/minimal.yaml"))
+            .expect("sample");
+    let cs = manifest::parse(&text).expect("parse");
+    let mut inventory = ZoneInventory::healthy_zones(&["zone-a", "zone-b", "zone-c"]);
+    inventory.mark_lost("zone-a");
+    let plan = plan::plan(&cs, &inventory.for_spec(&[]), &plan::Observed::default()).expect("plan");
+    let counts: Vec<i32> = plan.paced.iter().map(|(_, n)| *n).collect();
+    assert_eq!(counts.iter().sum::<i32>(), 3);
+    assert_eq!(counts[0], 0);
+    assert_eq!(
+        plan.children
+            .iter()
+            .filter(|c| c.kind() == "Deployment")
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn autoscaled_sample_targets_the_course_service_scale_subresource() {
+    let children = render_sample("rolling-autoscaled", &["zone-a", "zone-b", "zone-c"]);
+    let hpa = children
+        .iter()
+        .find_map(|c| match c {
+            Child::HorizontalPodAutoscaler(h) => Some(h),
+            _ => None,
+        })
+        .expect("an HPA");
+    assert_eq!(hpa.spec.scale_target_ref.kind, "CourseService");
+    assert_eq!(
+        hpa.spec.scale_target_ref.api_version.as_deref(),
+        Some("microcourses.io/v1alpha1")
+    );
+    assert_eq!(hpa.spec.max_replicas, 30);
+}
