@@ -12,5 +12,6 @@ pub mod names;
 pub mod plan;
 pub mod quantity;
 pub mod render;
+pub mod status;
 pub mod validate;
 pub mod zones;

@@ -12,11 +12,7 @@ use course_operator::zones::ZoneInventory;
 use course_operator::{api, manifest, plan};
 
 #[derive(Parser)]
-#[command(
-    name = "course-operator",
-    version,
-    about = "Kubernetes operator for highly available course applications"
-)]
+#[command(name = "course-operator", version, about = "Kubernetes operator for highly available course applications")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -69,19 +65,14 @@ fn render(file: &PathBuf, zones: &[String]) -> anyhow::Result<()> {
     } else {
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
     };
-    let cs = manifest::parse(&text)
-        .with_context(|| format!("{} is not a valid CourseService", file.display()))?;
+    let cs = manifest::parse(&text).with_context(|| format!("{} is not a valid CourseService", file.display()))?;
     let inventory = if zones.is_empty() {
         ZoneInventory::healthy_zones(&cs.spec.zones)
     } else {
         ZoneInventory::healthy_zones(zones)
     };
-    let plan = plan::plan(
-        &cs,
-        &inventory.for_spec(&cs.spec.zones),
-        &plan::Observed::default(),
-    )
-    .with_context(|| format!("{} is not a valid CourseService", file.display()))?;
+    let plan = plan::plan(&cs, &inventory.for_spec(&cs.spec.zones), &plan::Observed::default())
+        .with_context(|| format!("{} is not a valid CourseService", file.display()))?;
     print!("{}", course_operator::render::to_yaml(&plan.children)?);
     Ok(())
 }

@@ -52,11 +52,6 @@ pub fn database_app_secret(name: &str) -> String {
 pub const DATABASE_URI_KEY: &str = "uri";
 
 /// Stable DNS name of pod `ordinal` of a StatefulSet behind a headless Service.
-pub fn stateful_pod_host(
-    statefulset: &str,
-    ordinal: i32,
-    headless: &str,
-    namespace: &str,
-) -> String {
+pub fn stateful_pod_host(statefulset: &str, ordinal: i32, headless: &str, namespace: &str) -> String {
     format!("{statefulset}-{ordinal}.{headless}.{namespace}.svc.cluster.local")
 }

@@ -17,10 +17,8 @@ pub fn to_bytes(text: &str) -> Option<u64> {
         ("P", 1_000_000_000_000_000),
         ("E", 1_000_000_000_000_000_000),
     ];
-    let (number, multiplier) = SUFFIXES
-        .iter()
-        .find_map(|(suffix, m)| text.strip_suffix(suffix).map(|n| (n, *m)))
-        .unwrap_or((text, 1));
+    let (number, multiplier) =
+        SUFFIXES.iter().find_map(|(suffix, m)| text.strip_suffix(suffix).map(|n| (n, *m))).unwrap_or((text, 1));
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 9 {
@@ -31,10 +29,8 @@ pub fn to_bytes(text: &str) -> Option<u64> {
     if !fraction.is_empty() {
         let scale = 10u64.pow(u32::try_from(fraction.len()).ok()?);
         let fraction: u64 = fraction.parse().ok()?;
-        bytes = bytes.checked_add(
-            u64::try_from(u128::from(fraction) * u128::from(multiplier) / u128::from(scale))
-                .ok()?,
-        )?;
+        bytes = bytes
+            .checked_add(u64::try_from(u128::from(fraction) * u128::from(multiplier) / u128::from(scale)).ok()?)?;
     }
     Some(bytes)
 }

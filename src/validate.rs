@@ -14,13 +14,7 @@ use crate::api::{CourseService, CourseServiceSpec, MAX_NAME_LEN, StrategyType};
 use crate::quantity;
 
 /// Environment variables the operator sets itself; a user value would clash on apply.
-pub const RESERVED_ENV: &[&str] = &[
-    "PORT",
-    "CACHE_SENTINELS",
-    "CACHE_MASTER_NAME",
-    "CACHE_TTL_SECONDS",
-    "MONGODB_URI",
-];
+pub const RESERVED_ENV: &[&str] = &["PORT", "CACHE_SENTINELS", "CACHE_MASTER_NAME", "CACHE_TTL_SECONDS", "MONGODB_URI"];
 
 /// One problem, tied to the field it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,17 +42,12 @@ struct Errors(Vec<FieldError>);
 impl Errors {
     fn check(&mut self, ok: bool, field: &str, message: impl FnOnce() -> String) {
         if !ok {
-            self.0.push(FieldError {
-                field: field.to_owned(),
-                message: format!("{field}: {}", message()),
-            });
+            self.0.push(FieldError { field: field.to_owned(), message: format!("{field}: {}", message()) });
         }
     }
 
     fn range(&mut self, value: i32, min: i32, max: i32, field: &str) {
-        self.check((min..=max).contains(&value), field, || {
-            format!("must be between {min} and {max}, got {value}")
-        });
+        self.check((min..=max).contains(&value), field, || format!("must be between {min} and {max}, got {value}"));
     }
 
     fn pattern(&mut self, ok: bool, value: &str, field: &str, expected: &str) {
@@ -72,9 +61,7 @@ pub fn validate(cs: &CourseService) -> Result<(), InvalidSpec> {
     let name = cs.metadata.name.as_deref().unwrap_or_default();
     errors.check(!name.is_empty(), "metadata.name", || "is required".into());
     errors.check(name.len() <= MAX_NAME_LEN, "metadata.name", || {
-        format!(
-            "must be at most {MAX_NAME_LEN} characters: children append -<revision>-<zone> to it"
-        )
+        format!("must be at most {MAX_NAME_LEN} characters: children append -<revision>-<zone> to it")
     });
     errors.pattern(
         name.is_empty() || is_dns1035_label(name),
@@ -83,68 +70,37 @@ pub fn validate(cs: &CourseService) -> Result<(), InvalidSpec> {
         "a DNS-1035 label (lowercase letters, digits, '-', starting with a letter)",
     );
     validate_spec(&cs.spec, &mut errors);
-    if errors.0.is_empty() {
-        Ok(())
-    } else {
-        Err(InvalidSpec(errors.0))
-    }
+    if errors.0.is_empty() { Ok(()) } else { Err(InvalidSpec(errors.0)) }
 }
 
 fn validate_spec(spec: &CourseServiceSpec, e: &mut Errors) {
-    e.check(!spec.image.trim().is_empty(), "spec.image", || {
-        "is required".into()
+    e.check(!spec.image.trim().is_empty(), "spec.image", || "is required".into());
+    e.check(!spec.image.contains(char::is_whitespace), "spec.image", || {
+        format!("{:?} must not contain white space", spec.image)
     });
-    e.check(
-        !spec.image.contains(char::is_whitespace),
-        "spec.image",
-        || format!("{:?} must not contain white space", spec.image),
-    );
     e.range(spec.port, 1, 65535, "spec.port");
     e.range(spec.replicas, 0, 1000, "spec.replicas");
 
     let mut seen = BTreeSet::new();
     for zone in &spec.zones {
-        e.check(seen.insert(zone), "spec.zones", || {
-            format!("zone {zone:?} is listed twice")
-        });
-        e.pattern(
-            is_zone_name(zone),
-            zone,
-            "spec.zones",
-            "a zone name (lowercase letters, digits, '-', '.')",
-        );
+        e.check(seen.insert(zone), "spec.zones", || format!("zone {zone:?} is listed twice"));
+        e.pattern(is_zone_name(zone), zone, "spec.zones", "a zone name (lowercase letters, digits, '-', '.')");
     }
 
     let mut env_names = BTreeSet::new();
     for var in &spec.env {
-        e.check(env_names.insert(var.name.as_str()), "spec.env", || {
-            format!("variable {:?} is set twice", var.name)
+        e.check(env_names.insert(var.name.as_str()), "spec.env", || format!("variable {:?} is set twice", var.name));
+        e.check(!RESERVED_ENV.contains(&var.name.as_str()), "spec.env", || {
+            format!("variable {:?} is set by the operator; reserved names: {}", var.name, RESERVED_ENV.join(", "))
         });
-        e.check(
-            !RESERVED_ENV.contains(&var.name.as_str()),
-            "spec.env",
-            || {
-                format!(
-                    "variable {:?} is set by the operator; reserved names: {}",
-                    var.name,
-                    RESERVED_ENV.join(", ")
-                )
-            },
-        );
     }
 
     if let Some(probes) = &spec.probes {
-        for (path, field) in [
-            (&probes.readiness_path, "spec.probes.readinessPath"),
-            (&probes.liveness_path, "spec.probes.livenessPath"),
-        ] {
+        for (path, field) in
+            [(&probes.readiness_path, "spec.probes.readinessPath"), (&probes.liveness_path, "spec.probes.livenessPath")]
+        {
             if let Some(path) = path {
-                e.pattern(
-                    path.starts_with('/'),
-                    path,
-                    field,
-                    "an absolute path starting with /",
-                );
+                e.pattern(path.starts_with('/'), path, field, "an absolute path starting with /");
             }
         }
     }
@@ -152,92 +108,49 @@ fn validate_spec(spec: &CourseServiceSpec, e: &mut Errors) {
     if let Some(a) = &spec.autoscaling {
         e.range(a.min_replicas, 1, 1000, "spec.autoscaling.minReplicas");
         e.range(a.max_replicas, 1, 1000, "spec.autoscaling.maxReplicas");
-        e.check(
-            a.max_replicas >= a.min_replicas,
-            "spec.autoscaling.maxReplicas",
-            || "must be greater than or equal to spec.autoscaling.minReplicas".into(),
-        );
-        e.range(
-            a.target_cpu_utilization_percentage,
-            1,
-            100,
-            "spec.autoscaling.targetCPUUtilizationPercentage",
-        );
+        e.check(a.max_replicas >= a.min_replicas, "spec.autoscaling.maxReplicas", || {
+            "must be greater than or equal to spec.autoscaling.minReplicas".into()
+        });
+        e.range(a.target_cpu_utilization_percentage, 1, 100, "spec.autoscaling.targetCPUUtilizationPercentage");
     }
 
     e.range(spec.service.port, 1, 65535, "spec.service.port");
-    e.range(
-        spec.disruption.max_unavailable,
-        1,
-        1000,
-        "spec.disruption.maxUnavailable",
-    );
+    e.range(spec.disruption.max_unavailable, 1, 1000, "spec.disruption.maxUnavailable");
     validate_strategy(spec, e);
     validate_data(spec, e);
 }
 
 fn validate_strategy(spec: &CourseServiceSpec, e: &mut Errors) {
     let s = &spec.strategy;
-    e.range(
-        s.progress_deadline_seconds,
-        10,
-        86400,
-        "spec.strategy.progressDeadlineSeconds",
-    );
+    e.range(s.progress_deadline_seconds, 10, 86400, "spec.strategy.progressDeadlineSeconds");
     let blocks = [
-        (
-            s.rolling.is_some(),
-            StrategyType::Rolling,
-            "spec.strategy.rolling",
-        ),
-        (
-            s.canary.is_some(),
-            StrategyType::Canary,
-            "spec.strategy.canary",
-        ),
-        (
-            s.blue_green.is_some(),
-            StrategyType::BlueGreen,
-            "spec.strategy.blueGreen",
-        ),
+        (s.rolling.is_some(), StrategyType::Rolling, "spec.strategy.rolling"),
+        (s.canary.is_some(), StrategyType::Canary, "spec.strategy.canary"),
+        (s.blue_green.is_some(), StrategyType::BlueGreen, "spec.strategy.blueGreen"),
     ];
     for (present, kind, field) in blocks {
-        e.check(!present || s.type_ == kind, field, || {
-            format!("is only allowed when spec.strategy.type is {kind}")
-        });
+        e.check(!present || s.type_ == kind, field, || format!("is only allowed when spec.strategy.type is {kind}"));
     }
-    e.check(
-        s.type_ != StrategyType::Canary || s.canary.is_some(),
-        "spec.strategy.canary",
-        || "is required when spec.strategy.type is Canary".into(),
-    );
+    e.check(s.type_ != StrategyType::Canary || s.canary.is_some(), "spec.strategy.canary", || {
+        "is required when spec.strategy.type is Canary".into()
+    });
 
     if let Some(rolling) = &s.rolling {
         let surge = check_int_or_percent(&rolling.max_surge, "spec.strategy.rolling.maxSurge", e);
-        let unavailable = check_int_or_percent(
-            &rolling.max_unavailable,
-            "spec.strategy.rolling.maxUnavailable",
-            e,
-        );
+        let unavailable = check_int_or_percent(&rolling.max_unavailable, "spec.strategy.rolling.maxUnavailable", e);
         e.check(surge != Some(0) || unavailable != Some(0), "spec.strategy.rolling.maxSurge", || {
             "and spec.strategy.rolling.maxUnavailable cannot both be 0: the update could never progress".into()
         });
     }
 
     if let Some(canary) = &s.canary {
-        e.check(
-            !canary.steps.is_empty(),
-            "spec.strategy.canary.steps",
-            || "needs at least one step".into(),
-        );
+        e.check(!canary.steps.is_empty(), "spec.strategy.canary.steps", || "needs at least one step".into());
         let mut last_weight = 0;
         for (i, step) in canary.steps.iter().enumerate() {
             let field = format!("spec.strategy.canary.steps[{i}]");
-            e.check(
-                step.set_weight.is_some() != step.pause.is_some(),
-                &field,
-                || "must set exactly one of setWeight or pause".into(),
-            );
+            e.check(step.set_weight.is_some() != step.pause.is_some(), &field, || {
+                "must set exactly one of setWeight or pause".into()
+            });
             if let Some(weight) = step.set_weight {
                 e.range(weight, 1, 100, &format!("{field}.setWeight"));
                 e.check(weight >= last_weight, &format!("{field}.setWeight"), || {
@@ -262,46 +175,24 @@ fn validate_strategy(spec: &CourseServiceSpec, e: &mut Errors) {
                 "spec.strategy.canary.analysis.url",
                 "an http(s) URL",
             );
-            e.check(
-                analysis.min.is_some() || analysis.max.is_some(),
-                "spec.strategy.canary.analysis",
-                || "needs at least one of min or max".into(),
-            );
+            e.check(analysis.min.is_some() || analysis.max.is_some(), "spec.strategy.canary.analysis", || {
+                "needs at least one of min or max".into()
+            });
             e.check(
                 analysis.json_pointer.is_empty() || analysis.json_pointer.starts_with('/'),
                 "spec.strategy.canary.analysis.jsonPointer",
                 || format!("{:?} is not an RFC 6901 pointer", analysis.json_pointer),
             );
-            e.range(
-                analysis.interval_seconds,
-                1,
-                3600,
-                "spec.strategy.canary.analysis.intervalSeconds",
-            );
-            e.range(
-                analysis.failure_limit,
-                0,
-                100,
-                "spec.strategy.canary.analysis.failureLimit",
-            );
+            e.range(analysis.interval_seconds, 1, 3600, "spec.strategy.canary.analysis.intervalSeconds");
+            e.range(analysis.failure_limit, 0, 100, "spec.strategy.canary.analysis.failureLimit");
         }
     }
 
     if let Some(bg) = &s.blue_green {
         if let Some(seconds) = bg.auto_promotion_seconds {
-            e.range(
-                seconds,
-                0,
-                86400,
-                "spec.strategy.blueGreen.autoPromotionSeconds",
-            );
+            e.range(seconds, 0, 86400, "spec.strategy.blueGreen.autoPromotionSeconds");
         }
-        e.range(
-            bg.scale_down_delay_seconds,
-            0,
-            86400,
-            "spec.strategy.blueGreen.scaleDownDelaySeconds",
-        );
+        e.range(bg.scale_down_delay_seconds, 0, 86400, "spec.strategy.blueGreen.scaleDownDelaySeconds");
     }
 }
 
@@ -310,38 +201,22 @@ fn validate_data(spec: &CourseServiceSpec, e: &mut Errors) {
         e.range(cache.replicas, 1, 9, "spec.cache.replicas");
         e.range(cache.ttl_seconds, 1, 604_800, "spec.cache.ttlSeconds");
         let bytes = quantity::to_bytes(&cache.max_memory.0);
-        e.check(
-            bytes.is_some_and(|b| b >= 1 << 20),
-            "spec.cache.maxMemory",
-            || {
-                format!(
-                    "{:?} must be a memory size of at least 1Mi",
-                    cache.max_memory.0
-                )
-            },
-        );
+        e.check(bytes.is_some_and(|b| b >= 1 << 20), "spec.cache.maxMemory", || {
+            format!("{:?} must be a memory size of at least 1Mi", cache.max_memory.0)
+        });
     }
     if let Some(db) = &spec.database {
         e.range(db.members, 1, 50, "spec.database.members");
         e.check(db.members % 2 == 1 || db.arbiter, "spec.database.members", || {
-            format!("must be odd, or set spec.database.arbiter: true, so elections keep a majority (got {})", db.members)
+            format!(
+                "must be odd, or set spec.database.arbiter: true, so elections keep a majority (got {})",
+                db.members
+            )
         });
-        e.pattern(
-            is_major_minor(&db.version),
-            &db.version,
-            "spec.database.version",
-            "a major.minor version like 7.0",
-        );
-        e.check(
-            quantity::to_bytes(&db.storage.0).is_some_and(|b| b > 0),
-            "spec.database.storage",
-            || {
-                format!(
-                    "{:?} must be a positive storage size like 10Gi",
-                    db.storage.0
-                )
-            },
-        );
+        e.pattern(is_major_minor(&db.version), &db.version, "spec.database.version", "a major.minor version like 7.0");
+        e.check(quantity::to_bytes(&db.storage.0).is_some_and(|b| b > 0), "spec.database.storage", || {
+            format!("{:?} must be a positive storage size like 10Gi", db.storage.0)
+        });
         if let Some(backup) = &db.backup {
             e.pattern(
                 is_cron_schedule(&backup.schedule),
@@ -362,15 +237,9 @@ fn check_int_or_percent(value: &IntOrString, field: &str, e: &mut Errors) -> Opt
             Some(*n)
         }
         IntOrString::String(s) => {
-            let percent = s
-                .strip_suffix('%')
-                .filter(|d| (1..=3).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()));
-            e.pattern(
-                percent.is_some(),
-                s,
-                field,
-                "a non-negative number or a percentage like 25%",
-            );
+            let percent =
+                s.strip_suffix('%').filter(|d| (1..=3).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()));
+            e.pattern(percent.is_some(), s, field, "a non-negative number or a percentage like 25%");
             percent.and_then(|d| d.parse().ok())
         }
     }
@@ -412,9 +281,7 @@ fn is_dns1035_label(s: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 63
         && bytes[0].is_ascii_lowercase()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[bytes.len() - 1] != b'-'
 }
 
@@ -430,21 +297,12 @@ fn is_zone_name(s: &str) -> bool {
 
 fn is_major_minor(s: &str) -> bool {
     let mut parts = s.split('.');
-    let numeric =
-        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let numeric = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     numeric(parts.next()) && numeric(parts.next()) && parts.next().is_none()
 }
 
 fn is_cron_schedule(s: &str) -> bool {
-    const MACROS: &[&str] = &[
-        "@yearly",
-        "@annually",
-        "@monthly",
-        "@weekly",
-        "@daily",
-        "@midnight",
-        "@hourly",
-    ];
+    const MACROS: &[&str] = &["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
     MACROS.contains(&s) || s.split_whitespace().count() == 5
 }
 

@@ -33,23 +33,13 @@ impl Zone {
         let mut slug: String = self
             .name()
             .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
             .take(30)
             .collect();
         while slug.ends_with('-') {
             slug.pop();
         }
-        if slug.is_empty() {
-            "zone".to_owned()
-        } else {
-            slug
-        }
+        if slug.is_empty() { "zone".to_owned() } else { slug }
     }
 }
 
@@ -81,11 +71,7 @@ impl ZoneInventory {
     pub fn from_nodes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Self {
         let mut inventory = Self::default();
         for node in nodes {
-            let zone = node
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(labels::TOPOLOGY_ZONE));
+            let zone = node.metadata.labels.as_ref().and_then(|l| l.get(labels::TOPOLOGY_ZONE));
             let usable = node_is_usable(node);
             match zone {
                 Some(zone) => {
@@ -100,13 +86,7 @@ impl ZoneInventory {
 
     /// An inventory where each named zone is healthy (for `render --zones`).
     pub fn healthy_zones<S: AsRef<str>>(names: &[S]) -> Self {
-        Self {
-            zones: names
-                .iter()
-                .map(|n| (n.as_ref().to_owned(), true))
-                .collect(),
-            unlabelled_nodes: false,
-        }
+        Self { zones: names.iter().map(|n| (n.as_ref().to_owned(), true)).collect(), unlabelled_nodes: false }
     }
 
     /// Marks a zone lost (e.g. its pods have been Pending too long).
@@ -132,37 +112,23 @@ impl ZoneInventory {
             return zones;
         }
         if self.zones.is_empty() {
-            return vec![ZoneHealth {
-                zone: Zone::Anywhere,
-                healthy: true,
-            }];
+            return vec![ZoneHealth { zone: Zone::Anywhere, healthy: true }];
         }
         self.zones
             .iter()
-            .map(|(name, healthy)| ZoneHealth {
-                zone: Zone::Named(name.clone()),
-                healthy: *healthy,
-            })
+            .map(|(name, healthy)| ZoneHealth { zone: Zone::Named(name.clone()), healthy: *healthy })
             .collect()
     }
 }
 
 /// Ready and not cordoned.
 fn node_is_usable(node: &Node) -> bool {
-    let schedulable = !node
-        .spec
-        .as_ref()
-        .and_then(|s| s.unschedulable)
-        .unwrap_or(false);
+    let schedulable = !node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
     let ready = node
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conds| {
-            conds
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        });
+        .is_some_and(|conds| conds.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     schedulable && ready
 }
 
@@ -178,9 +144,7 @@ pub type ZoneSplit = Vec<(Zone, i32)>;
 pub fn split(total: i32, zones: &[ZoneHealth], seed: &str) -> ZoneSplit {
     let total = total.max(0);
     let any_healthy = zones.iter().any(|z| z.healthy);
-    let eligible: Vec<usize> = (0..zones.len())
-        .filter(|&i| zones[i].healthy || !any_healthy)
-        .collect();
+    let eligible: Vec<usize> = (0..zones.len()).filter(|&i| zones[i].healthy || !any_healthy).collect();
     let mut result: ZoneSplit = zones.iter().map(|z| (z.zone.clone(), 0)).collect();
     let Ok(n) = i32::try_from(eligible.len()) else {
         return result;
@@ -201,9 +165,8 @@ pub fn split(total: i32, zones: &[ZoneHealth], seed: &str) -> ZoneSplit {
 
 fn seed_offset(seed: &str, modulus: usize) -> usize {
     let digest = Sha256::digest(seed.as_bytes());
-    let value = u64::from_be_bytes([
-        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
-    ]);
+    let value =
+        u64::from_be_bytes([digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7]]);
     usize::try_from(value % modulus as u64).unwrap_or(0)
 }
 
@@ -223,11 +186,7 @@ pub struct ZoneObserved {
 /// Ready (the ReplicaSet controller deletes those first), then Ready ones only while the
 /// Ready pods elsewhere cover the budget. Called on every reconcile, it converges on `split`
 /// as the growing zones' pods become Ready.
-pub fn pace(
-    split: &ZoneSplit,
-    observed: &BTreeMap<Zone, ZoneObserved>,
-    max_unavailable: i32,
-) -> ZoneSplit {
+pub fn pace(split: &ZoneSplit, observed: &BTreeMap<Zone, ZoneObserved>, max_unavailable: i32) -> ZoneSplit {
     let total: i32 = split.iter().map(|(_, n)| n).sum();
     let total_ready: i32 = observed.values().map(|o| o.ready.max(0)).sum();
     let floor = (total - max_unavailable.max(0)).max(0);
@@ -256,12 +215,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn zones(spec: &[(&str, bool)]) -> Vec<ZoneHealth> {
-        spec.iter()
-            .map(|(n, h)| ZoneHealth {
-                zone: Zone::Named((*n).to_owned()),
-                healthy: *h,
-            })
-            .collect()
+        spec.iter().map(|(n, h)| ZoneHealth { zone: Zone::Named((*n).to_owned()), healthy: *h }).collect()
     }
 
     fn counts(split: &ZoneSplit) -> Vec<i32> {
@@ -270,21 +224,13 @@ mod tests {
 
     #[test]
     fn six_replicas_over_three_zones_are_two_each() {
-        let s = split(
-            6,
-            &zones(&[("a", true), ("b", true), ("c", true)]),
-            "catalog",
-        );
+        let s = split(6, &zones(&[("a", true), ("b", true), ("c", true)]), "catalog");
         assert_eq!(counts(&s), vec![2, 2, 2]);
     }
 
     #[test]
     fn zone_loss_moves_replicas_to_healthy_zones() {
-        let s = split(
-            6,
-            &zones(&[("a", false), ("b", true), ("c", true)]),
-            "catalog",
-        );
+        let s = split(6, &zones(&[("a", false), ("b", true), ("c", true)]), "catalog");
         assert_eq!(counts(&s), vec![0, 3, 3]);
     }
 
@@ -292,13 +238,9 @@ mod tests {
     fn remainder_placement_is_deterministic_and_depends_on_the_name() {
         let z = zones(&[("a", true), ("b", true), ("c", true)]);
         assert_eq!(split(7, &z, "catalog"), split(7, &z, "catalog"));
-        let firsts: std::collections::BTreeSet<Vec<i32>> = (0..20)
-            .map(|i| counts(&split(7, &z, &format!("svc-{i}"))))
-            .collect();
-        assert!(
-            firsts.len() > 1,
-            "every service put its extra pod in the same zone: {firsts:?}"
-        );
+        let firsts: std::collections::BTreeSet<Vec<i32>> =
+            (0..20).map(|i| counts(&split(7, &z, &format!("svc-{i}")))).collect();
+        assert!(firsts.len() > 1, "every service put its extra pod in the same zone: {firsts:?}");
     }
 
     #[test]
@@ -317,13 +259,7 @@ mod tests {
     #[test]
     fn cluster_without_zone_labels_has_one_implicit_zone() {
         let z = ZoneInventory::default().for_spec(&[]);
-        assert_eq!(
-            z,
-            vec![ZoneHealth {
-                zone: Zone::Anywhere,
-                healthy: true
-            }]
-        );
+        assert_eq!(z, vec![ZoneHealth { zone: Zone::Anywhere, healthy: true }]);
     }
 
     #[test]
@@ -335,58 +271,18 @@ mod tests {
     #[test]
     fn pace_keeps_ready_pods_until_the_new_zone_is_ready() {
         // zone a came back: share 2/2/2, but b and c still run 3 Ready each, a has nothing Ready.
-        let target = vec![
-            (Zone::Named("a".into()), 2),
-            (Zone::Named("b".into()), 2),
-            (Zone::Named("c".into()), 2),
-        ];
+        let target = vec![(Zone::Named("a".into()), 2), (Zone::Named("b".into()), 2), (Zone::Named("c".into()), 2)];
         let observed = BTreeMap::from([
-            (
-                Zone::Named("a".into()),
-                ZoneObserved {
-                    replicas: 0,
-                    ready: 0,
-                },
-            ),
-            (
-                Zone::Named("b".into()),
-                ZoneObserved {
-                    replicas: 3,
-                    ready: 3,
-                },
-            ),
-            (
-                Zone::Named("c".into()),
-                ZoneObserved {
-                    replicas: 3,
-                    ready: 3,
-                },
-            ),
+            (Zone::Named("a".into()), ZoneObserved { replicas: 0, ready: 0 }),
+            (Zone::Named("b".into()), ZoneObserved { replicas: 3, ready: 3 }),
+            (Zone::Named("c".into()), ZoneObserved { replicas: 3, ready: 3 }),
         ]);
         // 6 Ready, floor 5: one Ready pod may go.
         assert_eq!(counts(&pace(&target, &observed, 1)), vec![2, 2, 3]);
         let all_ready = BTreeMap::from([
-            (
-                Zone::Named("a".into()),
-                ZoneObserved {
-                    replicas: 2,
-                    ready: 2,
-                },
-            ),
-            (
-                Zone::Named("b".into()),
-                ZoneObserved {
-                    replicas: 2,
-                    ready: 2,
-                },
-            ),
-            (
-                Zone::Named("c".into()),
-                ZoneObserved {
-                    replicas: 3,
-                    ready: 3,
-                },
-            ),
+            (Zone::Named("a".into()), ZoneObserved { replicas: 2, ready: 2 }),
+            (Zone::Named("b".into()), ZoneObserved { replicas: 2, ready: 2 }),
+            (Zone::Named("c".into()), ZoneObserved { replicas: 3, ready: 3 }),
         ]);
         assert_eq!(counts(&pace(&target, &all_ready, 1)), vec![2, 2, 2]);
     }
@@ -396,10 +292,7 @@ mod tests {
             flags
                 .into_iter()
                 .enumerate()
-                .map(|(i, healthy)| ZoneHealth {
-                    zone: Zone::Named(format!("zone-{i}")),
-                    healthy,
-                })
+                .map(|(i, healthy)| ZoneHealth { zone: Zone::Named(format!("zone-{i}")), healthy })
                 .collect()
         })
     }

@@ -10,10 +10,8 @@ use course_operator::{api, manifest, plan, validate};
 
 #[test]
 fn committed_crd_matches_the_rust_types() {
-    let committed = std::fs::read_to_string(
-        fixtures::repo_root().join("crds/courseservices.microcourses.io.yaml"),
-    )
-    .expect("crds/courseservices.microcourses.io.yaml exists");
+    let committed = std::fs::read_to_string(fixtures::repo_root().join("crds/courseservices.microcourses.io.yaml"))
+        .expect("crds/courseservices.microcourses.io.yaml exists");
     let generated = api::crd_yaml().expect("CRD serialises");
     assert!(
         committed == generated,
@@ -30,14 +28,8 @@ fn crd_has_status_and_scale_subresources() {
     let scale = sub.scale.as_ref().expect("scale subresource");
     assert_eq!(scale.spec_replicas_path, ".spec.replicas");
     assert_eq!(scale.status_replicas_path, ".status.replicas");
-    assert_eq!(
-        scale.label_selector_path.as_deref(),
-        Some(".status.selector")
-    );
-    assert_eq!(
-        crd.spec.names.short_names.as_deref(),
-        Some(&["csvc".to_owned()][..])
-    );
+    assert_eq!(scale.label_selector_path.as_deref(), Some(".status.selector"));
+    assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["csvc".to_owned()][..]));
 }
 
 #[test]
@@ -46,11 +38,7 @@ fn every_spec_field_is_described_for_kubectl_explain() {
         if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
             for (name, child) in props {
                 let child_path = format!("{path}.{name}");
-                if child
-                    .get("description")
-                    .and_then(|d| d.as_str())
-                    .is_none_or(str::is_empty)
-                {
+                if child.get("description").and_then(|d| d.as_str()).is_none_or(str::is_empty) {
                     missing.push(child_path.clone());
                 }
                 walk(&child_path, child, missing);
@@ -65,10 +53,7 @@ fn every_spec_field_is_described_for_kubectl_explain() {
     let mut missing = Vec::new();
     walk("spec", &root["properties"]["spec"], &mut missing);
     walk("status", &root["properties"]["status"], &mut missing);
-    assert!(
-        missing.is_empty(),
-        "fields without a description: {missing:?}"
-    );
+    assert!(missing.is_empty(), "fields without a description: {missing:?}");
 }
 
 #[test]
@@ -117,20 +102,12 @@ fn invalid_specs_are_rejected_with_a_message_naming_the_field() {
 }
 
 fn render_sample(name: &str, zones: &[&str]) -> Vec<Child> {
-    let text = std::fs::read_to_string(
-        fixtures::repo_root().join(format!("manifests/samples/{name}.yaml")),
-    )
-    .expect("sample");
+    let text =
+        std::fs::read_to_string(fixtures::repo_root().join(format!("manifests/samples/{name}.yaml"))).expect("sample");
     let mut cs = manifest::parse(&text).expect("sample parses");
     cs.metadata.namespace = Some("courses".into());
     let inventory = ZoneInventory::healthy_zones(zones);
-    plan::plan(
-        &cs,
-        &inventory.for_spec(&cs.spec.zones),
-        &plan::Observed::default(),
-    )
-    .expect("sample plans")
-    .children
+    plan::plan(&cs, &inventory.for_spec(&cs.spec.zones), &plan::Observed::default()).expect("sample plans").children
 }
 
 #[test]
@@ -147,9 +124,7 @@ fn minimal_sample_makes_one_deployment_per_zone_plus_service_and_budget() {
     let children = render_sample("minimal", &["zone-a", "zone-b", "zone-c"]);
     let kinds: Vec<(&str, &str)> = children.iter().map(|c| (c.kind(), c.name())).collect();
     let rev = match &children[0] {
-        Child::Deployment(d) => {
-            d.metadata.labels.as_ref().expect("labels")["microcourses.io/revision"].clone()
-        }
+        Child::Deployment(d) => d.metadata.labels.as_ref().expect("labels")["microcourses.io/revision"].clone(),
         other => panic!("first child is {}", other.kind()),
     };
     assert_eq!(
@@ -184,12 +159,7 @@ fn every_child_carries_the_standard_labels() {
             "app.kubernetes.io/managed-by",
             "app.kubernetes.io/part-of",
         ] {
-            assert!(
-                labels.contains_key(key),
-                "{} {} lacks {key}",
-                child.kind(),
-                child.name()
-            );
+            assert!(labels.contains_key(key), "{} {} lacks {key}", child.kind(), child.name());
         }
         assert_eq!(child.meta().namespace.as_deref(), Some("courses"));
     }
@@ -199,18 +169,10 @@ fn every_child_carries_the_standard_labels() {
 fn children_are_owned_by_the_course_service_once_it_has_a_uid() {
     let mut cs = manifest::parse(&fixtures::samples()[0].1).expect("sample");
     cs.metadata.uid = Some("0b6f6f6e-0000-4000-8000-000000000001".into());
-    let plan = plan::plan(
-        &cs,
-        &ZoneInventory::healthy_zones(&["a"]).for_spec(&[]),
-        &plan::Observed::default(),
-    )
-    .expect("plan");
+    let plan =
+        plan::plan(&cs, &ZoneInventory::healthy_zones(&["a"]).for_spec(&[]), &plan::Observed::default()).expect("plan");
     for child in &plan.children {
-        let owners = child
-            .meta()
-            .owner_references
-            .as_ref()
-            .expect("owner references");
+        let owners = child.meta().owner_references.as_ref().expect("owner references");
         assert_eq!(owners.len(), 1);
         assert_eq!(owners[0].kind, "CourseService");
         assert_eq!(owners[0].controller, Some(true));
@@ -221,28 +183,18 @@ fn children_are_owned_by_the_course_service_once_it_has_a_uid() {
 fn revision_changes_with_the_image_and_only_with_the_pod_template() {
     let base = manifest::parse(&fixtures::samples()[0].1).expect("sample");
     let zones = ZoneInventory::healthy_zones(&["a"]).for_spec(&[]);
-    let revision = |cs: &api::CourseService| {
-        plan::plan(cs, &zones, &plan::Observed::default())
-            .expect("plan")
-            .revision
-    };
+    let revision = |cs: &api::CourseService| plan::plan(cs, &zones, &plan::Observed::default()).expect("plan").revision;
     let mut new_image = base.clone();
     new_image.spec.image = "registry.example.com/microcourses/catalog:1.4.3".into();
     let mut scaled = base.clone();
     scaled.spec.replicas = 9;
     assert_ne!(revision(&base), revision(&new_image));
-    assert_eq!(
-        revision(&base),
-        revision(&scaled),
-        "scaling must not start a rollout"
-    );
+    assert_eq!(revision(&base), revision(&scaled), "scaling must not start a rollout");
 }
 
 #[test]
 fn lost_zone_keeps_a_deployment_at_zero() {
-    let text =
-        std::fs::read_to_string(fixtures::repo_root().join("manifests/samples/minimal.yaml"))
-            .expect("sample");
+    let text = std::fs::read_to_string(fixtures::repo_root().join("manifests/samples/minimal.yaml")).expect("sample");
     let cs = manifest::parse(&text).expect("parse");
     let mut inventory = ZoneInventory::healthy_zones(&["zone-a", "zone-b", "zone-c"]);
     inventory.mark_lost("zone-a");
@@ -250,13 +202,7 @@ fn lost_zone_keeps_a_deployment_at_zero() {
     let counts: Vec<i32> = plan.paced.iter().map(|(_, n)| *n).collect();
     assert_eq!(counts.iter().sum::<i32>(), 3);
     assert_eq!(counts[0], 0);
-    assert_eq!(
-        plan.children
-            .iter()
-            .filter(|c| c.kind() == "Deployment")
-            .count(),
-        3
-    );
+    assert_eq!(plan.children.iter().filter(|c| c.kind() == "Deployment").count(), 3);
 }
 
 #[test]
@@ -270,9 +216,6 @@ fn autoscaled_sample_targets_the_course_service_scale_subresource() {
         })
         .expect("an HPA");
     assert_eq!(hpa.spec.scale_target_ref.kind, "CourseService");
-    assert_eq!(
-        hpa.spec.scale_target_ref.api_version.as_deref(),
-        Some("microcourses.io/v1alpha1")
-    );
+    assert_eq!(hpa.spec.scale_target_ref.api_version.as_deref(), Some("microcourses.io/v1alpha1"));
     assert_eq!(hpa.spec.max_replicas, 30);
 }

@@ -63,13 +63,7 @@ pub struct CourseServiceSpec {
     /// Availability zones (values of the node label topology.kubernetes.io/zone) to run in.
     /// Empty: every zone that has a Ready, schedulable node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(
-        length(max = 16),
-        inner(
-            length(min = 1, max = 63),
-            pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-        )
-    )]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub zones: Vec<String>,
 
@@ -152,10 +146,7 @@ pub struct Autoscaling {
     #[schemars(range(min = 1, max = 1000))]
     pub max_replicas: i32,
     /// Average CPU utilisation (percent of the CPU request) the autoscaler aims for.
-    #[serde(
-        default = "defaults::target_cpu",
-        rename = "targetCPUUtilizationPercentage"
-    )]
+    #[serde(default = "defaults::target_cpu", rename = "targetCPUUtilizationPercentage")]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization_percentage: i32,
 }
@@ -187,11 +178,7 @@ pub struct ServiceSpec {
 
 impl Default for ServiceSpec {
     fn default() -> Self {
-        Self {
-            type_: ServiceType::default(),
-            port: defaults::service_port(),
-            annotations: BTreeMap::new(),
-        }
+        Self { type_: ServiceType::default(), port: defaults::service_port(), annotations: BTreeMap::new() }
     }
 }
 
@@ -208,9 +195,7 @@ pub struct Disruption {
 
 impl Default for Disruption {
     fn default() -> Self {
-        Self {
-            max_unavailable: defaults::max_unavailable(),
-        }
+        Self { max_unavailable: defaults::max_unavailable() }
     }
 }
 
@@ -475,9 +460,7 @@ pub struct DatabaseSpec {
 #[serde(rename_all = "camelCase")]
 pub struct BackupSpec {
     /// Cron schedule (five fields, or @daily-style macros).
-    #[schemars(pattern(
-        r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
-    ))]
+    #[schemars(pattern(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"))]
     pub schedule: String,
     /// Backups kept; older ones are deleted after each run.
     #[serde(default = "defaults::backup_keep")]

@@ -1,6 +1,320 @@
-//! The controller shell (placeholder while the pure core is built).
-#[derive(clap::Args)]
-pub struct RunArgs {}
-pub fn run(_args: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+//! The controller shell: watches, caches, leader election, health and metrics endpoints.
+//! Decisions are made by the pure modules; this module only observes and writes.
+
+mod children;
+mod http;
+pub mod metrics;
+mod reconcile;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::client::ClientBuilder;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::api::CourseService;
+use crate::labels;
+use children::ChildStores;
+use metrics::Metrics;
+use reconcile::Context;
+
+/// Failures of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("apply {kind} {namespace}/{name}: {source}")]
+    Apply { kind: &'static str, namespace: String, name: String, source: kube::Error },
+    #[error("delete {kind} {namespace}/{name}: {source}")]
+    Delete { kind: String, namespace: String, name: String, source: kube::Error },
+    #[error("update status of CourseService {namespace}/{name}: {source}")]
+    Status { namespace: String, name: String, source: kube::Error },
+    #[error("CourseService {0} has no namespace or uid")]
+    MissingNamespace(String),
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Options of `course-operator run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Watch CourseServices in this namespace only (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, env = "LOG_FORMAT", default_value = "pretty")]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. info or course_operator=debug,kube=info.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Disable leader election (a single replica that always writes).
+    #[arg(long)]
+    pub no_leader_election: bool,
+    /// Identity in the leader Lease (default: POD_NAME, else host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "course-operator-leader")]
+    pub lease_name: String,
+    /// Seconds a leader's Lease lasts without renewal; a standby takes over after it expires.
+    #[arg(long, default_value_t = 10)]
+    pub lease_duration_seconds: u64,
+    /// CourseServices reconciled at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: u16,
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_tracing(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run_controller(args))
+}
+
+fn init_tracing(args: &RunArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("initialising logging: {e}"))
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// What about a Node matters for the zone inventory; other changes (heartbeats, images) do not
+/// trigger reconciles.
+fn node_fingerprint(node: &Node) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    node.metadata.labels.as_ref().and_then(|l| l.get(labels::TOPOLOGY_ZONE)).hash(&mut hasher);
+    node.spec.as_ref().and_then(|s| s.unschedulable).hash(&mut hasher);
+    let ready =
+        node.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    ready.map(|c| c.status.as_str()).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// Memory: the inventory needs labels, spec and conditions, not images or managed fields.
+fn slim_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    node.metadata.annotations = None;
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+        status.volumes_attached = None;
+        status.volumes_in_use = None;
+    }
+}
+
+/// Memory: managed fields are the largest part of a cached object and are never read.
+fn slim_meta<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
+async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let config = kube::Config::infer().await?;
+    let client: Client =
+        ClientBuilder::try_from(config.clone())?.with_layer(&metrics::counting_layer(metrics.clone())).build();
+    // Lease renewals go through their own client so the request metrics show only the
+    // controller's own work (the steady-state zero-write check reads them).
+    let lease_client = Client::try_from(config)?;
+    let namespace = args.namespace.as_deref();
+    let identity = args.identity.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+
+    // Leader election: every replica watches (warm caches), only the holder writes.
+    let (_always_leader, leader, lease_task) = if args.no_leader_election {
+        let (sender, receiver) = watch::channel(true);
+        (Some(sender), receiver, None)
+    } else {
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(lease_client, &args.lease_name)
+            .with_namespace(&args.lease_namespace)
+            .with_identity(&identity)
+            .with_duration(args.lease_duration_seconds)
+            .with_grace(2)
+            .with_field_manager(format!("{}-lease", labels::MANAGER))
+            .build()
+            .await?;
+        let (receiver, task) = manager.watch().await;
+        (None, receiver, Some(task))
+    };
+
+    // Caches: children are watched by our managed-by label only.
+    let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    let (deployments, deployments_writer) = reflector::store();
+    let deployment_events = watcher(api::<Deployment>(&client, namespace), managed.clone())
+        .modify(slim_meta)
+        .default_backoff()
+        .reflect(deployments_writer)
+        .applied_objects();
+    let (services, services_writer) = reflector::store();
+    let service_events = watcher(api::<PartialObjectMeta<Service>>(&client, namespace), managed.clone())
+        .modify(slim_meta)
+        .default_backoff()
+        .reflect(services_writer)
+        .applied_objects();
+    let (pdbs, pdbs_writer) = reflector::store();
+    let pdb_events = watcher(api::<PartialObjectMeta<PodDisruptionBudget>>(&client, namespace), managed.clone())
+        .modify(slim_meta)
+        .default_backoff()
+        .reflect(pdbs_writer)
+        .applied_objects();
+    let (hpas, hpas_writer) = reflector::store();
+    let hpa_events = watcher(api::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, namespace), managed)
+        .modify(slim_meta)
+        .default_backoff()
+        .reflect(hpas_writer)
+        .applied_objects();
+    let (nodes, nodes_writer) = reflector::store();
+    let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .modify(slim_node)
+        .default_backoff()
+        .reflect(nodes_writer)
+        .applied_objects()
+        .predicate_filter(node_fingerprint, Default::default());
+
+    let controller = Controller::new(api::<CourseService>(&client, namespace), watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency));
+    let courses = controller.store();
+
+    // Readiness: only once every cache has synced.
+    let ready = Arc::new(AtomicBool::new(false));
+    {
+        let (ready, stores) = (
+            ready.clone(),
+            (courses.clone(), deployments.clone(), services.clone(), pdbs.clone(), hpas.clone(), nodes.clone()),
+        );
+        tokio::spawn(async move {
+            let synced = tokio::try_join!(
+                stores.0.wait_until_ready(),
+                stores.1.wait_until_ready(),
+                stores.2.wait_until_ready(),
+                stores.3.wait_until_ready(),
+                stores.4.wait_until_ready(),
+                stores.5.wait_until_ready(),
+            );
+            if synced.is_ok() {
+                info!("caches synced");
+                ready.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    tokio::spawn(http::serve(args.metrics_addr, metrics.clone(), ready, leader.clone()));
+
+    // Becoming leader re-checks every CourseService at once.
+    let leadership = futures::stream::unfold((leader.clone(), metrics.clone()), |(mut rx, metrics)| async move {
+        loop {
+            rx.changed().await.ok()?;
+            let is_leader = *rx.borrow_and_update();
+            metrics.set_leader(is_leader);
+            info!(leader = is_leader, "leadership changed");
+            if is_leader {
+                return Some(((), (rx, metrics)));
+            }
+        }
+    });
+    metrics.set_leader(*leader.borrow());
+
+    let context = Arc::new(Context {
+        client: client.clone(),
+        nodes: nodes.clone(),
+        children: ChildStores { deployments, services, pdbs, hpas },
+        metrics: metrics.clone(),
+        recorder: Recorder::new(
+            client,
+            Reporter { controller: labels::MANAGER.into(), instance: Some(identity.clone()) },
+        ),
+        leader,
+        failures: Default::default(),
+    });
+
+    let all_courses =
+        move |_: Node| courses.state().iter().map(|cs| ObjectRef::from_obj(cs.as_ref())).collect::<Vec<_>>();
+    info!(%identity, namespace = namespace.unwrap_or("<all>"), "starting controller");
+    controller
+        .owns_stream(deployment_events)
+        .owns_stream(service_events)
+        .owns_stream(pdb_events)
+        .owns_stream(hpa_events)
+        .watches_stream(node_events, all_courses)
+        .reconcile_all_on(leadership)
+        .graceful_shutdown_on(shutdown_signal())
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                match error {
+                    kube::runtime::controller::Error::ReconcilerFailed(..) => {} // logged by error_policy
+                    other => warn!(error = %other, "controller event"),
+                }
+            }
+        })
+        .await;
+
+    // Every leadership receiver is gone with the controller: the lease task releases the Lease.
+    if let Some(task) = lease_task {
+        match tokio::time::timeout(Duration::from_secs(5), task).map(|r| r.ok()).await {
+            Some(Ok(Ok(_))) => info!("leader lease released"),
+            other => warn!(?other, "leader lease not released cleanly"),
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "course-operator".into())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+    info!("shutdown requested");
 }

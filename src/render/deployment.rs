@@ -2,14 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
-};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
-    SecurityContext, TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
+    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext, TCPSocketAction,
+    TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -44,11 +42,7 @@ pub struct AppTemplate {
 /// Builds the zone-independent pod spec and hashes it into the revision.
 pub fn app_template(ctx: &Context<'_>) -> AppTemplate {
     let pod = pod_spec(ctx);
-    AppTemplate {
-        revision: revision_of(&pod),
-        pod,
-        version: image_tag(&ctx.cs.spec.image),
-    }
+    AppTemplate { revision: revision_of(&pod), pod, version: image_tag(&ctx.cs.spec.image) }
 }
 
 /// First 10 hex digits of the SHA-256 of the pod spec's JSON. serde_json writes struct fields
@@ -63,21 +57,14 @@ fn revision_of(pod: &PodSpec) -> String {
 /// valid as a label value.
 fn image_tag(image: &str) -> Option<String> {
     let tag = if let Some((_, digest)) = image.split_once('@') {
-        digest
-            .split_once(':')
-            .map_or(digest, |(_, hex)| hex)
-            .chars()
-            .take(12)
-            .collect()
+        digest.split_once(':').map_or(digest, |(_, hex)| hex).chars().take(12).collect()
     } else {
         let last = image.rsplit('/').next().unwrap_or(image);
         last.split_once(':').map(|(_, tag)| tag.to_owned())?
     };
     let valid = !tag.is_empty()
         && tag.len() <= 63
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && tag.starts_with(|c: char| c.is_ascii_alphanumeric())
         && tag.ends_with(|c: char| c.is_ascii_alphanumeric());
     valid.then_some(tag)
@@ -91,10 +78,9 @@ fn pod_spec(ctx: &Context<'_>) -> PodSpec {
             port: IntOrString::String(HTTP_PORT_NAME.to_owned()),
             ..HTTPGetAction::default()
         }),
-        tcp_socket: path.is_none().then(|| TCPSocketAction {
-            port: IntOrString::String(HTTP_PORT_NAME.to_owned()),
-            host: None,
-        }),
+        tcp_socket: path
+            .is_none()
+            .then(|| TCPSocketAction { port: IntOrString::String(HTTP_PORT_NAME.to_owned()), host: None }),
         initial_delay_seconds: Some(initial_delay),
         period_seconds: Some(5),
         failure_threshold: Some(3),
@@ -110,10 +96,7 @@ fn pod_spec(ctx: &Context<'_>) -> PodSpec {
             run_as_user: Some(NON_ROOT_ID),
             run_as_group: Some(NON_ROOT_ID),
             fs_group: Some(NON_ROOT_ID),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".to_owned(),
-                localhost_profile: None,
-            }),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
             ..PodSecurityContext::default()
         }),
         containers: vec![Container {
@@ -128,26 +111,14 @@ fn pod_spec(ctx: &Context<'_>) -> PodSpec {
             env: Some(env(ctx)),
             resources: spec.resources.clone(),
             readiness_probe: Some(probe(probes.readiness_path.as_ref(), 0)),
-            liveness_probe: Some(probe(
-                probes
-                    .liveness_path
-                    .as_ref()
-                    .or(probes.readiness_path.as_ref()),
-                10,
-            )),
+            liveness_probe: Some(probe(probes.liveness_path.as_ref().or(probes.readiness_path.as_ref()), 10)),
             security_context: Some(SecurityContext {
                 allow_privilege_escalation: Some(false),
                 read_only_root_filesystem: Some(true),
                 run_as_non_root: Some(true),
                 privileged: Some(false),
-                capabilities: Some(Capabilities {
-                    drop: Some(vec!["ALL".to_owned()]),
-                    add: None,
-                }),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".to_owned(),
-                    localhost_profile: None,
-                }),
+                capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), add: None }),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
                 ..SecurityContext::default()
             }),
             volume_mounts: Some(vec![VolumeMount {
@@ -169,23 +140,14 @@ fn pod_spec(ctx: &Context<'_>) -> PodSpec {
 /// The wiring the operator provides (port, cache, database), then the user's variables.
 fn env(ctx: &Context<'_>) -> Vec<EnvVar> {
     let spec = &ctx.cs.spec;
-    let value = |name: &str, value: String| EnvVar {
-        name: name.to_owned(),
-        value: Some(value),
-        value_from: None,
-    };
+    let value = |name: &str, value: String| EnvVar { name: name.to_owned(), value: Some(value), value_from: None };
     let mut env = vec![value("PORT", spec.port.to_string())];
     if let Some(cache) = spec.cache.as_ref().filter(|c| c.enabled) {
         let namespace = ctx.namespace.unwrap_or("default");
         let statefulset = names::cache(ctx.name);
         let headless = names::cache_headless(ctx.name);
         let sentinels: Vec<String> = (0..cache.replicas)
-            .map(|i| {
-                format!(
-                    "{}:{SENTINEL_PORT}",
-                    names::stateful_pod_host(&statefulset, i, &headless, namespace)
-                )
-            })
+            .map(|i| format!("{}:{SENTINEL_PORT}", names::stateful_pod_host(&statefulset, i, &headless, namespace)))
             .collect();
         env.push(value("CACHE_SENTINELS", sentinels.join(",")));
         env.push(value("CACHE_MASTER_NAME", names::cache_master(ctx.name)));
@@ -218,22 +180,13 @@ pub fn pod_selector(name: &str, revision: &str, zone: &Zone) -> BTreeMap<String,
 }
 
 /// The Deployment running `replicas` pods of `template` in `zone`.
-pub fn deployment(
-    ctx: &Context<'_>,
-    template: &AppTemplate,
-    zone: &Zone,
-    replicas: i32,
-) -> Deployment {
+pub fn deployment(ctx: &Context<'_>, template: &AppTemplate, zone: &Zone, replicas: i32) -> Deployment {
     let selector = pod_selector(ctx.name, &template.revision, zone);
     let mut extra = selector.clone();
     if let Some(version) = &template.version {
         extra.insert(labels::VERSION.to_owned(), version.clone());
     }
-    let meta = ctx.meta(
-        names::app_deployment(ctx.name, &template.revision, zone),
-        Component::App,
-        extra,
-    );
+    let meta = ctx.meta(names::app_deployment(ctx.name, &template.revision, zone), Component::App, extra);
     let pod_labels = meta.labels.clone();
 
     let mut pod = template.pod.clone();
@@ -260,10 +213,7 @@ pub fn deployment(
         max_skew: 1,
         topology_key: labels::TOPOLOGY_HOSTNAME.to_owned(),
         when_unsatisfiable: "ScheduleAnyway".to_owned(),
-        label_selector: Some(LabelSelector {
-            match_labels: Some(selector.clone()),
-            match_expressions: None,
-        }),
+        label_selector: Some(LabelSelector { match_labels: Some(selector.clone()), match_expressions: None }),
         ..TopologySpreadConstraint::default()
     }]);
 
@@ -271,10 +221,7 @@ pub fn deployment(
         metadata: meta,
         spec: DeploymentSpec {
             replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(selector),
-                match_expressions: None,
-            },
+            selector: LabelSelector { match_labels: Some(selector), match_expressions: None },
             // The revision is in the name, so a Deployment never changes its template: one
             // ReplicaSet is all the history it needs.
             revision_history_limit: Some(1),
@@ -287,10 +234,7 @@ pub fn deployment(
                 }),
             }),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: pod_labels,
-                    ..ObjectMeta::default()
-                }),
+                metadata: Some(ObjectMeta { labels: pod_labels, ..ObjectMeta::default() }),
                 spec: Some(pod),
             },
             ..DeploymentSpec::default()
@@ -305,15 +249,9 @@ mod tests {
 
     #[test]
     fn image_tags_become_version_labels() {
-        assert_eq!(
-            image_tag("registry.example.com/microcourses/catalog:1.4.2").as_deref(),
-            Some("1.4.2")
-        );
+        assert_eq!(image_tag("registry.example.com/microcourses/catalog:1.4.2").as_deref(), Some("1.4.2"));
         assert_eq!(image_tag("localhost:5000/catalog").as_deref(), None);
-        assert_eq!(
-            image_tag("catalog@sha256:0123456789abcdef00").as_deref(),
-            Some("0123456789ab")
-        );
+        assert_eq!(image_tag("catalog@sha256:0123456789abcdef00").as_deref(), Some("0123456789ab"));
         assert_eq!(image_tag("catalog:latest").as_deref(), Some("latest"));
     }
 }

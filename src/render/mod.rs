@@ -42,12 +42,7 @@ impl<'a> Context<'a> {
     }
 
     /// Metadata of a child: name, namespace, the standard labels plus `extra`, owner reference.
-    pub fn meta(
-        &self,
-        name: String,
-        component: Component,
-        extra: BTreeMap<String, String>,
-    ) -> ObjectMeta {
+    pub fn meta(&self, name: String, component: Component, extra: BTreeMap<String, String>) -> ObjectMeta {
         let mut all = labels::common(self.name, component);
         all.extend(extra);
         ObjectMeta {
@@ -88,6 +83,16 @@ impl Child {
             Self::Service(o) => &o.metadata,
             Self::PodDisruptionBudget(o) => &o.metadata,
             Self::HorizontalPodAutoscaler(o) => &o.metadata,
+        }
+    }
+
+    /// Mutable metadata of the object.
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Self::Deployment(o) => &mut o.metadata,
+            Self::Service(o) => &mut o.metadata,
+            Self::PodDisruptionBudget(o) => &mut o.metadata,
+            Self::HorizontalPodAutoscaler(o) => &mut o.metadata,
         }
     }
 

@@ -11,21 +11,11 @@ use crate::names;
 /// Budget over every application pod, all zones and revisions together: zone moves and node
 /// drains may take down at most `spec.disruption.maxUnavailable` of them at once.
 pub fn app(ctx: &Context<'_>) -> PodDisruptionBudget {
-    budget(
-        ctx,
-        names::app(ctx.name),
-        Component::App,
-        ctx.cs.spec.disruption.max_unavailable,
-    )
+    budget(ctx, names::app(ctx.name), Component::App, ctx.cs.spec.disruption.max_unavailable)
 }
 
 /// A budget selecting every pod of `component`.
-pub fn budget(
-    ctx: &Context<'_>,
-    name: String,
-    component: Component,
-    max_unavailable: i32,
-) -> PodDisruptionBudget {
+pub fn budget(ctx: &Context<'_>, name: String, component: Component, max_unavailable: i32) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: ctx.meta(name, component, Default::default()),
         spec: Some(PodDisruptionBudgetSpec {

@@ -16,12 +16,7 @@ pub fn samples() -> Vec<(String, String)> {
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|entry| entry.expect("directory entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .map(|p| {
-            (
-                file_name(&p),
-                std::fs::read_to_string(&p).expect("sample readable"),
-            )
-        })
+        .map(|p| (file_name(&p), std::fs::read_to_string(&p).expect("sample readable")))
         .collect();
     samples.sort();
     assert!(!samples.is_empty(), "no samples in {}", dir.display());
@@ -29,10 +24,7 @@ pub fn samples() -> Vec<(String, String)> {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_stem()
-        .expect("file name")
-        .to_string_lossy()
-        .into_owned()
+    p.file_stem().expect("file name").to_string_lossy().into_owned()
 }
 
 /// One invalid CourseService and the field its error must name.

@@ -1,0 +1,215 @@
+//! One reconcile of one CourseService: observe → validate/plan/render (pure) → apply → status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::watch;
+use tracing::{info, instrument, warn};
+
+use super::Error;
+use super::children::{self, ChildStores, PrunePolicy};
+use super::metrics::{Metrics, Outcome};
+use crate::api::CourseService;
+use crate::labels::{self, Component};
+use crate::plan::{self, Observed};
+use crate::status;
+use crate::zones::{ZoneInventory, ZoneObserved};
+
+/// Re-check a settled CourseService this often even without events (drift safety net; it
+/// makes no write when nothing changed).
+const RESYNC: Duration = Duration::from_secs(600);
+/// Re-check a CourseService whose pods are still coming up this often.
+const PROGRESS_POLL: Duration = Duration::from_secs(15);
+/// Longest back-off after repeated failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Shared state of the controller.
+pub struct Context {
+    pub client: Client,
+    pub nodes: Store<Node>,
+    pub children: ChildStores,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// True while this replica holds the leader lease; only then does it write.
+    pub leader: watch::Receiver<bool>,
+    /// Consecutive failures per object, for exponential back-off.
+    pub failures: Mutex<HashMap<ObjectRef<CourseService>, u32>>,
+}
+
+/// How a reconcile ended, when it did not fail.
+enum Reconciled {
+    /// Children applied; more to do while `progressing`.
+    Applied { progressing: bool },
+    /// The spec is invalid: nothing was touched.
+    Invalid,
+    /// Being deleted: garbage collection removes the children.
+    Deleting,
+}
+
+/// Entry point called by kube-runtime.
+pub async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    if !*ctx.leader.borrow() {
+        ctx.metrics.reconciled(Outcome::Skipped, started.elapsed());
+        return Ok(Action::await_change());
+    }
+    let result = reconcile_course(&cs, &ctx).await;
+    let outcome = match &result {
+        Ok(Reconciled::Invalid) => Outcome::InvalidSpec,
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Error,
+    };
+    ctx.metrics.reconciled(outcome, started.elapsed());
+    let reconciled = result?;
+    ctx.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&ObjectRef::from_obj(&*cs));
+    Ok(match reconciled {
+        Reconciled::Applied { progressing: true } => Action::requeue(PROGRESS_POLL),
+        Reconciled::Applied { progressing: false } => Action::requeue(RESYNC),
+        Reconciled::Invalid | Reconciled::Deleting => Action::await_change(),
+    })
+}
+
+/// Exponential back-off per object: 1 s, 2 s, 4 s … capped at [`MAX_BACKOFF`].
+pub fn error_policy(cs: Arc<CourseService>, error: &Error, ctx: Arc<Context>) -> Action {
+    let mut failures = ctx.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let count = failures.entry(ObjectRef::from_obj(&*cs)).or_insert(0);
+    *count = count.saturating_add(1);
+    let delay = Duration::from_secs(1u64 << (*count - 1).min(9)).min(MAX_BACKOFF);
+    warn!(namespace = cs.namespace().unwrap_or_default(), name = cs.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+#[instrument(skip_all, fields(namespace = cs.namespace().unwrap_or_default(), name = cs.name_any()))]
+async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconciled, Error> {
+    let name = cs.name_any();
+    let namespace = cs.namespace().ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+    if cs.metadata.deletion_timestamp.is_some() {
+        return Ok(Reconciled::Deleting);
+    }
+    let uid = cs.uid().ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+
+    // 1. observe, from the caches only
+    let nodes = ctx.nodes.state();
+    let zones = ZoneInventory::from_nodes(nodes.iter().map(AsRef::as_ref)).for_spec(&cs.spec.zones);
+    let deployments = observed_deployments(&ctx.children, &namespace, &name, &uid);
+    let observed = Observed { deployments: deployments.clone() };
+
+    // 2–4. validate, plan, render (pure)
+    let planned = plan::plan(cs, &zones, &observed);
+
+    // 5. apply what changed; prune what is no longer desired
+    let reconciled = match &planned {
+        Err(invalid) => {
+            warn!(%invalid, "invalid spec: no child is touched");
+            Reconciled::Invalid
+        }
+        Ok(plan) => {
+            let mut writes = 0usize;
+            for child in &plan.children {
+                let mut child = child.clone();
+                children::fingerprint(&mut child);
+                if !ctx.children.is_current(&namespace, &child) {
+                    children::apply(&ctx.client, &namespace, &child).await?;
+                    writes += 1;
+                }
+            }
+            let policy = PrunePolicy { deployments: plan.revision_available };
+            writes +=
+                children::prune(&ctx.client, &ctx.children, &namespace, &name, &uid, &plan.children, &policy).await?;
+            if writes > 0 {
+                info!(writes, revision = %plan.revision, "children updated");
+            }
+            let superseded = deployments.len() > plan.split.len();
+            Reconciled::Applied { progressing: plan.paced != plan.split || !plan.revision_available || superseded }
+        }
+    };
+
+    // 6. status, written only when it changed
+    let status = status::compute(&status::Inputs {
+        cs,
+        plan: planned.as_ref(),
+        zones: &zones,
+        deployments: &deployments,
+        now: Time(k8s_openapi::jiff::Timestamp::now()),
+    });
+    let previous = cs.status.clone().unwrap_or_default();
+    if previous != status {
+        let api: Api<CourseService> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = serde_json::json!({
+            "apiVersion": CourseService::api_version(&()),
+            "kind": CourseService::kind(&()),
+            "status": status,
+        });
+        api.patch_status(&name, &PatchParams::apply(labels::MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(|source| Error::Status { namespace: namespace.clone(), name: name.clone(), source })?;
+        publish_transitions(ctx, cs, &previous, &status).await;
+    }
+    Ok(reconciled)
+}
+
+/// Application Deployments of this CourseService (every revision), by name.
+fn observed_deployments(
+    stores: &ChildStores,
+    namespace: &str,
+    instance: &str,
+    uid: &str,
+) -> BTreeMap<String, ZoneObserved> {
+    let selector = labels::selector(instance, Component::App);
+    stores
+        .deployments
+        .state()
+        .iter()
+        .filter(|d| d.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|d| {
+            let labels = d.metadata.labels.as_ref();
+            selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        })
+        .filter(|d| d.metadata.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == uid)))
+        .map(|d| {
+            let replicas = d.spec.replicas.unwrap_or(1);
+            let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+            (d.name_any(), ZoneObserved { replicas, ready })
+        })
+        .collect()
+}
+
+/// One Event per condition that changed, Warning for bad news.
+async fn publish_transitions(
+    ctx: &Context,
+    cs: &CourseService,
+    before: &crate::api::CourseServiceStatus,
+    after: &crate::api::CourseServiceStatus,
+) {
+    use crate::conditions::types;
+    for condition in status::transitions(&before.conditions, &after.conditions) {
+        let bad = match condition.type_.as_str() {
+            types::AVAILABLE => condition.status == "False",
+            types::DEGRADED | types::INVALID_SPEC => condition.status == "True",
+            _ => false,
+        };
+        // A condition first appearing as good news is not worth an Event.
+        let first_seen = !before.conditions.iter().any(|b| b.type_ == condition.type_);
+        if first_seen && !bad {
+            continue;
+        }
+        let event = Event {
+            type_: if bad { EventType::Warning } else { EventType::Normal },
+            reason: condition.reason.clone(),
+            note: Some(condition.message.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &cs.object_ref(&())).await {
+            warn!(%error, "could not publish event");
+        }
+    }
+}
