@@ -84,6 +84,10 @@ pub struct RunArgs {
     /// Seconds a leader's Lease lasts without renewal; a standby takes over after it expires.
     #[arg(long, default_value_t = 10)]
     pub lease_duration_seconds: u64,
+    /// Re-check every settled CourseService this often even without events (it writes nothing
+    /// when nothing changed).
+    #[arg(long, default_value_t = 600)]
+    pub resync_seconds: u64,
     /// CourseServices reconciled at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
@@ -260,6 +264,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         ),
         leader,
         failures: Default::default(),
+        resync: Duration::from_secs(args.resync_seconds),
     });
 
     let all_courses =

@@ -23,9 +23,6 @@ use crate::plan::{self, Observed};
 use crate::status;
 use crate::zones::{ZoneInventory, ZoneObserved};
 
-/// Re-check a settled CourseService this often even without events (drift safety net; it
-/// makes no write when nothing changed).
-const RESYNC: Duration = Duration::from_secs(600);
 /// Re-check a CourseService whose pods are still coming up this often.
 const PROGRESS_POLL: Duration = Duration::from_secs(15);
 /// Longest back-off after repeated failures.
@@ -42,6 +39,9 @@ pub struct Context {
     pub leader: watch::Receiver<bool>,
     /// Consecutive failures per object, for exponential back-off.
     pub failures: Mutex<HashMap<ObjectRef<CourseService>, u32>>,
+    /// Re-check a settled CourseService this often even without events (a drift safety net
+    /// that writes nothing when nothing changed).
+    pub resync: Duration,
 }
 
 /// How a reconcile ended, when it did not fail.
@@ -72,7 +72,7 @@ pub async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Acti
     ctx.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&ObjectRef::from_obj(&*cs));
     Ok(match reconciled {
         Reconciled::Applied { progressing: true } => Action::requeue(PROGRESS_POLL),
-        Reconciled::Applied { progressing: false } => Action::requeue(RESYNC),
+        Reconciled::Applied { progressing: false } => Action::requeue(ctx.resync),
         Reconciled::Invalid | Reconciled::Deleting => Action::await_change(),
     })
 }

@@ -1,0 +1,313 @@
+//! The controller on the real control plane, run as its ServiceAccount: children, status,
+//! scaling, invalid specs, garbage collection, steady-state economy and leader election.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+
+use crate::cluster::{self, CLUSTER, Operator, eventually};
+use course_operator::api::CourseService;
+
+const CONVERGE: Duration = Duration::from_secs(90);
+
+fn course(name: &str, namespace: &str, spec: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    })
+}
+
+/// Application Deployments of a CourseService: name → (spec replicas, ready replicas).
+async fn app_deployments(client: &Client, ns: &str, name: &str) -> BTreeMap<String, (i32, i32)> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=app");
+    api.list(&ListParams::default().labels(&selector))
+        .await
+        .map(|list| {
+            list.items
+                .into_iter()
+                .filter(|d| d.metadata.deletion_timestamp.is_none())
+                .map(|d| {
+                    let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+                    (d.name_any(), (d.spec.replicas.unwrap_or(1), ready))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn condition(cs: &CourseService, type_: &str) -> Option<(String, String)> {
+    let status = cs.status.as_ref()?;
+    let c = status.conditions.iter().find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone()))
+}
+
+/// Waits until the CourseService is Available with `ready` Ready pods split as `per_zone`
+/// (sorted counts) over Deployments of one revision.
+async fn wait_converged(client: &Client, ns: &str, name: &str, per_zone: &[i32]) -> BTreeMap<String, (i32, i32)> {
+    let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
+    let total: i32 = per_zone.iter().sum();
+    eventually(CONVERGE, &format!("{name} Available with {per_zone:?} per zone"), || async {
+        let cs = api.get(name).await.ok()?;
+        let available = condition(&cs, "Available")? == ("True".into(), "MinimumReplicasAvailable".into());
+        let status = cs.status.as_ref()?;
+        let deployments = app_deployments(client, ns, name).await;
+        let mut counts: Vec<i32> = deployments.values().map(|(r, _)| *r).collect();
+        counts.sort_unstable();
+        let all_ready = deployments.values().all(|(r, ready)| r == ready);
+        (available && status.ready_replicas == total && counts == per_zone && all_ready).then_some(deployments)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn create_makes_every_child_and_reports_available() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("create", |client, ns| async move {
+        let operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0", "replicas": 3}))).await;
+
+        let deployments = wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+        let zones: Vec<String> = deployments.keys().map(|n| n.rsplit('-').next().unwrap_or_default().to_owned()).collect();
+        assert_eq!(zones, vec!["a", "b", "c"], "one Deployment per zone: {deployments:?}");
+
+        let cs = api.get("catalog").await.expect("course");
+        let status = cs.status.clone().expect("status");
+        assert_eq!(status.observed_generation, cs.metadata.generation);
+        assert_eq!(status.selector.as_deref(), Some("app.kubernetes.io/component=app,app.kubernetes.io/instance=catalog,app.kubernetes.io/managed-by=course-operator"));
+        assert_eq!(status.zones.iter().map(|z| (z.name.as_str(), z.desired, z.ready)).collect::<Vec<_>>(), vec![("zone-a", 1, 1), ("zone-b", 1, 1), ("zone-c", 1, 1)]);
+        assert_eq!(condition(&cs, "InvalidSpec"), Some(("False".into(), "SpecValid".into())));
+        assert_eq!(condition(&cs, "Degraded"), Some(("False".into(), "AllZonesHealthy".into())));
+
+        let uid = cs.uid().expect("uid");
+        let service = Api::<Service>::namespaced(client.clone(), &ns).get("catalog").await.expect("Service");
+        let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns).get("catalog").await.expect("PDB");
+        for owners in [service.metadata.owner_references, pdb.metadata.owner_references] {
+            assert_eq!(owners.unwrap_or_default().first().map(|o| o.uid.clone()), Some(uid.clone()));
+        }
+        assert_eq!(service.spec.and_then(|s| s.type_).as_deref(), Some("LoadBalancer"));
+        drop(operator);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn image_change_rolls_to_a_new_revision_and_removes_the_old_one() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("image", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(
+            &api,
+            course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0", "replicas": 3})),
+        )
+        .await;
+        let before = wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+
+        cluster::apply(
+            &api,
+            course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.1", "replicas": 3})),
+        )
+        .await;
+        let after = eventually(CONVERGE, "only new-revision Deployments", || async {
+            let now = wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+            now.keys().all(|n| !before.contains_key(n)).then_some(now)
+        })
+        .await;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        for name in after.keys() {
+            let d = deployments.get(name).await.expect("deployment");
+            let image = d.spec.template.spec.and_then(|s| s.containers.into_iter().next()).and_then(|c| c.image);
+            assert_eq!(image.as_deref(), Some("registry.example.com/catalog:1.1"));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn scaling_through_the_scale_subresource_resizes_every_zone() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("scale", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0"}))).await;
+        wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+
+        // What `kubectl scale csvc catalog --replicas=7` sends.
+        let scale = serde_json::json!({"spec": {"replicas": 7}});
+        api.patch_scale("catalog", &PatchParams::default(), &Patch::Merge(&scale)).await.expect("scale");
+        wait_converged(&client, &ns, "catalog", &[2, 2, 3]).await;
+        let read = api.get_scale("catalog").await.expect("get scale");
+        assert_eq!(read.status.as_ref().map(|s| s.replicas), Some(7));
+        assert_eq!(
+            read.status.and_then(|s| s.selector).as_deref(),
+            Some("app.kubernetes.io/component=app,app.kubernetes.io/instance=catalog,app.kubernetes.io/managed-by=course-operator")
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_spec_past_admission_sets_invalid_spec_and_touches_no_child() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("invalid-spec", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0"})))
+            .await;
+        wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let before: BTreeMap<String, String> = deployments
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .iter()
+            .map(|d| (d.name_any(), d.resource_version().unwrap_or_default()))
+            .collect();
+
+        // Passes the schema, fails the operator's semantic checks (weights go down), and also
+        // changes the image: the operator must not roll anything out.
+        let bad = serde_json::json!({
+            "image": "registry.example.com/catalog:2.0",
+            "strategy": {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"setWeight": 20}]}},
+        });
+        cluster::apply(&api, course("catalog", &ns, bad)).await;
+        let message = eventually(CONVERGE, "InvalidSpec=True", || async {
+            let cs = api.get("catalog").await.ok()?;
+            let status = cs.status?;
+            let c = status.conditions.iter().find(|c| c.type_ == "InvalidSpec" && c.status == "True")?;
+            (status.observed_generation == cs.metadata.generation).then(|| c.message.clone())
+        })
+        .await;
+        assert!(message.contains("spec.strategy.canary.steps[1].setWeight"), "{message}");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after: BTreeMap<String, String> = deployments
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .iter()
+            .map(|d| (d.name_any(), d.resource_version().unwrap_or_default()))
+            .collect();
+        assert_eq!(before, after, "a child changed although the spec is invalid");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_the_course_service_garbage_collects_its_children() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("delete", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0"})))
+            .await;
+        wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+        api.delete("catalog", &Default::default()).await.expect("delete");
+        eventually(CONVERGE, "children garbage-collected", || async {
+            let deployments = app_deployments(&client, &ns, "catalog").await;
+            let services = Api::<Service>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.ok()?;
+            let pdbs =
+                Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.ok()?;
+            (deployments.is_empty() && services.items.is_empty() && pdbs.items.is_empty()).then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn steady_state_makes_no_write_requests() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("steady", |client, ns| async move {
+        // A short resync makes the idle window span many full reconciles.
+        let operator = Operator::start(&client, &ns, "solo", &["--resync-seconds", "5"]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(
+            &api,
+            course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0", "replicas": 6})),
+        )
+        .await;
+        wait_converged(&client, &ns, "catalog", &[2, 2, 2]).await;
+        // Let trailing status updates land.
+        eventually(CONVERGE, "writes to settle", || async {
+            let first = operator.writes().await;
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            (operator.writes().await == first).then_some(())
+        })
+        .await;
+
+        let idle: u64 = std::env::var("E2E_IDLE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+        let writes_before = operator.writes().await;
+        let reconciles_before = operator.counter("course_operator_reconciles_total", "Success").await;
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(idle)).await;
+        let writes = operator.writes().await - writes_before;
+        let reconciles = operator.counter("course_operator_reconciles_total", "Success").await - reconciles_before;
+        eprintln!("steady state: {reconciles} reconciles, {writes} writes in {:?}", started.elapsed());
+        assert!(reconciles >= (idle / 5 / 2) as f64, "only {reconciles} reconciles: the window proves nothing");
+        assert_eq!(writes, 0.0, "steady state wrote {writes} times in {idle}s\n{}", operator.log());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_within_15_seconds_when_the_leader_dies() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("leader", |client, ns| async move {
+        let mut first = Operator::start(&client, &ns, "first", &[]).await;
+        let second = Operator::start(&client, &ns, "second", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0"})))
+            .await;
+        wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+        let leaders = (first.is_leader().await, second.is_leader().await);
+        assert!(leaders == (true, false), "expected the first replica alone to lead, got {leaders:?}");
+        assert_eq!(second.writes().await, 0.0, "the standby wrote");
+
+        first.kill();
+        let killed = Instant::now();
+        eventually(Duration::from_secs(20), "the standby to lead", || async { second.is_leader().await.then_some(()) })
+            .await;
+        let failover = killed.elapsed();
+        eprintln!("leader failover took {failover:?}");
+        assert!(failover <= Duration::from_secs(15), "failover took {failover:?}");
+
+        // The new leader acts.
+        let scale = serde_json::json!({"spec": {"replicas": 6}});
+        api.patch_scale("catalog", &PatchParams::default(), &Patch::Merge(&scale)).await.expect("scale");
+        wait_converged(&client, &ns, "catalog", &[2, 2, 2]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_releases_the_lease_at_once() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("release", |client, ns| async move {
+        let mut first = Operator::start(&client, &ns, "first", &["--lease-duration-seconds", "30"]).await;
+        eventually(Duration::from_secs(20), "the first replica to lead", || async {
+            first.is_leader().await.then_some(())
+        })
+        .await;
+        let second = Operator::start(&client, &ns, "second", &["--lease-duration-seconds", "30"]).await;
+        first.terminate();
+        assert!(!first.is_running(), "SIGTERM did not stop the operator");
+        let stopped = Instant::now();
+        // Far sooner than the 30 s the Lease would take to expire.
+        eventually(Duration::from_secs(10), "the standby to lead after a graceful stop", || async {
+            second.is_leader().await.then_some(())
+        })
+        .await;
+        eprintln!("takeover after graceful stop: {:?}", stopped.elapsed());
+    })
+    .await;
+}

@@ -1,0 +1,10 @@
+//! E2E tier: runs against the cluster in KUBECONFIG (the local control plane from
+//! `make cluster`, or kind). Each test works in its own namespace.
+
+#[path = "../support/cluster.rs"]
+mod cluster;
+#[path = "../support/fixtures.rs"]
+mod fixtures;
+
+mod admission;
+mod controller;

@@ -1,0 +1,317 @@
+//! E2E harness: a client from KUBECONFIG (so the suite runs unchanged on the local control
+//! plane or kind), a throw-away namespace per test, the operator run as its ServiceAccount, and
+//! polling with deadlines instead of sleeps.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::Kubeconfig;
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{OnceCell, RwLock};
+
+use super::fixtures::repo_root;
+
+/// Field manager of objects the tests write.
+pub const TEST_MANAGER: &str = "course-operator-e2e";
+
+/// Tests that change the cluster itself (nodes, the apiserver) take this exclusively; every
+/// other test holds it shared.
+pub static CLUSTER: RwLock<()> = RwLock::const_new(());
+
+/// A client for the cluster in KUBECONFIG.
+pub async fn client() -> Client {
+    Client::try_default()
+        .await
+        .expect("e2e tests need a cluster: run `make cluster` and export the KUBECONFIG it prints")
+}
+
+static CRD: OnceCell<()> = OnceCell::const_new();
+
+/// Installs crds/ once per test binary and waits until it is Established.
+pub async fn ensure_crd(client: &Client) {
+    CRD.get_or_init(|| async {
+        let text = std::fs::read_to_string(repo_root().join("crds/courseservices.microcourses.io.yaml"))
+            .expect("committed CRD readable");
+        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("CRD parses");
+        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+        api.patch(&crd.name_any(), &PatchParams::apply(TEST_MANAGER).force(), &Patch::Apply(&crd))
+            .await
+            .expect("CRD applies");
+        eventually(Duration::from_secs(30), "CRD Established", || async {
+            let current = api.get(&crd.name_any()).await.ok()?;
+            let conditions = current.status?.conditions?;
+            conditions.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+/// Polls `probe` every 200 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{:x}{}", nanos % 0xfffff, COUNTER.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Runs `test` in a fresh namespace `e2e-<prefix>-<suffix>`, deleted afterwards (also when the
+/// test panics) unless `E2E_KEEP_NAMESPACES=1`.
+pub async fn with_namespace<F, Fut>(prefix: &str, test: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let client = client().await;
+    ensure_crd(&client).await;
+    let name = format!("e2e-{prefix}-{}", unique_suffix());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"course-operator-e2e": "true"}},
+    }))
+    .expect("namespace object");
+    namespaces.create(&PostParams::default(), &ns).await.expect("create test namespace");
+    let outcome = std::panic::AssertUnwindSafe(test(client.clone(), name.clone())).catch_unwind().await;
+    if std::env::var("E2E_KEEP_NAMESPACES").is_ok_and(|v| v == "1") {
+        eprintln!("keeping namespace {name}");
+    } else {
+        let _ = namespaces.delete(&name, &DeleteParams::background()).await;
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Server-side applies a JSON object as the test's field manager.
+pub async fn apply<K>(api: &Api<K>, object: serde_json::Value) -> K
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = object["metadata"]["name"].as_str().expect("object has a name").to_owned();
+    api.patch(&name, &PatchParams::apply(TEST_MANAGER).force(), &Patch::Apply(&object))
+        .await
+        .unwrap_or_else(|e| panic!("apply {name}: {e}"))
+}
+
+/// The operator binary, run out of cluster against KUBECONFIG but impersonating its own
+/// ServiceAccount bound to manifests/rbac/clusterrole.yaml, so missing permissions fail tests.
+pub struct Operator {
+    process: Child,
+    pub metrics_port: u16,
+    _dir: tempdir::Dir,
+}
+
+mod tempdir {
+    /// A directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+static RBAC: OnceCell<()> = OnceCell::const_new();
+
+async fn ensure_cluster_roles(client: &Client) {
+    RBAC.get_or_init(|| async {
+        let text = std::fs::read_to_string(repo_root().join("manifests/rbac/clusterrole.yaml")).expect("RBAC manifest");
+        let roles: Vec<ClusterRole> = serde_saphyr::from_multiple(&text).expect("RBAC parses");
+        let api: Api<ClusterRole> = Api::all(client.clone());
+        for role in roles {
+            api.patch(&role.name_any(), &PatchParams::apply(TEST_MANAGER).force(), &Patch::Apply(&role))
+                .await
+                .expect("apply ClusterRole");
+        }
+    })
+    .await;
+}
+
+/// Binds the operator's roles to ServiceAccount `course-operator` in `namespace`. The
+/// ClusterRoleBinding is owned by the Namespace, so it goes when the namespace goes.
+async fn bind_service_account(client: &Client, namespace: &str) {
+    ensure_cluster_roles(client).await;
+    let ns: Namespace = Api::all(client.clone()).get(namespace).await.expect("namespace exists");
+    let owner = serde_json::json!([{
+        "apiVersion": "v1", "kind": "Namespace", "name": namespace, "uid": ns.uid().expect("uid"),
+    }]);
+    apply(&Api::<ServiceAccount>::namespaced(client.clone(), namespace), serde_json::json!({
+        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "course-operator", "namespace": namespace},
+    }))
+    .await;
+    let subject = serde_json::json!([{"kind": "ServiceAccount", "name": "course-operator", "namespace": namespace}]);
+    apply(
+        &Api::<ClusterRoleBinding>::all(client.clone()),
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": format!("course-operator-{namespace}"), "ownerReferences": owner},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "course-operator"},
+            "subjects": subject,
+        }),
+    )
+    .await;
+    apply(&Api::<RoleBinding>::namespaced(client.clone(), namespace), serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "course-operator-leader-election", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "course-operator-leader-election"},
+        "subjects": subject,
+    }))
+    .await;
+}
+
+/// A kubeconfig like the current one, impersonating the operator's ServiceAccount.
+fn impersonating_kubeconfig(namespace: &str, dir: &std::path::Path) -> PathBuf {
+    let mut config = Kubeconfig::read().expect("KUBECONFIG readable");
+    let context_name = config.current_context.clone().expect("kubeconfig has a current context");
+    let user = config
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.user.clone())
+        .expect("current context has a user");
+    for auth in &mut config.auth_infos {
+        if Some(&auth.name) == user.as_ref() {
+            let info = auth.auth_info.get_or_insert_default();
+            info.impersonate = Some(format!("system:serviceaccount:{namespace}:course-operator"));
+            info.impersonate_groups = Some(vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".into(),
+            ]);
+        }
+    }
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, serde_saphyr::to_string(&config).expect("kubeconfig serialises")).expect("write kubeconfig");
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+impl Operator {
+    /// Starts the operator watching `namespace` (its Lease lives there too) and waits until it
+    /// reports ready. `extra` adds command-line options.
+    pub async fn start(client: &Client, namespace: &str, identity: &str, extra: &[&str]) -> Self {
+        bind_service_account(client, namespace).await;
+        let dir = std::env::temp_dir().join(format!("course-operator-e2e-{namespace}-{identity}"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let kubeconfig = impersonating_kubeconfig(namespace, &dir);
+        let metrics_port = free_port();
+        let log = std::fs::File::create(dir.join("operator.log")).expect("log file");
+        let process = Command::new(env!("CARGO_BIN_EXE_course-operator"))
+            .args(["run", "--namespace", namespace, "--lease-namespace", namespace, "--identity", identity])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(extra)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("LOG_LEVEL", "info,course_operator=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("operator binary starts");
+        let operator = Self { process, metrics_port, _dir: tempdir::Dir(dir) };
+        eventually(Duration::from_secs(30), "operator /readyz", || async {
+            operator.get("/readyz").await.filter(|(code, _)| *code == 200).map(|_| ())
+        })
+        .await;
+        operator
+    }
+
+    /// The operator's log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.0.join("operator.log")).unwrap_or_default()
+    }
+
+    /// GET on the metrics port: (status code, body).
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await.ok()?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let code = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        Some((code, body))
+    }
+
+    /// Sum of a counter family on /metrics whose labels contain `label_filter`.
+    pub async fn counter(&self, family: &str, label_filter: &str) -> f64 {
+        let (_, body) = self.get("/metrics").await.expect("metrics answer");
+        body.lines()
+            .filter(|l| l.starts_with(family) && l.contains(label_filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Write requests (create, update, patch, delete) made so far.
+    pub async fn writes(&self) -> f64 {
+        let mut total = 0.0;
+        for verb in ["Create", "Update", "Patch", "Delete"] {
+            total += self.counter("course_operator_api_requests_total", &format!("verb=\"{verb}\"")).await;
+        }
+        total
+    }
+
+    /// Whether this replica says it holds the lease.
+    pub async fn is_leader(&self) -> bool {
+        self.counter("course_operator_leader", "").await >= 1.0
+    }
+
+    /// SIGKILL: no clean-up, the Lease is not released.
+    pub fn kill(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+
+    /// SIGTERM and wait: a graceful stop that releases the Lease.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.process.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.process.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.process.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- operator log ---\n{}", self.log());
+        }
+        self.kill();
+    }
+}
