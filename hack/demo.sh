@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# `make demo`: the local control plane, the CRD, the operator (as a background process) and a
+# sample CourseService; then its status. `hack/demo.sh down` stops the operator.
+#
+# To use a real cluster instead, set DEMO_KUBECONFIG to its kubeconfig: the local control
+# plane is then neither started nor needed.
+set -euo pipefail
+HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$HACK_DIR/.." && pwd)
+STATE_DIR=$REPO_ROOT/.cluster
+PID_FILE=$STATE_DIR/operator.pid
+LOG_FILE=$STATE_DIR/operator.log
+SAMPLE=${DEMO_SAMPLE:-$REPO_ROOT/manifests/samples/rolling-autoscaled.yaml}
+NAMESPACE=${DEMO_NAMESPACE:-demo}
+OPERATOR=${CARGO_TARGET_DIR:-$HOME/.cache/course-operator/cargo-target}/debug/course-operator
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+stop_operator() {
+  if [[ -f $PID_FILE ]]; then
+    pid=$(cat "$PID_FILE")
+    if kill -0 "$pid" 2>/dev/null; then
+      log "stopping the operator (pid $pid)"
+      kill -TERM "$pid" || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    fi
+    rm -f "$PID_FILE"
+  fi
+}
+
+if [[ ${1:-up} == down ]]; then
+  stop_operator
+  exit 0
+fi
+
+if [[ -n ${DEMO_KUBECONFIG:-} ]]; then
+  export KUBECONFIG=$DEMO_KUBECONFIG
+  KUBECTL=${KUBECTL:-kubectl}
+else
+  "$HACK_DIR/cluster.sh" up >/dev/null
+  export KUBECONFIG=$STATE_DIR/kubeconfig
+  KUBECTL=$STATE_DIR/bin/kubectl
+fi
+mkdir -p "$STATE_DIR"
+
+log "installing the CourseService CRD"
+"$KUBECTL" apply --server-side --field-manager=course-operator-demo -f "$REPO_ROOT/crds/courseservices.microcourses.io.yaml" >/dev/null
+"$KUBECTL" wait --for=condition=Established --timeout=60s crd/courseservices.microcourses.io >/dev/null
+
+stop_operator
+log "starting the operator (log: $LOG_FILE, metrics: http://127.0.0.1:8080/metrics)"
+nohup "$OPERATOR" run --metrics-addr 127.0.0.1:8080 --lease-namespace default >"$LOG_FILE" 2>&1 &
+echo $! >"$PID_FILE"
+for _ in $(seq 100); do
+  curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && break
+  kill -0 "$(cat "$PID_FILE")" 2>/dev/null || { cat "$LOG_FILE" >&2; echo "the operator exited" >&2; exit 1; }
+  sleep 0.2
+done
+
+log "applying $(basename "$SAMPLE") in namespace $NAMESPACE"
+"$KUBECTL" create namespace "$NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+"$KUBECTL" apply --server-side --field-manager=course-operator-demo -n "$NAMESPACE" -f "$SAMPLE" >/dev/null
+name=$("$KUBECTL" get -n "$NAMESPACE" -f "$SAMPLE" -o jsonpath='{.metadata.name}')
+"$KUBECTL" wait -n "$NAMESPACE" --for=condition=Available --timeout=120s "courseservice/$name" >/dev/null
+
+log "kubectl get courseservices -n $NAMESPACE"
+"$KUBECTL" get courseservices -n "$NAMESPACE"
+log "zones"
+"$KUBECTL" get courseservice "$name" -n "$NAMESPACE" -o jsonpath='{range .status.zones[*]}{.name}{"\t"}desired={.desired}{"\t"}ready={.ready}{"\n"}{end}'
+log "conditions"
+"$KUBECTL" get courseservice "$name" -n "$NAMESPACE" -o jsonpath='{range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}'
+log "children"
+"$KUBECTL" get deployments,services,pdb,hpa -n "$NAMESPACE" -l "app.kubernetes.io/instance=$name"
+cat >&2 <<MSG
+
+The operator keeps running in the background (pid $(cat "$PID_FILE")). Try:
+  export KUBECONFIG=$KUBECONFIG
+  $KUBECTL scale courseservice $name -n $NAMESPACE --replicas=9
+  $KUBECTL get deployments -n $NAMESPACE -w
+Stop everything with: make demo-down
+MSG
