@@ -4,13 +4,17 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::{NamespaceResourceScope, Resource as _};
 use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
-use kube::runtime::reflector::Store;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,15 +22,25 @@ use sha2::{Digest, Sha256};
 
 use super::Error;
 use crate::labels;
-use crate::render::Child;
+use crate::render::{Child, each_child};
 
-/// The caches children are read from.
+/// Cache of the metadata of one kind of child.
+pub type MetaStore<K> = Store<PartialObjectMeta<K>>;
+
+/// The caches children are read from: full objects where their status matters, metadata only
+/// elsewhere (memory).
 #[derive(Clone)]
 pub struct ChildStores {
     pub deployments: Store<Deployment>,
-    pub services: Store<kube::core::PartialObjectMeta<Service>>,
-    pub pdbs: Store<kube::core::PartialObjectMeta<PodDisruptionBudget>>,
-    pub hpas: Store<kube::core::PartialObjectMeta<HorizontalPodAutoscaler>>,
+    pub statefulsets: Store<StatefulSet>,
+    pub jobs: Store<Job>,
+    pub services: MetaStore<Service>,
+    pub pdbs: MetaStore<PodDisruptionBudget>,
+    pub hpas: MetaStore<HorizontalPodAutoscaler>,
+    pub configmaps: MetaStore<ConfigMap>,
+    pub secrets: MetaStore<Secret>,
+    pub cronjobs: MetaStore<CronJob>,
+    pub network_policies: MetaStore<NetworkPolicy>,
 }
 
 /// Stamps the child with the hash of its desired form.
@@ -40,49 +54,49 @@ fn applied_hash(meta: &ObjectMeta) -> Option<&str> {
     meta.annotations.as_ref()?.get(labels::APPLIED_HASH).map(String::as_str)
 }
 
-fn cached_meta<K: Resource<DynamicType = ()> + Clone>(
-    store: &Store<K>,
-    namespace: &str,
-    name: &str,
-) -> Option<ObjectMeta> {
-    let key = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
-    store.get(&key).map(|o| o.meta().clone())
+fn cached<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>, namespace: &str, name: &str) -> Option<ObjectMeta> {
+    store.get(&ObjectRef::new(name).within(namespace)).map(|o| o.meta().clone())
 }
 
 impl ChildStores {
-    /// Whether the cluster already has exactly this child as we last applied it.
-    pub fn is_current(&self, namespace: &str, child: &Child) -> bool {
-        let desired = applied_hash(child.meta());
-        let name = child.name();
-        match child {
-            Child::Deployment(d) => {
-                let key = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
-                // Replicas are compared too: someone scaling the Deployment by hand is drift.
-                self.deployments
-                    .get(&key)
-                    .is_some_and(|o| applied_hash(&o.metadata) == desired && o.spec.replicas == d.spec.replicas)
-            }
-            Child::Service(_) => {
-                cached_meta(&self.services, namespace, name).is_some_and(|m| applied_hash(&m) == desired)
-            }
-            Child::PodDisruptionBudget(_) => {
-                cached_meta(&self.pdbs, namespace, name).is_some_and(|m| applied_hash(&m) == desired)
-            }
-            Child::HorizontalPodAutoscaler(_) => {
-                cached_meta(&self.hpas, namespace, name).is_some_and(|m| applied_hash(&m) == desired)
-            }
+    /// Metadata of a cached child of `kind`.
+    fn meta_of(&self, kind: &str, namespace: &str, name: &str) -> Option<ObjectMeta> {
+        match kind {
+            Deployment::KIND => cached(&self.deployments, namespace, name),
+            StatefulSet::KIND => cached(&self.statefulsets, namespace, name),
+            Job::KIND => cached(&self.jobs, namespace, name),
+            Service::KIND => cached(&self.services, namespace, name),
+            PodDisruptionBudget::KIND => cached(&self.pdbs, namespace, name),
+            HorizontalPodAutoscaler::KIND => cached(&self.hpas, namespace, name),
+            ConfigMap::KIND => cached(&self.configmaps, namespace, name),
+            Secret::KIND => cached(&self.secrets, namespace, name),
+            CronJob::KIND => cached(&self.cronjobs, namespace, name),
+            NetworkPolicy::KIND => cached(&self.network_policies, namespace, name),
+            _ => None,
         }
     }
+
+    /// Whether the cluster already has this child as we last applied it. A generated Secret
+    /// counts as current as soon as it exists: credentials are never regenerated.
+    pub fn is_current(&self, namespace: &str, child: &Child) -> bool {
+        let Some(meta) = self.meta_of(child.kind(), namespace, child.name()) else { return false };
+        match child {
+            Child::Secret(_) => true,
+            // Replicas are compared too: someone scaling the Deployment by hand is drift.
+            Child::Deployment(d) => {
+                let observed = self.deployments.get(&ObjectRef::new(child.name()).within(namespace));
+                applied_hash(&meta) == applied_hash(child.meta())
+                    && observed.is_some_and(|o| o.spec.replicas == d.spec.replicas)
+            }
+            _ => applied_hash(&meta) == applied_hash(child.meta()),
+        }
+    }
+}
 }
 
 /// Server-side applies one child under the operator's field manager.
 pub async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<(), Error> {
-    let result = match child {
-        Child::Deployment(o) => patch(client, namespace, o.as_ref()).await,
-        Child::Service(o) => patch(client, namespace, o.as_ref()).await,
-        Child::PodDisruptionBudget(o) => patch(client, namespace, o.as_ref()).await,
-        Child::HorizontalPodAutoscaler(o) => patch(client, namespace, o.as_ref()).await,
-    };
+    let result = each_child!(child, object => patch(client, namespace, object.as_ref()).await);
     result.map_err(|source| Error::Apply {
         kind: child.kind(),
         namespace: namespace.to_owned(),
@@ -93,85 +107,87 @@ pub async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<()
 
 async fn patch<K>(client: &Client, namespace: &str, object: &K) -> Result<(), kube::Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let params = PatchParams::apply(labels::MANAGER).force();
     api.patch(&object.name_any(), &params, &Patch::Apply(object)).await.map(|_| ())
 }
 
-/// Owned children of one kind that exist but are no longer desired.
+/// Names of cached children of one kind that belong to this CourseService (its labels and its
+/// owner reference) but are not desired.
 fn stale<K: Resource<DynamicType = ()> + Clone>(
     store: &Store<K>,
-    namespace: &str,
-    instance: &str,
-    owner_uid: &str,
+    owner: &Owner<'_>,
     desired: &BTreeSet<(&str, &str)>,
-    kind: &'static str,
+    kind: &str,
 ) -> Vec<String> {
     store
         .state()
         .iter()
-        .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
-        .filter(|o| {
-            let labels = o.meta().labels.as_ref();
-            labels.and_then(|l| l.get(labels::INSTANCE)).is_some_and(|v| v == instance)
+        .map(|o| o.meta())
+        .filter(|m| m.namespace.as_deref() == Some(owner.namespace))
+        .filter(|m| {
+            let labels = m.labels.as_ref();
+            labels.and_then(|l| l.get(labels::INSTANCE)).is_some_and(|v| v == owner.instance)
                 && labels.and_then(|l| l.get(labels::MANAGED_BY)).is_some_and(|v| v == labels::MANAGER)
         })
-        .filter(|o| o.meta().owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == owner_uid)))
-        .filter_map(|o| o.meta().name.clone())
+        .filter(|m| m.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == owner.uid)))
+        .filter_map(|m| m.name.clone())
         .filter(|name| !desired.contains(&(kind, name.as_str())))
         .collect()
 }
 
-/// Which kinds may be pruned now.
+/// The CourseService whose children are pruned.
+pub struct Owner<'a> {
+    pub namespace: &'a str,
+    pub instance: &'a str,
+    pub uid: &'a str,
+}
+
+/// Which children may be pruned now.
 pub struct PrunePolicy {
     /// Deployments go only once the current revision can carry the load.
     pub deployments: bool,
 }
 
 /// Deletes children carrying this CourseService's labels and owner reference that are no
-/// longer desired. Only the kinds the operator renders are considered: PVCs and Secrets are
-/// never pruned.
+/// longer desired. Secrets (generated credentials) and PersistentVolumeClaims are never
+/// pruned: data outlives a spec change.
 pub async fn prune(
     client: &Client,
     stores: &ChildStores,
-    namespace: &str,
-    instance: &str,
-    owner_uid: &str,
+    owner: &Owner<'_>,
     desired: &[Child],
     policy: &PrunePolicy,
 ) -> Result<usize, Error> {
     let wanted: BTreeSet<(&str, &str)> = desired.iter().map(|c| (c.kind(), c.name())).collect();
     let mut deleted = 0;
+    macro_rules! prune_kind {
+        ($store:expr, $kind:ty) => {
+            for name in stale(&$store, owner, &wanted, <$kind>::KIND) {
+                delete::<$kind>(client, owner.namespace, &name).await?;
+                deleted += 1;
+            }
+        };
+    }
     if policy.deployments {
-        for name in stale(&stores.deployments, namespace, instance, owner_uid, &wanted, "Deployment") {
-            delete::<Deployment>(client, namespace, &name).await?;
-            deleted += 1;
-        }
+        prune_kind!(stores.deployments, Deployment);
     }
-    for name in stale(&stores.services, namespace, instance, owner_uid, &wanted, "Service") {
-        delete::<Service>(client, namespace, &name).await?;
-        deleted += 1;
-    }
-    for name in stale(&stores.pdbs, namespace, instance, owner_uid, &wanted, "PodDisruptionBudget") {
-        delete::<PodDisruptionBudget>(client, namespace, &name).await?;
-        deleted += 1;
-    }
-    for name in stale(&stores.hpas, namespace, instance, owner_uid, &wanted, "HorizontalPodAutoscaler") {
-        delete::<HorizontalPodAutoscaler>(client, namespace, &name).await?;
-        deleted += 1;
-    }
+    prune_kind!(stores.statefulsets, StatefulSet);
+    prune_kind!(stores.jobs, Job);
+    prune_kind!(stores.services, Service);
+    prune_kind!(stores.pdbs, PodDisruptionBudget);
+    prune_kind!(stores.hpas, HorizontalPodAutoscaler);
+    prune_kind!(stores.configmaps, ConfigMap);
+    prune_kind!(stores.cronjobs, CronJob);
+    prune_kind!(stores.network_policies, NetworkPolicy);
     Ok(deleted)
 }
 
 async fn delete<K>(client: &Client, namespace: &str, name: &str) -> Result<(), Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };

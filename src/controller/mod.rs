@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::client::ClientBuilder;
 use kube::core::PartialObjectMeta;
@@ -144,6 +146,30 @@ fn slim_node(node: &mut Node) {
     }
 }
 
+/// A reflector cache of one kind of child and the stream of its changes.
+fn watch_children<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    config: &watcher::Config,
+) -> (reflector::Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let events = watcher(api::<K>(client, namespace), config.clone())
+        .modify(slim_meta)
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    (reader, events)
+}
+
 /// Memory: managed fields are the largest part of a cached object and are never read.
 fn slim_meta<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
@@ -179,30 +205,29 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
 
     // Caches: children are watched by our managed-by label only.
     let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    let (deployments, deployments_writer) = reflector::store();
-    let deployment_events = watcher(api::<Deployment>(&client, namespace), managed.clone())
-        .modify(slim_meta)
-        .default_backoff()
-        .reflect(deployments_writer)
-        .applied_objects();
-    let (services, services_writer) = reflector::store();
-    let service_events = watcher(api::<PartialObjectMeta<Service>>(&client, namespace), managed.clone())
-        .modify(slim_meta)
-        .default_backoff()
-        .reflect(services_writer)
-        .applied_objects();
-    let (pdbs, pdbs_writer) = reflector::store();
-    let pdb_events = watcher(api::<PartialObjectMeta<PodDisruptionBudget>>(&client, namespace), managed.clone())
-        .modify(slim_meta)
-        .default_backoff()
-        .reflect(pdbs_writer)
-        .applied_objects();
-    let (hpas, hpas_writer) = reflector::store();
-    let hpa_events = watcher(api::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, namespace), managed)
-        .modify(slim_meta)
-        .default_backoff()
-        .reflect(hpas_writer)
-        .applied_objects();
+    let (deployments, deployment_events) = watch_children::<Deployment>(&client, namespace, &managed);
+    let (statefulsets, statefulset_events) = watch_children::<StatefulSet>(&client, namespace, &managed);
+    let (jobs, job_events) = watch_children::<Job>(&client, namespace, &managed);
+    let (services, service_events) = watch_children::<PartialObjectMeta<Service>>(&client, namespace, &managed);
+    let (pdbs, pdb_events) = watch_children::<PartialObjectMeta<PodDisruptionBudget>>(&client, namespace, &managed);
+    let (hpas, hpa_events) = watch_children::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, namespace, &managed);
+    let (configmaps, configmap_events) = watch_children::<PartialObjectMeta<ConfigMap>>(&client, namespace, &managed);
+    let (secrets, secret_events) = watch_children::<PartialObjectMeta<Secret>>(&client, namespace, &managed);
+    let (cronjobs, cronjob_events) = watch_children::<PartialObjectMeta<CronJob>>(&client, namespace, &managed);
+    let (network_policies, network_policy_events) =
+        watch_children::<PartialObjectMeta<NetworkPolicy>>(&client, namespace, &managed);
+    let children = ChildStores {
+        deployments,
+        statefulsets,
+        jobs,
+        services,
+        pdbs,
+        hpas,
+        configmaps,
+        secrets,
+        cronjobs,
+        network_policies,
+    };
     let (nodes, nodes_writer) = reflector::store();
     let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .modify(slim_node)
@@ -218,19 +243,25 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     // Readiness: only once every cache has synced.
     let ready = Arc::new(AtomicBool::new(false));
     {
-        let (ready, stores) = (
-            ready.clone(),
-            (courses.clone(), deployments.clone(), services.clone(), pdbs.clone(), hpas.clone(), nodes.clone()),
-        );
+        let ready = ready.clone();
+        let c = children.clone();
+        let (courses, nodes) = (courses.clone(), nodes.clone());
         tokio::spawn(async move {
-            let synced = tokio::try_join!(
-                stores.0.wait_until_ready(),
-                stores.1.wait_until_ready(),
-                stores.2.wait_until_ready(),
-                stores.3.wait_until_ready(),
-                stores.4.wait_until_ready(),
-                stores.5.wait_until_ready(),
-            );
+            let synced = futures::future::try_join_all([
+                courses.wait_until_ready().boxed(),
+                nodes.wait_until_ready().boxed(),
+                c.deployments.wait_until_ready().boxed(),
+                c.statefulsets.wait_until_ready().boxed(),
+                c.jobs.wait_until_ready().boxed(),
+                c.services.wait_until_ready().boxed(),
+                c.pdbs.wait_until_ready().boxed(),
+                c.hpas.wait_until_ready().boxed(),
+                c.configmaps.wait_until_ready().boxed(),
+                c.secrets.wait_until_ready().boxed(),
+                c.cronjobs.wait_until_ready().boxed(),
+                c.network_policies.wait_until_ready().boxed(),
+            ])
+            .await;
             if synced.is_ok() {
                 info!("caches synced");
                 ready.store(true, Ordering::SeqCst);
@@ -256,7 +287,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     let context = Arc::new(Context {
         client: client.clone(),
         nodes: nodes.clone(),
-        children: ChildStores { deployments, services, pdbs, hpas },
+        children,
         metrics: metrics.clone(),
         recorder: Recorder::new(
             client,
@@ -272,9 +303,15 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     info!(%identity, namespace = namespace.unwrap_or("<all>"), "starting controller");
     controller
         .owns_stream(deployment_events)
+        .owns_stream(statefulset_events)
+        .owns_stream(job_events)
         .owns_stream(service_events)
         .owns_stream(pdb_events)
         .owns_stream(hpa_events)
+        .owns_stream(configmap_events)
+        .owns_stream(secret_events)
+        .owns_stream(cronjob_events)
+        .owns_stream(network_policy_events)
         .watches_stream(node_events, all_courses)
         .reconcile_all_on(leadership)
         .graceful_shutdown_on(shutdown_signal())

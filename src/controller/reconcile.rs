@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracing::{info, instrument, warn};
 
 use super::Error;
-use super::children::{self, ChildStores, PrunePolicy};
+use super::children::{self, ChildStores, Owner, PrunePolicy};
 use super::metrics::{Metrics, Outcome};
 use crate::api::CourseService;
 use crate::labels::{self, Component};
@@ -122,8 +122,8 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
                 }
             }
             let policy = PrunePolicy { deployments: plan.revision_available };
-            writes +=
-                children::prune(&ctx.client, &ctx.children, &namespace, &name, &uid, &plan.children, &policy).await?;
+            let owner = Owner { namespace: &namespace, instance: &name, uid: &uid };
+            writes += children::prune(&ctx.client, &ctx.children, &owner, &plan.children, &policy).await?;
             if writes > 0 {
                 info!(writes, revision = %plan.revision, "children updated");
             }

@@ -3,14 +3,19 @@
 
 pub mod deployment;
 pub mod hpa;
+pub mod mongo;
+pub mod network_policy;
 pub mod pdb;
+pub mod redis;
 pub mod service;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
@@ -63,37 +68,51 @@ pub enum Child {
     Service(Box<Service>),
     PodDisruptionBudget(Box<PodDisruptionBudget>),
     HorizontalPodAutoscaler(Box<HorizontalPodAutoscaler>),
+    StatefulSet(Box<StatefulSet>),
+    ConfigMap(Box<ConfigMap>),
+    /// Generated credentials: created once, never updated or pruned by the operator.
+    Secret(Box<Secret>),
+    Job(Box<Job>),
+    CronJob(Box<CronJob>),
+    NetworkPolicy(Box<NetworkPolicy>),
 }
+
+/// Applies `$body` to the boxed object of any variant.
+macro_rules! each_child {
+    ($child:expr, $object:ident => $body:expr) => {
+        match $child {
+            Child::Deployment($object) => $body,
+            Child::Service($object) => $body,
+            Child::PodDisruptionBudget($object) => $body,
+            Child::HorizontalPodAutoscaler($object) => $body,
+            Child::StatefulSet($object) => $body,
+            Child::ConfigMap($object) => $body,
+            Child::Secret($object) => $body,
+            Child::Job($object) => $body,
+            Child::CronJob($object) => $body,
+            Child::NetworkPolicy($object) => $body,
+        }
+    };
+}
+pub(crate) use each_child;
 
 impl Child {
     /// Kind of the object, e.g. `Deployment`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Deployment(_) => "Deployment",
-            Self::Service(_) => "Service",
-            Self::PodDisruptionBudget(_) => "PodDisruptionBudget",
-            Self::HorizontalPodAutoscaler(_) => "HorizontalPodAutoscaler",
+        fn kind_of<K: k8s_openapi::Resource>(_: &K) -> &'static str {
+            K::KIND
         }
+        each_child!(self, o => kind_of(o.as_ref()))
     }
 
     /// Metadata of the object.
     pub fn meta(&self) -> &ObjectMeta {
-        match self {
-            Self::Deployment(o) => &o.metadata,
-            Self::Service(o) => &o.metadata,
-            Self::PodDisruptionBudget(o) => &o.metadata,
-            Self::HorizontalPodAutoscaler(o) => &o.metadata,
-        }
+        each_child!(self, o => &o.metadata)
     }
 
     /// Mutable metadata of the object.
     pub fn meta_mut(&mut self) -> &mut ObjectMeta {
-        match self {
-            Self::Deployment(o) => &mut o.metadata,
-            Self::Service(o) => &mut o.metadata,
-            Self::PodDisruptionBudget(o) => &mut o.metadata,
-            Self::HorizontalPodAutoscaler(o) => &mut o.metadata,
-        }
+        each_child!(self, o => &mut o.metadata)
     }
 
     /// `metadata.name` of the object.

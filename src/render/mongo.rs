@@ -1,0 +1,1 @@
+//! MongoDB replica set as the application's database (filled in by the data-layer work).

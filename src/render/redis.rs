@@ -1,0 +1,1 @@
+//! Redis with Sentinel as the application's cache (filled in by the data-layer work).
