@@ -92,7 +92,6 @@ impl ChildStores {
         }
     }
 }
-}
 
 /// Server-side applies one child under the operator's field manager.
 pub async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<(), Error> {
