@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -41,6 +41,7 @@ pub struct ChildStores {
     pub secrets: MetaStore<Secret>,
     pub cronjobs: MetaStore<CronJob>,
     pub network_policies: MetaStore<NetworkPolicy>,
+    pub pvcs: MetaStore<PersistentVolumeClaim>,
 }
 
 /// Stamps the child with the hash of its desired form.
@@ -72,16 +73,17 @@ impl ChildStores {
             Secret::KIND => cached(&self.secrets, namespace, name),
             CronJob::KIND => cached(&self.cronjobs, namespace, name),
             NetworkPolicy::KIND => cached(&self.network_policies, namespace, name),
+            PersistentVolumeClaim::KIND => cached(&self.pvcs, namespace, name),
             _ => None,
         }
     }
 
-    /// Whether the cluster already has this child as we last applied it. A generated Secret
-    /// counts as current as soon as it exists: credentials are never regenerated.
+    /// Whether the cluster already has this child as we last applied it. A generated Secret or
+    /// a data volume counts as current as soon as it exists: neither is ever rewritten.
     pub fn is_current(&self, namespace: &str, child: &Child) -> bool {
         let Some(meta) = self.meta_of(child.kind(), namespace, child.name()) else { return false };
         match child {
-            Child::Secret(_) => true,
+            Child::Secret(_) | Child::PersistentVolumeClaim(_) => true,
             // Replicas are compared too: someone scaling the Deployment by hand is drift.
             Child::Deployment(d) => {
                 let observed = self.deployments.get(&ObjectRef::new(child.name()).within(namespace));

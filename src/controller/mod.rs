@@ -15,7 +15,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::client::ClientBuilder;
@@ -216,6 +216,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     let (cronjobs, cronjob_events) = watch_children::<PartialObjectMeta<CronJob>>(&client, namespace, &managed);
     let (network_policies, network_policy_events) =
         watch_children::<PartialObjectMeta<NetworkPolicy>>(&client, namespace, &managed);
+    let (pvcs, pvc_events) = watch_children::<PartialObjectMeta<PersistentVolumeClaim>>(&client, namespace, &managed);
     let children = ChildStores {
         deployments,
         statefulsets,
@@ -227,6 +228,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         secrets,
         cronjobs,
         network_policies,
+        pvcs,
     };
     let (nodes, nodes_writer) = reflector::store();
     let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
@@ -260,6 +262,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
                 c.secrets.wait_until_ready().boxed(),
                 c.cronjobs.wait_until_ready().boxed(),
                 c.network_policies.wait_until_ready().boxed(),
+                c.pvcs.wait_until_ready().boxed(),
             ])
             .await;
             if synced.is_ok() {
@@ -312,6 +315,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         .owns_stream(secret_events)
         .owns_stream(cronjob_events)
         .owns_stream(network_policy_events)
+        .owns_stream(pvc_events)
         .watches_stream(node_events, all_courses)
         .reconcile_all_on(leadership)
         .graceful_shutdown_on(shutdown_signal())

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -75,6 +75,8 @@ pub enum Child {
     Job(Box<Job>),
     CronJob(Box<CronJob>),
     NetworkPolicy(Box<NetworkPolicy>),
+    /// Data volumes (backups): created once, never updated or pruned.
+    PersistentVolumeClaim(Box<PersistentVolumeClaim>),
 }
 
 /// Applies `$body` to the boxed object of any variant.
@@ -91,6 +93,7 @@ macro_rules! each_child {
             Child::Job($object) => $body,
             Child::CronJob($object) => $body,
             Child::NetworkPolicy($object) => $body,
+            Child::PersistentVolumeClaim($object) => $body,
         }
     };
 }
