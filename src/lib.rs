@@ -12,6 +12,7 @@ pub mod names;
 pub mod plan;
 pub mod quantity;
 pub mod render;
+pub mod rollout;
 pub mod status;
 pub mod validate;
 pub mod zones;

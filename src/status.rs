@@ -151,6 +151,7 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
                 phase: if progressing { RolloutPhase::Progressing } else { RolloutPhase::Healthy },
                 message: None,
                 step_started_at: None,
+                ..RolloutStatus::default()
             });
         }
     }

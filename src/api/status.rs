@@ -98,6 +98,13 @@ pub struct RolloutStatus {
     /// When the current step started (RFC 3339); timed pauses and deadlines count from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_started_at: Option<String>,
+    /// Paused by `kubectl course pause` until `kubectl course resume`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user_paused: bool,
+    /// The last `microcourses.io/rollout-action` annotation value acted upon, so each request
+    /// is handled exactly once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action: Option<String>,
 }
 
 /// Ready count of a data component.
