@@ -7,13 +7,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{CourseService, CourseServiceStatus, RolloutPhase, RolloutStatus, ZoneStatus};
+use crate::api::{CourseService, CourseServiceStatus, RolloutPhase, ZoneStatus};
 use crate::conditions::{reasons, types};
 use crate::labels::{self, Component};
-use crate::names;
-use crate::plan::Plan;
+use crate::plan::{Observed, Plan};
 use crate::validate::InvalidSpec;
-use crate::zones::{ZoneHealth, ZoneObserved};
+use crate::zones::ZoneHealth;
 
 /// Everything the status is computed from.
 pub struct Inputs<'a> {
@@ -21,8 +20,7 @@ pub struct Inputs<'a> {
     /// `Err` when the spec failed validation.
     pub plan: Result<&'a Plan, &'a InvalidSpec>,
     pub zones: &'a [ZoneHealth],
-    /// Every application Deployment of this CourseService, by name (all revisions).
-    pub deployments: &'a BTreeMap<String, ZoneObserved>,
+    pub observed: &'a Observed,
     /// Time stamped on conditions that change now.
     pub now: Time,
 }
@@ -33,13 +31,12 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
     let previous = cs.status.clone().unwrap_or_default();
     let name = cs.metadata.name.as_deref().unwrap_or_default();
     let generation = cs.metadata.generation;
-    let replicas: i32 = input.deployments.values().map(|d| d.replicas).sum();
-    let ready_replicas: i32 = input.deployments.values().map(|d| d.ready).sum();
+    let deployments = &input.observed.deployments;
 
     let mut status = CourseServiceStatus {
         observed_generation: generation,
-        replicas,
-        ready_replicas,
+        replicas: deployments.values().map(|d| d.replicas).sum(),
+        ready_replicas: deployments.values().map(|d| d.ready).sum(),
         selector: Some(labels::to_selector_string(&labels::selector(name, Component::App))),
         ..previous.clone()
     };
@@ -60,73 +57,74 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
         }
         Ok(plan) => {
             conditions.push(condition(types::INVALID_SPEC, false, reasons::SPEC_VALID, "spec is valid".into()));
+            let rollout = &plan.rollout;
             let desired = cs.spec.replicas;
             let floor = (desired - cs.spec.disruption.max_unavailable).max(0);
-            let current: BTreeMap<&str, ZoneObserved> = plan
-                .split
+
+            // Pods behind the main Service: the pinned revision (blue-green) or every revision.
+            let serving: i32 = deployments
+                .values()
+                .filter(|d| rollout.service_revision.as_ref().is_none_or(|r| *r == d.revision))
+                .map(|d| d.ready)
+                .sum();
+
+            let mut per_zone: BTreeMap<String, (i32, i32)> = BTreeMap::new();
+            for sizes in rollout.targets.values() {
+                for (zone, n) in sizes {
+                    per_zone.entry(zone.slug()).or_default().0 += n;
+                }
+            }
+            for d in deployments.values() {
+                per_zone.entry(d.zone.clone()).or_default().1 += d.ready;
+            }
+            status.zones = input
+                .zones
                 .iter()
-                .map(|(zone, _)| {
-                    let deployment = names::app_deployment(name, &plan.revision, zone);
-                    (zone.name(), input.deployments.get(&deployment).copied().unwrap_or_default())
-                })
-                .collect();
-            let current_ready: i32 = current.values().map(|o| o.ready).sum();
-            status.zones = plan
-                .split
-                .iter()
-                .zip(input.zones)
-                .map(|((zone, share), health)| ZoneStatus {
-                    name: zone.name().to_owned(),
-                    desired: *share,
-                    ready: current.get(zone.name()).map_or(0, |o| o.ready),
-                    lost: !health.healthy,
+                .map(|health| {
+                    let (desired, ready) = per_zone.get(&health.zone.slug()).copied().unwrap_or_default();
+                    ZoneStatus { name: health.zone.name().to_owned(), desired, ready, lost: !health.healthy }
                 })
                 .collect();
 
-            let available = current_ready >= floor;
+            let available = serving >= floor;
             conditions.push(condition(
                 types::AVAILABLE,
                 available,
                 if available { reasons::MINIMUM_REPLICAS_AVAILABLE } else { reasons::MINIMUM_REPLICAS_UNAVAILABLE },
-                format!(
-                    "{current_ready} of {desired} pods of revision {} are Ready (at least {floor} needed)",
-                    plan.revision
-                ),
+                format!("{serving} of {desired} pods serve behind the Service (at least {floor} needed)"),
             ));
 
-            let settled = plan.paced == plan.split
-                && plan.split.iter().all(|(zone, share)| {
-                    current.get(zone.name()).is_some_and(|o| o.replicas == *share && o.ready == *share)
-                });
-            let revision_prefix = format!("{name}-{}-", plan.revision);
-            let rolling_out = input.deployments.keys().any(|d| !d.starts_with(&revision_prefix));
-            let progressing = !settled || rolling_out;
+            let settled = rollout.status.phase == RolloutPhase::Healthy
+                && deployments.values().all(|d| d.replicas == d.ready)
+                && per_zone.values().all(|(want, ready)| want == ready);
+            let rolling_out = matches!(rollout.status.phase, RolloutPhase::Progressing | RolloutPhase::Paused)
+                && rollout.status.stable_revision != rollout.status.new_revision;
             conditions.push(condition(
                 types::PROGRESSING,
-                progressing,
+                !settled,
                 if rolling_out {
                     reasons::ROLLOUT_IN_PROGRESS
-                } else if progressing {
+                } else if !settled {
                     reasons::SCALING
                 } else {
                     reasons::RECONCILED
                 },
-                if progressing {
-                    format!("bringing revision {} to {desired} Ready pods", plan.revision)
-                } else {
-                    format!("revision {} runs {desired} Ready pods", plan.revision)
-                },
+                rollout
+                    .status
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| format!("revision {} runs {desired} pods", plan.revision)),
             ));
 
             let lost: Vec<&str> = input.zones.iter().filter(|z| !z.healthy).map(|z| z.zone.name()).collect();
-            conditions.push(if lost.is_empty() {
+            conditions.push(if rollout.status.phase == RolloutPhase::Aborted {
                 condition(
                     types::DEGRADED,
-                    false,
-                    reasons::ALL_ZONES_HEALTHY,
-                    "every zone has Ready, schedulable nodes".into(),
+                    true,
+                    reasons::ROLLOUT_ABORTED,
+                    rollout.status.message.clone().unwrap_or_default(),
                 )
-            } else {
+            } else if !lost.is_empty() {
                 condition(
                     types::DEGRADED,
                     true,
@@ -136,23 +134,15 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
                         lost.join(", ")
                     ),
                 )
+            } else {
+                condition(
+                    types::DEGRADED,
+                    false,
+                    reasons::ALL_ZONES_HEALTHY,
+                    "every zone has Ready, schedulable nodes".into(),
+                )
             });
-
-            status.rollout = Some(RolloutStatus {
-                strategy: cs.spec.strategy.type_,
-                stable_revision: if rolling_out {
-                    previous.rollout.as_ref().and_then(|r| r.stable_revision.clone())
-                } else {
-                    Some(plan.revision.clone())
-                },
-                new_revision: Some(plan.revision.clone()),
-                step: 0,
-                weight: if rolling_out { 0 } else { 100 },
-                phase: if progressing { RolloutPhase::Progressing } else { RolloutPhase::Healthy },
-                message: None,
-                step_started_at: None,
-                ..RolloutStatus::default()
-            });
+            status.rollout = Some(rollout.status.clone());
         }
     }
     status.conditions = merge_conditions(&previous.conditions, conditions);
@@ -176,7 +166,7 @@ fn merge_conditions(previous: &[Condition], updates: Vec<Condition>) -> Vec<Cond
     merged
 }
 
-/// Conditions whose status differs between two lists (for Events on transitions).
+/// Conditions whose status or reason differs between two lists (for Events on transitions).
 pub fn transitions<'a>(before: &[Condition], after: &'a [Condition]) -> Vec<&'a Condition> {
     after
         .iter()

@@ -199,7 +199,7 @@ fn lost_zone_keeps_a_deployment_at_zero() {
     let mut inventory = ZoneInventory::healthy_zones(&["zone-a", "zone-b", "zone-c"]);
     inventory.mark_lost("zone-a");
     let plan = plan::plan(&cs, &inventory.for_spec(&[]), &plan::Observed::default()).expect("plan");
-    let counts: Vec<i32> = plan.paced.iter().map(|(_, n)| *n).collect();
+    let counts: Vec<i32> = plan.rollout.targets[&plan.revision].iter().map(|(_, n)| *n).collect();
     assert_eq!(counts.iter().sum::<i32>(), 3);
     assert_eq!(counts[0], 0);
     assert_eq!(plan.children.iter().filter(|c| c.kind() == "Deployment").count(), 3);

@@ -146,12 +146,6 @@ pub struct Owner<'a> {
     pub uid: &'a str,
 }
 
-/// Which children may be pruned now.
-pub struct PrunePolicy {
-    /// Deployments go only once the current revision can carry the load.
-    pub deployments: bool,
-}
-
 /// Deletes children carrying this CourseService's labels and owner reference that are no
 /// longer desired. Secrets (generated credentials) and PersistentVolumeClaims are never
 /// pruned: data outlives a spec change.
@@ -160,7 +154,6 @@ pub async fn prune(
     stores: &ChildStores,
     owner: &Owner<'_>,
     desired: &[Child],
-    policy: &PrunePolicy,
 ) -> Result<usize, Error> {
     let wanted: BTreeSet<(&str, &str)> = desired.iter().map(|c| (c.kind(), c.name())).collect();
     let mut deleted = 0;
@@ -172,9 +165,9 @@ pub async fn prune(
             }
         };
     }
-    if policy.deployments {
-        prune_kind!(stores.deployments, Deployment);
-    }
+    // Old revisions' Deployments leave the desired set only once the rollout decided the
+    // remaining ones carry the disruption budget.
+    prune_kind!(stores.deployments, Deployment);
     prune_kind!(stores.statefulsets, StatefulSet);
     prune_kind!(stores.jobs, Job);
     prune_kind!(stores.services, Service);

@@ -15,13 +15,15 @@ use tokio::sync::watch;
 use tracing::{info, instrument, warn};
 
 use super::Error;
-use super::children::{self, ChildStores, Owner, PrunePolicy};
+use super::children::{self, ChildStores, Owner};
 use super::metrics::{Metrics, Outcome};
 use crate::api::CourseService;
 use crate::labels::{self, Component};
-use crate::plan::{self, Observed};
+use crate::plan::{self, Observed, ObservedDeployment};
+use crate::render::deployment::AppTemplate;
+use crate::rollout::ACTION_ANNOTATION;
 use crate::status;
-use crate::zones::{ZoneInventory, ZoneObserved};
+use crate::zones::ZoneInventory;
 
 /// Re-check a CourseService whose pods are still coming up this often.
 const PROGRESS_POLL: Duration = Duration::from_secs(15);
@@ -46,8 +48,8 @@ pub struct Context {
 
 /// How a reconcile ended, when it did not fail.
 enum Reconciled {
-    /// Children applied; more to do while `progressing`.
-    Applied { progressing: bool },
+    /// Children applied; more to do while `progressing`; a timed step wants a look at `requeue`.
+    Applied { progressing: bool, requeue: Option<Duration> },
     /// The spec is invalid: nothing was touched.
     Invalid,
     /// Being deleted: garbage collection removes the children.
@@ -71,8 +73,10 @@ pub async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Acti
     let reconciled = result?;
     ctx.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&ObjectRef::from_obj(&*cs));
     Ok(match reconciled {
-        Reconciled::Applied { progressing: true } => Action::requeue(PROGRESS_POLL),
-        Reconciled::Applied { progressing: false } => Action::requeue(ctx.resync),
+        Reconciled::Applied { progressing, requeue } => {
+            let fallback = if progressing { PROGRESS_POLL } else { ctx.resync };
+            Action::requeue(requeue.map_or(fallback, |r| r.min(fallback)))
+        }
         Reconciled::Invalid | Reconciled::Deleting => Action::await_change(),
     })
 }
@@ -99,8 +103,11 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     // 1. observe, from the caches only
     let nodes = ctx.nodes.state();
     let zones = ZoneInventory::from_nodes(nodes.iter().map(AsRef::as_ref)).for_spec(&cs.spec.zones);
-    let deployments = observed_deployments(&ctx.children, &namespace, &name, &uid);
-    let observed = Observed { deployments: deployments.clone() };
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let handled = cs.status.as_ref().and_then(|s| s.rollout.as_ref()).and_then(|r| r.last_action.as_deref());
+    let action = cs.annotations().get(ACTION_ANNOTATION).filter(|a| Some(a.as_str()) != handled).cloned();
+    let observed =
+        Observed { deployments: observed_deployments(&ctx.children, &namespace, &name, &uid), action, now: Some(now) };
 
     // 2–4. validate, plan, render (pure)
     let planned = plan::plan(cs, &zones, &observed);
@@ -121,14 +128,26 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
                     writes += 1;
                 }
             }
-            let policy = PrunePolicy { deployments: plan.revision_available };
             let owner = Owner { namespace: &namespace, instance: &name, uid: &uid };
-            writes += children::prune(&ctx.client, &ctx.children, &owner, &plan.children, &policy).await?;
+            writes += children::prune(&ctx.client, &ctx.children, &owner, &plan.children).await?;
             if writes > 0 {
-                info!(writes, revision = %plan.revision, "children updated");
+                info!(writes, revision = %plan.revision, phase = ?plan.rollout.status.phase, "children updated");
             }
-            let superseded = deployments.len() > plan.split.len();
-            Reconciled::Applied { progressing: plan.paced != plan.split || !plan.revision_available || superseded }
+            if plan.rollout.aborted_now {
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason: crate::conditions::reasons::ROLLOUT_ABORTED.into(),
+                    note: plan.rollout.status.message.clone(),
+                    action: "Rollout".into(),
+                    secondary: None,
+                };
+                if let Err(error) = ctx.recorder.publish(&event, &cs.object_ref(&())).await {
+                    warn!(%error, "could not publish event");
+                }
+            }
+            let moving = observed.deployments.values().any(|d| d.replicas != d.ready)
+                || plan.rollout.status.phase != crate::api::RolloutPhase::Healthy;
+            Reconciled::Applied { progressing: moving, requeue: plan.rollout.requeue_after }
         }
     };
 
@@ -137,8 +156,8 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         cs,
         plan: planned.as_ref(),
         zones: &zones,
-        deployments: &deployments,
-        now: Time(k8s_openapi::jiff::Timestamp::now()),
+        observed: &observed,
+        now: Time(now),
     });
     let previous = cs.status.clone().unwrap_or_default();
     if previous != status {
@@ -162,7 +181,7 @@ fn observed_deployments(
     namespace: &str,
     instance: &str,
     uid: &str,
-) -> BTreeMap<String, ZoneObserved> {
+) -> BTreeMap<String, ObservedDeployment> {
     let selector = labels::selector(instance, Component::App);
     stores
         .deployments
@@ -174,10 +193,16 @@ fn observed_deployments(
             selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
         })
         .filter(|d| d.metadata.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == uid)))
-        .map(|d| {
-            let replicas = d.spec.replicas.unwrap_or(1);
-            let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
-            (d.name_any(), ZoneObserved { replicas, ready })
+        .filter_map(|d| {
+            let labels = d.metadata.labels.as_ref()?;
+            let observed = ObservedDeployment {
+                revision: labels.get(labels::REVISION)?.clone(),
+                zone: labels.get(labels::ZONE)?.clone(),
+                replicas: d.spec.replicas.unwrap_or(1),
+                ready: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+                template: AppTemplate::from_deployment(d),
+            };
+            Some((d.name_any(), observed))
         })
         .collect()
 }

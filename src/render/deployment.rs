@@ -39,6 +39,19 @@ pub struct AppTemplate {
     pub version: Option<String>,
 }
 
+impl AppTemplate {
+    /// The template an existing Deployment of ours was rendered from (zone bits removed), so
+    /// an older revision can be re-sized or re-placed after the spec has moved on.
+    pub fn from_deployment(deployment: &Deployment) -> Option<Self> {
+        let labels = deployment.metadata.labels.as_ref()?;
+        let revision = labels.get(labels::REVISION)?.clone();
+        let mut pod = deployment.spec.template.spec.clone()?;
+        pod.affinity = None;
+        pod.topology_spread_constraints = None;
+        Some(Self { revision, pod, version: labels.get(labels::VERSION).cloned() })
+    }
+}
+
 /// Builds the zone-independent pod spec and hashes it into the revision.
 pub fn app_template(ctx: &Context<'_>) -> AppTemplate {
     let pod = pod_spec(ctx);
@@ -246,6 +259,18 @@ pub fn deployment(ctx: &Context<'_>, template: &AppTemplate, zone: &Zone, replic
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rendered_deployment_gives_back_its_template() {
+        let cs: crate::api::CourseService = crate::manifest::parse(
+            "apiVersion: microcourses.io/v1alpha1\nkind: CourseService\nmetadata: {name: c}\nspec: {image: 'i:1'}",
+        )
+        .expect("manifest");
+        let ctx = Context::new(&cs);
+        let template = app_template(&ctx);
+        let rendered = deployment(&ctx, &template, &Zone::Named("zone-a".into()), 2);
+        assert_eq!(AppTemplate::from_deployment(&rendered), Some(template));
+    }
 
     #[test]
     fn image_tags_become_version_labels() {

@@ -26,16 +26,38 @@ pub fn main(ctx: &Context<'_>, revision: Option<&str>) -> Service {
         spec: Some(ServiceSpec {
             type_: Some(service_type(spec.type_).to_owned()),
             selector: Some(selector),
-            ports: Some(vec![ServicePort {
-                name: Some(HTTP_PORT_NAME.to_owned()),
-                port: spec.port,
-                target_port: Some(IntOrString::String(HTTP_PORT_NAME.to_owned())),
-                protocol: Some("TCP".to_owned()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![http_port(spec.port)]),
             ..ServiceSpec::default()
         }),
         status: None,
+    }
+}
+
+/// `<name>-preview`: a ClusterIP Service selecting only `revision`, to test a blue-green
+/// revision before traffic switches to it.
+pub fn preview(ctx: &Context<'_>, revision: &str) -> Service {
+    let mut selector = labels::selector(ctx.name, Component::App);
+    selector.insert(labels::REVISION.to_owned(), revision.to_owned());
+    Service {
+        metadata: ctx.meta(names::preview_service(ctx.name), Component::App, Default::default()),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some(selector),
+            ports: Some(vec![http_port(ctx.cs.spec.service.port)]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The one port: `port` on the Service, the pods' named `http` port behind it.
+fn http_port(port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(HTTP_PORT_NAME.to_owned()),
+        port,
+        target_port: Some(IntOrString::String(HTTP_PORT_NAME.to_owned())),
+        protocol: Some("TCP".to_owned()),
+        ..ServicePort::default()
     }
 }
 
