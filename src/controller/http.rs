@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tokio::sync::watch;
 use tracing::{error, info};
 
 use super::metrics::Metrics;
@@ -18,12 +17,12 @@ use super::metrics::Metrics;
 struct Shared {
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
-    leader: watch::Receiver<bool>,
+    leader: Arc<AtomicBool>,
 }
 
 /// Serves until the process ends. Readiness turns true once every cache has synced, on the
 /// leader and on standbys alike (a standby is ready to take over).
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, ready: Arc<AtomicBool>, leader: watch::Receiver<bool>) {
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, ready: Arc<AtomicBool>, leader: Arc<AtomicBool>) {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
@@ -45,7 +44,7 @@ async fn metrics_handler(State(shared): State<Shared>) -> impl IntoResponse {
 }
 
 async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
-    let role = if *shared.leader.borrow() { "leader" } else { "standby" };
+    let role = if shared.leader.load(Ordering::SeqCst) { "leader" } else { "standby" };
     if shared.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, format!("ready ({role})"))
     } else {

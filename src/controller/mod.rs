@@ -271,20 +271,27 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             }
         });
     }
-    tokio::spawn(http::serve(args.metrics_addr, metrics.clone(), ready, leader.clone()));
+    // The HTTP server sees leadership through a flag, not a channel receiver: the lease task
+    // releases the Lease once every receiver is gone, i.e. when the controller has stopped.
+    let is_leader = Arc::new(AtomicBool::new(*leader.borrow()));
+    tokio::spawn(http::serve(args.metrics_addr, metrics.clone(), ready, is_leader.clone()));
 
     // Becoming leader re-checks every CourseService at once.
-    let leadership = futures::stream::unfold((leader.clone(), metrics.clone()), |(mut rx, metrics)| async move {
-        loop {
-            rx.changed().await.ok()?;
-            let is_leader = *rx.borrow_and_update();
-            metrics.set_leader(is_leader);
-            info!(leader = is_leader, "leadership changed");
-            if is_leader {
-                return Some(((), (rx, metrics)));
+    let leadership = futures::stream::unfold(
+        (leader.clone(), metrics.clone(), is_leader.clone()),
+        |(mut rx, metrics, flag)| async move {
+            loop {
+                rx.changed().await.ok()?;
+                let leading = *rx.borrow_and_update();
+                metrics.set_leader(leading);
+                flag.store(leading, Ordering::SeqCst);
+                info!(leader = leading, "leadership changed");
+                if leading {
+                    return Some(((), (rx, metrics, flag)));
+                }
             }
-        }
-    });
+        },
+    );
     metrics.set_leader(*leader.borrow());
 
     let context = Arc::new(Context {
