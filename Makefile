@@ -21,15 +21,16 @@ deps: ## Install what a fresh machine lacks (rustfmt/clippy, Debian packages)
 build: ## Build the operator (debug)
 	cargo build --bins
 
-crd: build ## Regenerate crds/ from the Rust types
+crd: build ## Regenerate crds/ from the Rust types, the chart's copy and manifests/install.yaml
 	$(OPERATOR) crd > crds/courseservices.microcourses.io.yaml
+	hack/gen-install.sh --write
 
 lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --check
 	cargo clippy --all-targets --all-features -- -D warnings
 
-unit: ## Unit, property and snapshot tests (no cluster)
-	cargo test --lib --bins --test offline
+unit: ## Unit, property, snapshot, packaging and real-Redis tests (no cluster)
+	cargo test --lib --bins --test offline --test packaging
 
 e2e: build ## E2E tier against the cluster in KUBECONFIG (default: the local one)
 	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} cargo test --features e2e --test e2e -- --test-threads=$(CARGO_TEST_THREADS)

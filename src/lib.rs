@@ -10,6 +10,7 @@ pub mod labels;
 pub mod manifest;
 pub mod names;
 pub mod plan;
+pub mod plugin;
 pub mod quantity;
 pub mod render;
 pub mod rollout;
