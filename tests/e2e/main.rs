@@ -8,3 +8,4 @@ mod fixtures;
 
 mod admission;
 mod controller;
+mod rollouts;

@@ -1,0 +1,368 @@
+//! Rollouts on the real control plane: canary with manual promote (through the `kubectl course`
+//! binary), canary aborted by a failing gate, blue-green, zone-by-zone rolling, and an operator
+//! SIGKILLed at every step boundary. During each, a poller checks the main Service's
+//! EndpointSlices every 100 ms: there must never be a moment with zero Ready endpoints.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+
+use crate::cluster::{self, CLUSTER, Operator, eventually};
+use course_operator::api::{CourseService, RolloutPhase};
+
+const ROLLOUT: Duration = Duration::from_secs(120);
+
+fn course(
+    name: &str,
+    namespace: &str,
+    image: &str,
+    strategy: serde_json::Value,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut spec = serde_json::json!({"image": image, "replicas": 4, "strategy": strategy});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    serde_json::json!({
+        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    })
+}
+
+fn ready_endpoints(slices: &[EndpointSlice]) -> usize {
+    slices
+        .iter()
+        .flat_map(|s| s.endpoints.iter().flatten())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+        .count()
+}
+
+/// Polls the Ready endpoints behind a Service every 100 ms and remembers the fewest seen.
+struct EndpointWatch {
+    stop: Arc<AtomicBool>,
+    min_ready: Arc<AtomicUsize>,
+    samples: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EndpointWatch {
+    fn start(client: &Client, namespace: &str, service: &str) -> Self {
+        let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
+        let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+        let (stop, min_ready, samples) =
+            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(usize::MAX)), Arc::new(AtomicUsize::new(0)));
+        let task = {
+            let (stop, min_ready, samples) = (stop.clone(), min_ready.clone(), samples.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(list) = api.list(&params).await {
+                        let ready = ready_endpoints(&list.items);
+                        min_ready.fetch_min(ready, Ordering::SeqCst);
+                        samples.fetch_add(1, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
+        Self { stop, min_ready, samples, task }
+    }
+
+    /// Stops polling; returns (fewest Ready endpoints seen, samples taken).
+    async fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.task.await;
+        (self.min_ready.load(Ordering::SeqCst), self.samples.load(Ordering::SeqCst))
+    }
+}
+
+/// Waits until the main Service has Ready endpoints (the starting point of every rollout).
+async fn wait_endpoints(client: &Client, ns: &str, service: &str, count: usize) {
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
+    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+    eventually(ROLLOUT, &format!("{count} Ready endpoints behind {service}"), || async {
+        let list = api.list(&params).await.ok()?;
+        let ready = ready_endpoints(&list.items);
+        (ready >= count).then_some(())
+    })
+    .await;
+}
+
+async fn rollout_state(api: &Api<CourseService>, name: &str) -> Option<(RolloutPhase, i32, i32, String, String)> {
+    let cs = api.get(name).await.ok()?;
+    let r = cs.status?.rollout?;
+    Some((r.phase, r.step, r.weight, r.stable_revision.unwrap_or_default(), r.new_revision.unwrap_or_default()))
+}
+
+/// Revision → (replicas, ready) summed over the app Deployments.
+async fn revisions(client: &Client, ns: &str, name: &str) -> BTreeMap<String, (i32, i32)> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=app");
+    let mut result: BTreeMap<String, (i32, i32)> = BTreeMap::new();
+    if let Ok(list) = api.list(&ListParams::default().labels(&selector)).await {
+        for d in list.items.iter().filter(|d| d.metadata.deletion_timestamp.is_none()) {
+            let revision = d.labels().get("microcourses.io/revision").cloned().unwrap_or_default();
+            let entry = result.entry(revision).or_default();
+            entry.0 += d.spec.replicas.unwrap_or(0);
+            entry.1 += d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+        }
+    }
+    result
+}
+
+/// Waits for a settled rollout on `revision` alone and returns it.
+async fn wait_healthy_on_new(client: &Client, api: &Api<CourseService>, ns: &str, name: &str, old: &str) -> String {
+    eventually(ROLLOUT, "rollout finished on the new revision alone", || async {
+        let (phase, _, weight, stable, new) = rollout_state(api, name).await?;
+        let running = revisions(client, ns, name).await;
+        let done = phase == RolloutPhase::Healthy && stable == new && stable != old && weight == 100;
+        (done && running.len() == 1 && running.get(&stable) == Some(&(4, 4))).then_some(stable)
+    })
+    .await
+}
+
+async fn stable_revision(api: &Api<CourseService>, name: &str) -> String {
+    eventually(ROLLOUT, "a stable revision", || async {
+        let (phase, _, _, stable, new) = rollout_state(api, name).await?;
+        (phase == RolloutPhase::Healthy && stable == new).then_some(stable)
+    })
+    .await
+}
+
+fn kubectl_course(namespace: &str, args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_kubectl-course"))
+        .args(["-n", namespace])
+        .args(args)
+        .output()
+        .expect("kubectl-course runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn canary_pauses_at_its_weight_and_finishes_on_promote() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("canary", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let strategy = serde_json::json!({"type": "Canary", "canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}});
+        cluster::apply(&api, course("lessons", &ns, "lessons:1", strategy.clone(), serde_json::json!({}))).await;
+        let old = stable_revision(&api, "lessons").await;
+        wait_endpoints(&client, &ns, "lessons", 4).await;
+
+        let (refused, message) = kubectl_course(&ns, &["promote", "lessons"]);
+        assert!(!refused && message.contains("no rollout in progress"), "promote with nothing to promote: {message}");
+
+        let watch = EndpointWatch::start(&client, &ns, "lessons");
+        let started = Instant::now();
+        cluster::apply(&api, course("lessons", &ns, "lessons:2", strategy, serde_json::json!({}))).await;
+        let new = eventually(ROLLOUT, "paused at 25%", || async {
+            let (phase, _, weight, stable, new) = rollout_state(&api, "lessons").await?;
+            let running = revisions(&client, &ns, "lessons").await;
+            let paused = phase == RolloutPhase::Paused && weight == 25 && stable == old;
+            (paused && running.get(&new) == Some(&(1, 1)) && running.get(&old) == Some(&(3, 3))).then_some(new)
+        })
+        .await;
+        let to_pause = started.elapsed();
+
+        let (ok, status) = kubectl_course(&ns, &["status", "lessons"]);
+        assert!(ok && status.contains("weight 25%") && status.contains("Paused"), "{status}");
+        let (ok, message) = kubectl_course(&ns, &["promote", "lessons"]);
+        assert!(ok, "promote failed: {message}");
+        let promoted = Instant::now();
+        let stable = wait_healthy_on_new(&client, &api, &ns, "lessons", &old).await;
+        assert_eq!(stable, new);
+        let (min_ready, samples) = watch.finish().await;
+        eprintln!("canary: {to_pause:?} to the paused step, {:?} from promote to done", promoted.elapsed());
+        assert!(samples > 10, "the endpoint poller barely ran ({samples} samples)");
+        assert!(min_ready > 0, "a moment with zero Ready endpoints behind the Service");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn canary_with_pods_that_never_get_ready_aborts_back_to_stable() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("canary-abort", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let strategy = serde_json::json!({
+            "type": "Canary", "progressDeadlineSeconds": 10,
+            "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]},
+        });
+        cluster::apply(&api, course("lessons", &ns, "lessons:1", strategy.clone(), serde_json::json!({}))).await;
+        let old = stable_revision(&api, "lessons").await;
+        wait_endpoints(&client, &ns, "lessons", 4).await;
+        let watch = EndpointWatch::start(&client, &ns, "lessons");
+        // A revision no node can run: its pods stay Pending, the gate fails at the deadline.
+        let broken = serde_json::json!({"resources": {"requests": {"cpu": "64"}}});
+        cluster::apply(&api, course("lessons", &ns, "lessons:2", strategy, broken)).await;
+        eventually(ROLLOUT, "aborted and back on stable alone", || async {
+            let (phase, _, weight, stable, _) = rollout_state(&api, "lessons").await?;
+            let running = revisions(&client, &ns, "lessons").await;
+            let back = phase == RolloutPhase::Aborted && weight == 0 && stable == old;
+            (back && running.len() == 1 && running.get(&old) == Some(&(4, 4))).then_some(())
+        })
+        .await;
+        let cs = api.get("lessons").await.expect("course");
+        let degraded =
+            cs.status.expect("status").conditions.into_iter().find(|c| c.type_ == "Degraded").expect("Degraded");
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "RolloutAborted"));
+        let (min_ready, _) = watch.finish().await;
+        assert!(min_ready > 0, "a moment with zero Ready endpoints behind the Service");
+        let (ok, message) = kubectl_course(&ns, &["promote", "lessons"]);
+        assert!(!ok && message.contains("aborted"), "promote after abort: {message}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn blue_green_switches_the_service_only_to_a_ready_revision() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("blue-green", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let strategy = serde_json::json!({
+            "type": "BlueGreen",
+            "blueGreen": {"previewService": true, "autoPromotionSeconds": 3, "scaleDownDelaySeconds": 3},
+        });
+        cluster::apply(&api, course("quizzes", &ns, "quizzes:1", strategy.clone(), serde_json::json!({}))).await;
+        let old = stable_revision(&api, "quizzes").await;
+        wait_endpoints(&client, &ns, "quizzes", 4).await;
+        let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+        let selected =
+            |s: Service| s.spec.and_then(|s| s.selector).and_then(|s| s.get("microcourses.io/revision").cloned());
+
+        let watch = EndpointWatch::start(&client, &ns, "quizzes");
+        cluster::apply(&api, course("quizzes", &ns, "quizzes:2", strategy, serde_json::json!({}))).await;
+        let new = eventually(ROLLOUT, "the preview Service on the new revision", || async {
+            let preview = services.get("quizzes-preview").await.ok()?;
+            selected(preview).filter(|r| *r != old)
+        })
+        .await;
+        // Until the switch, the main Service selects the old revision; it switches only when
+        // the new revision runs all its pods Ready.
+        let switched = eventually(ROLLOUT, "the main Service on the new revision", || async {
+            let main = selected(services.get("quizzes").await.ok()?)?;
+            if main == old {
+                return None;
+            }
+            Some(revisions(&client, &ns, "quizzes").await)
+        })
+        .await;
+        assert_eq!(switched.get(&new).map(|(_, ready)| *ready), Some(4), "switched before the new pods were Ready");
+        wait_healthy_on_new(&client, &api, &ns, "quizzes", &old).await;
+        eventually(ROLLOUT, "the preview Service gone", || async {
+            services.get_opt("quizzes-preview").await.ok()?.is_none().then_some(())
+        })
+        .await;
+        let (min_ready, _) = watch.finish().await;
+        assert!(min_ready > 0, "a moment with zero Ready endpoints behind the Service");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn zone_by_zone_rolling_updates_zones_in_order() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("zones", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let strategy =
+            serde_json::json!({"type": "Rolling", "rolling": {"zoneByZone": true, "maxSurge": 1, "maxUnavailable": 0}});
+        cluster::apply(&api, course("catalog", &ns, "catalog:1", strategy.clone(), serde_json::json!({"replicas": 6})))
+            .await;
+        let old = stable_revision(&api, "catalog").await;
+        wait_endpoints(&client, &ns, "catalog", 6).await;
+        let watch = EndpointWatch::start(&client, &ns, "catalog");
+        cluster::apply(&api, course("catalog", &ns, "catalog:2", strategy, serde_json::json!({"replicas": 6}))).await;
+
+        // Record the order in which zones first get new-revision pods.
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let mut order: Vec<String> = Vec::new();
+        let deadline = Instant::now() + ROLLOUT;
+        loop {
+            assert!(Instant::now() < deadline, "rollout did not finish; zones so far {order:?}");
+            let (phase, _, _, stable, new) = rollout_state(&api, "catalog").await.unwrap_or((
+                RolloutPhase::Progressing,
+                0,
+                0,
+                old.clone(),
+                old.clone(),
+            ));
+            if let Ok(list) =
+                deployments.list(&ListParams::default().labels("app.kubernetes.io/instance=catalog")).await
+            {
+                let mut touched: Vec<String> = list
+                    .items
+                    .iter()
+                    .filter(|d| d.labels().get("microcourses.io/revision") == Some(&new) && new != old)
+                    .filter(|d| d.spec.replicas.unwrap_or(0) > 0)
+                    .filter_map(|d| d.labels().get("microcourses.io/zone").cloned())
+                    .filter(|z| !order.contains(z))
+                    .collect();
+                assert!(touched.len() <= 1, "zones {touched:?} started together after {order:?}");
+                order.append(&mut touched);
+            }
+            if phase == RolloutPhase::Healthy && stable != old {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(order, vec!["zone-a", "zone-b", "zone-c"]);
+        let (min_ready, _) = watch.finish().await;
+        assert!(min_ready >= 5, "fewer than replicas - maxUnavailable Ready endpoints: {min_ready}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_canary_survives_the_operator_being_killed_at_every_step() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("canary-kill", |client, ns| async move {
+        let mut operator = Operator::start(&client, &ns, "first", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let strategy = serde_json::json!({"type": "Canary", "canary": {"steps": [
+            {"setWeight": 25}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {"duration": "2s"}}, {"setWeight": 75},
+        ]}});
+        cluster::apply(&api, course("lessons", &ns, "lessons:1", strategy.clone(), serde_json::json!({}))).await;
+        let old = stable_revision(&api, "lessons").await;
+        wait_endpoints(&client, &ns, "lessons", 4).await;
+        let watch = EndpointWatch::start(&client, &ns, "lessons");
+        cluster::apply(&api, course("lessons", &ns, "lessons:2", strategy, serde_json::json!({}))).await;
+
+        let mut kills = 0;
+        let mut last_step = -1;
+        let deadline = Instant::now() + ROLLOUT;
+        loop {
+            assert!(Instant::now() < deadline, "rollout did not finish after {kills} kills");
+            if let Some((phase, step, _, stable, _)) = rollout_state(&api, "lessons").await {
+                if phase == RolloutPhase::Healthy && stable != old {
+                    break;
+                }
+                if step != last_step && phase != RolloutPhase::Healthy {
+                    // A step boundary: SIGKILL, then a fresh process (new identity) takes over
+                    // once the dead one's Lease expires.
+                    last_step = step;
+                    operator.kill();
+                    kills += 1;
+                    operator = Operator::start(&client, &ns, &format!("replacement-{kills}"), &[]).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(kills >= 3, "only {kills} step boundaries seen");
+        wait_healthy_on_new(&client, &api, &ns, "lessons", &old).await;
+        let (min_ready, _) = watch.finish().await;
+        assert!(min_ready > 0, "a moment with zero Ready endpoints behind the Service");
+    })
+    .await;
+}
