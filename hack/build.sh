@@ -225,6 +225,13 @@ build_helm() {
 }
 
 # --- main -----------------------------------------------------------------------
+# one build at a time per cache (concurrent `go build`s of one component would clash)
+mkdir -p "$CACHE_ROOT"
+exec 8>"$CACHE_ROOT/.build.lock"
+if ! flock -n 8; then
+  log "waiting for another hack/build.sh (lock $CACHE_ROOT/.build.lock)"
+  flock -w 3600 8 || die "timed out waiting for $CACHE_ROOT/.build.lock"
+fi
 components=("$@")
 (( ${#components[@]} )) || components=("${ALL_COMPONENTS[@]}")
 total_start=$SECONDS

@@ -45,8 +45,19 @@ export_line() { echo "export KUBECONFIG=$KUBECONFIG_FILE"; }
 
 kc() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
-# kwokctl runs `kubectl kustomize` through $PATH; make sure it finds ours.
-run_kwokctl() { PATH="$BIN_DIR:$PATH" "$KWOKCTL" "$@"; }
+# kwokctl runs `kubectl kustomize` through $PATH; make sure it finds ours. fd 9 (the lock)
+# is closed so that the daemons kwokctl starts do not inherit and keep holding it.
+run_kwokctl() { PATH="$BIN_DIR:$PATH" "$KWOKCTL" "$@" 9>&-; }
+
+# One up/down/dry-run at a time per checkout (parallel test jobs may all call `up`).
+LOCK_FILE=${TMPDIR:-/tmp}/course-operator-cluster-$(printf '%s' "$REPO_ROOT" | cksum | cut -d' ' -f1).lock
+take_lock() {
+  exec 9>"$LOCK_FILE"
+  if ! flock -n 9; then
+    log "waiting for another hack/cluster.sh (lock $LOCK_FILE)"
+    flock -w 1800 9 || die "timed out waiting for the lock $LOCK_FILE"
+  fi
+}
 
 link_tools() {
   mkdir -p "$BIN_DIR"
@@ -95,11 +106,7 @@ componentsPatches:
     override: true
 - name: kube-controller-manager
   extraArgs:
-  # legacy service-account token secrets, kube-root-ca.crt and CSR signing
-  - key: service-account-private-key-file
-    value: $KWOK_CLUSTER_DIR/pki/admin.key
-  - key: root-ca-file
-    value: $KWOK_CLUSTER_DIR/pki/ca.crt
+  # CSR signing (kwokctl already passes the service-account key and root CA)
   - key: cluster-signing-cert-file
     value: $KWOK_CLUSTER_DIR/pki/ca.crt
   - key: cluster-signing-key-file
@@ -109,7 +116,7 @@ EOF
     # kwok's defaults (node init/heartbeat, pod ready/complete/delete) + simulated volumes.
     for f in "$KWOK_DIR"/stages/*.yaml "$HACK_DIR/kwok/volume-stages.yaml" "$HACK_DIR/kwok/resource-usage.yaml"; do
       echo "---"
-      grep -v '^---$' "$f"
+      cat "$f"
     done
   } >"$out"
 }
@@ -124,7 +131,7 @@ check_dry_run() {
   local out urls
   out=$(kwokctl_create --dry-run 2>&1) || { printf '%s\n' "$out" >&2; die "kwokctl dry-run failed"; }
   urls=$(printf '%s\n' "$out" | grep -Eo 'https?://[^ "'\'']+' \
-    | grep -Ev '^https?://(127\.0\.0\.1|localhost|kubernetes\.default\.svc)([:/]|$)' || true)
+    | grep -Ev '^https?://(127\.0\.0\.1|localhost|kubernetes\.default\.svc(\.cluster\.local)?)([:/]|$)' || true)
   if [[ -n $urls ]]; then
     printf '%s\n' "$out" | grep -E 'https?://' >&2
     die "kwokctl would download: $(echo "$urls" | sort -u | tr '\n' ' ')"
@@ -192,22 +199,27 @@ alive() {
 }
 
 do_down() {
-  local pids pid i
+  local pids pid i out
   pids=$(our_pids)
   if [[ -x $KWOKCTL && -d $KWOK_CLUSTER_DIR ]]; then
     log "kwokctl delete cluster $CLUSTER_NAME"
-    run_kwokctl --name "$CLUSTER_NAME" delete cluster --kubeconfig "" >&2 \
-      || log "kwokctl delete failed; stopping the recorded pids directly"
+    # (--kubeconfig: the file kwokctl removes its context from; never ~/.kube/config)
+    if ! out=$(run_kwokctl --name "$CLUSTER_NAME" delete cluster --kubeconfig "$KUBECONFIG_FILE" 2>&1); then
+      printf '%s\n' "$out" >&2
+      log "kwokctl delete failed; stopping the recorded pids directly"
+    fi
   fi
   # safety net (half-up cluster, kwokctl missing or failed): the pids from kwokctl's pid files
   for pid in $pids; do
     if alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
   done
-  for i in $(seq 1 50); do
+  for i in $(seq 1 25); do
     local left=""
-    for pid in $pids; do alive "$pid" && left+=" $pid"; done
+    for pid in $pids; do
+      if alive "$pid"; then left+=" $pid"; fi
+    done
     [[ -z $left ]] && break
-    if (( i == 50 )); then
+    if (( i == 25 )); then
       log "force-killing$left"
       for pid in $left; do kill -KILL "$pid" 2>/dev/null || true; done
     fi
@@ -299,11 +311,11 @@ do_dry_run() {
 }
 
 case ${1:-} in
-  up) do_up ;;
-  down) do_down ;;
+  up) take_lock; do_up ;;
+  down) take_lock; do_down ;;
   status) do_status ;;
   env) export_line ;;
-  tools) "$HACK_DIR/build.sh"; link_tools; log "tools linked in $BIN_DIR: kubectl helm kwokctl etcdctl" ;;
-  dry-run) do_dry_run ;;
+  tools) take_lock; "$HACK_DIR/build.sh"; link_tools; log "tools linked in $BIN_DIR: kubectl helm kwokctl etcdctl" ;;
+  dry-run) take_lock; do_dry_run ;;
   *) echo "usage: $0 up|down|status|env|tools|dry-run" >&2; exit 2 ;;
 esac
