@@ -7,6 +7,7 @@
 #   hack/cluster.sh status   print whether the cluster is up (exit 0 if up, 3 otherwise)
 #   hack/cluster.sh env      print the export KUBECONFIG=... line
 #   hack/cluster.sh tools    build if needed and link kubectl/helm/kwokctl/etcdctl into .cluster/bin
+#   hack/cluster.sh restart  stop and start every control-plane process (etcd data kept)
 #   hack/cluster.sh dry-run  print kwokctl's dry-run of `create cluster` and check it downloads nothing
 #
 # State lives in <repo>/.cluster (git-ignored): kubeconfig, bin/ (tool symlinks), kwokctl.yaml
@@ -282,6 +283,17 @@ up_failed() {
   exit 1
 }
 
+# Stops and starts every control-plane process (etcd data kept): the "apiserver restart
+# mid-run" used by the e2e suite. Clients see connection errors for a few seconds.
+do_restart() {
+  [[ -d $KWOK_CLUSTER_DIR ]] || { log "no cluster to restart"; exit 3; }
+  log "restarting the control plane"
+  run_kwokctl --name "$CLUSTER_NAME" stop cluster >/dev/null 2>&1
+  run_kwokctl --name "$CLUSTER_NAME" start cluster >/dev/null 2>&1
+  wait_for "apiserver ready" 60 kc get --raw /readyz || { log "apiserver not ready after restart"; exit 1; }
+  log "control plane restarted"
+}
+
 do_status() {
   if is_healthy; then
     local server
@@ -317,5 +329,6 @@ case ${1:-} in
   env) export_line ;;
   tools) take_lock; "$HACK_DIR/build.sh"; link_tools; log "tools linked in $BIN_DIR: kubectl helm kwokctl etcdctl" ;;
   dry-run) take_lock; do_dry_run ;;
-  *) echo "usage: $0 up|down|status|env|tools|dry-run" >&2; exit 2 ;;
+  restart) take_lock; do_restart ;;
+  *) echo "usage: $0 up|down|status|env|tools|dry-run|restart" >&2; exit 2 ;;
 esac

@@ -89,6 +89,17 @@ impl ZoneInventory {
         Self { zones: names.iter().map(|n| (n.as_ref().to_owned(), true)).collect(), unlabelled_nodes: false }
     }
 
+    /// Remembers a zone the CourseService already runs in (it has Deployments there): when all
+    /// its nodes are deleted it is lost, not forgotten, so its share comes back when nodes
+    /// return. To retire a zone for good, list the remaining ones in `spec.zones`.
+    /// `slug` is the zone label of the Deployment; a zone the nodes name differently but with
+    /// the same slug is the same zone.
+    pub fn remember(&mut self, slug: &str) {
+        if !self.zones.keys().any(|z| Zone::Named(z.clone()).slug() == slug) {
+            self.zones.insert(slug.to_owned(), false);
+        }
+    }
+
     /// Marks a zone lost (e.g. its pods have been Pending too long).
     pub fn mark_lost(&mut self, zone: &str) {
         if let Some(healthy) = self.zones.get_mut(zone) {
@@ -260,6 +271,14 @@ mod tests {
     fn cluster_without_zone_labels_has_one_implicit_zone() {
         let z = ZoneInventory::default().for_spec(&[]);
         assert_eq!(z, vec![ZoneHealth { zone: Zone::Anywhere, healthy: true }]);
+    }
+
+    #[test]
+    fn a_zone_whose_nodes_are_gone_is_lost_not_forgotten() {
+        let mut inventory = ZoneInventory::healthy_zones(&["zone-b", "zone-c"]);
+        inventory.remember("zone-a");
+        inventory.remember("zone-b");
+        assert_eq!(inventory.for_spec(&[]), zones(&[("zone-a", false), ("zone-b", true), ("zone-c", true)]));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::plan::{self, Observed, ObservedDeployment};
 use crate::render::deployment::AppTemplate;
 use crate::rollout::ACTION_ANNOTATION;
 use crate::status;
-use crate::zones::ZoneInventory;
+use crate::zones::{Zone, ZoneInventory};
 
 /// Re-check a CourseService whose pods are still coming up this often.
 const PROGRESS_POLL: Duration = Duration::from_secs(15);
@@ -102,12 +102,16 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
 
     // 1. observe, from the caches only
     let nodes = ctx.nodes.state();
-    let zones = ZoneInventory::from_nodes(nodes.iter().map(AsRef::as_ref)).for_spec(&cs.spec.zones);
+    let deployments = observed_deployments(&ctx.children, &namespace, &name, &uid);
+    let mut inventory = ZoneInventory::from_nodes(nodes.iter().map(AsRef::as_ref));
+    for zone in deployments.values().map(|d| d.zone.as_str()).filter(|z| *z != Zone::Anywhere.slug()) {
+        inventory.remember(zone);
+    }
+    let zones = inventory.for_spec(&cs.spec.zones);
     let now = k8s_openapi::jiff::Timestamp::now();
     let handled = cs.status.as_ref().and_then(|s| s.rollout.as_ref()).and_then(|r| r.last_action.as_deref());
     let action = cs.annotations().get(ACTION_ANNOTATION).filter(|a| Some(a.as_str()) != handled).cloned();
-    let observed =
-        Observed { deployments: observed_deployments(&ctx.children, &namespace, &name, &uid), action, now: Some(now) };
+    let observed = Observed { deployments, action, now: Some(now) };
 
     // 2–4. validate, plan, render (pure)
     let planned = plan::plan(cs, &zones, &observed);

@@ -8,4 +8,5 @@ mod fixtures;
 
 mod admission;
 mod controller;
+mod resilience;
 mod rollouts;

@@ -1,0 +1,185 @@
+//! The operator when the world moves: the HPA scaling through `/scale` on live metrics, a zone
+//! lost and recovered.
+//! These tests change the cluster itself, so each holds the cluster lock exclusively.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+
+use crate::cluster::{self, CLUSTER, Operator, eventually};
+use crate::fixtures::repo_root;
+use course_operator::api::CourseService;
+
+const CONVERGE: Duration = Duration::from_secs(120);
+
+fn course(name: &str, namespace: &str, spec: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    })
+}
+
+/// Zone → (desired, ready, lost) from the CourseService status.
+async fn zones(api: &Api<CourseService>, name: &str) -> Vec<(String, i32, i32, bool)> {
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|cs| cs.status)
+        .map(|s| s.zones.into_iter().map(|z| (z.name, z.desired, z.ready, z.lost)).collect())
+        .unwrap_or_default()
+}
+
+async fn condition(api: &Api<CourseService>, name: &str, type_: &str) -> Option<(String, String)> {
+    let cs = api.get(name).await.ok()?;
+    let c = cs.status?.conditions.into_iter().find(|c| c.type_ == type_)?;
+    Some((c.status, c.reason))
+}
+
+/// The nodes of the local cluster, as committed in hack/manifests/nodes.yaml.
+fn node_manifests() -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(repo_root().join("hack/manifests/nodes.yaml")).expect("nodes manifest");
+    serde_saphyr::from_multiple(&text).expect("nodes parse")
+}
+
+async fn restore_nodes(client: &Client) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    for node in node_manifests() {
+        cluster::apply(&nodes, node).await;
+    }
+}
+
+#[tokio::test]
+async fn losing_a_zone_moves_its_replicas_and_they_come_back() {
+    let _exclusive = CLUSTER.write().await;
+    let client = cluster::client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let zone_a: Vec<String> = nodes
+        .list(&ListParams::default().labels("topology.kubernetes.io/zone=zone-a"))
+        .await
+        .expect("nodes")
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    assert!(!zone_a.is_empty(), "the cluster has no zone-a nodes");
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(cluster::with_namespace(
+        "zone-loss",
+        |client, ns| async move {
+            let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+            let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+            cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "catalog:1", "replicas": 6})))
+                .await;
+            eventually(CONVERGE, "2 Ready pods in each zone", || async {
+                let z = zones(&api, "catalog").await;
+                (z.len() == 3 && z.iter().all(|(_, d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
+            })
+            .await;
+
+            // Cordon, then delete, zone-a's nodes.
+            let nodes: Api<Node> = Api::all(client.clone());
+            let lost_at = Instant::now();
+            for name in &zone_a {
+                let cordon = serde_json::json!({"spec": {"unschedulable": true}});
+                nodes.patch(name, &PatchParams::default(), &Patch::Merge(&cordon)).await.expect("cordon");
+            }
+            for name in &zone_a {
+                nodes.delete(name, &Default::default()).await.expect("delete node");
+            }
+            eventually(CONVERGE, "zone-a's share running Ready in zone-b and zone-c", || async {
+                let z = zones(&api, "catalog").await;
+                let moved = z.iter().any(|(n, d, _, lost)| n == "zone-a" && *d == 0 && *lost)
+                    && z.iter().filter(|(n, ..)| n != "zone-a").all(|(_, d, r, _)| *d == 3 && *r == 3);
+                moved.then_some(())
+            })
+            .await;
+            eprintln!("zone loss: capacity restored in zone-b/zone-c after {:?}", lost_at.elapsed());
+            assert_eq!(condition(&api, "catalog", "Degraded").await, Some(("True".into(), "ZoneLost".into())));
+            assert_eq!(condition(&api, "catalog", "Available").await.map(|c| c.0), Some("True".into()));
+
+            restore_nodes(&client).await;
+            let back_at = Instant::now();
+            eventually(CONVERGE, "2 Ready pods in each zone again", || async {
+                let z = zones(&api, "catalog").await;
+                (z.len() == 3 && z.iter().all(|(_, d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
+            })
+            .await;
+            eprintln!("zone recovery: back to 2/2/2 after {:?}", back_at.elapsed());
+            assert_eq!(condition(&api, "catalog", "Degraded").await, Some(("False".into(), "AllZonesHealthy".into())));
+        },
+    )))
+    .await;
+    // Whatever happened, the cluster gets its nodes back for the other tests.
+    restore_nodes(&client).await;
+    eventually(CONVERGE, "every node Ready again", || async {
+        let list = nodes.list(&ListParams::default()).await.ok()?;
+        let ready = list.items.iter().filter(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        });
+        (ready.count() == node_manifests().len()).then_some(())
+    })
+    .await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test]
+async fn the_hpa_scales_the_course_service_and_zone_deployments_follow() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("hpa", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let spec = serde_json::json!({
+            "image": "catalog:1",
+            "replicas": 3,
+            "resources": {"requests": {"cpu": "100m"}},
+            "autoscaling": {"minReplicas": 3, "maxReplicas": 9, "targetCPUUtilizationPercentage": 50},
+        });
+        cluster::apply(&api, course("catalog", &ns, spec)).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let app = ListParams::default().labels("app.kubernetes.io/instance=catalog,app.kubernetes.io/component=app");
+        eventually(CONVERGE, "3 app pods", || async { (pods.list(&app).await.ok()?.items.len() == 3).then_some(()) })
+            .await;
+
+        // Load: kwok reports 200m CPU (200% of the request) for annotated pods.
+        for pod in pods.list(&app).await.expect("pods").items {
+            let load = serde_json::json!({"metadata": {"annotations": {"kwok.x-k8s.io/usage-cpu": "200m"}}});
+            pods.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&load)).await.expect("annotate pod");
+        }
+        let started = Instant::now();
+        let scaled = eventually(Duration::from_secs(240), "the HPA to raise spec.replicas", || async {
+            let cs = api.get("catalog").await.ok()?;
+            (cs.spec.replicas > 3).then_some(cs.spec.replicas)
+        })
+        .await;
+        eprintln!("HPA: spec.replicas 3 -> {scaled} after {:?}", started.elapsed());
+        // The operator follows: every zone Deployment together runs what the HPA asked for.
+        eventually(CONVERGE, "zone Deployments to follow the HPA", || async {
+            let cs = api.get("catalog").await.ok()?;
+            let status = cs.status?;
+            let desired: i32 = status.zones.iter().map(|z| z.desired).sum();
+            (desired == cs.spec.replicas && status.ready_replicas == cs.spec.replicas && cs.spec.replicas > 3)
+                .then_some(())
+        })
+        .await;
+        // Nothing reverts the HPA's choice: the field is the HPA's, the operator never writes it.
+        let cs = api.get("catalog").await.expect("course");
+        let writers: Vec<String> = cs
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.subresource.is_none())
+            .filter(|m| m.fields_v1.as_ref().is_some_and(|f| f.0.to_string().contains("\"f:replicas\"")))
+            .filter_map(|m| m.manager)
+            .collect();
+        assert!(!writers.iter().any(|w| w == "course-operator"), "the operator owns spec.replicas: {writers:?}");
+    })
+    .await;
+}
