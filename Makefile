@@ -14,9 +14,11 @@ CARGO_TEST_THREADS ?= 8
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-deps: ## Install what a fresh machine lacks (rustfmt/clippy, Debian packages)
+deps: ## Install what a fresh machine lacks (rustfmt/clippy, Debian packages, cluster binaries, helm)
 	rustup component add rustfmt clippy >/dev/null
 	hack/install-deps.sh
+	hack/install-redis.sh
+	hack/build.sh
 
 build: ## Build the operator (debug)
 	cargo build --bins
@@ -30,7 +32,7 @@ lint: ## cargo fmt --check and clippy -D warnings
 	cargo clippy --all-targets --all-features -- -D warnings
 
 unit: ## Unit, property, snapshot, packaging and real-Redis tests (no cluster)
-	cargo test --lib --bins --test offline --test packaging
+	cargo test --lib --bins --test offline --test packaging --test data_redis
 
 e2e: build ## E2E tier against the cluster in KUBECONFIG (default: the local one)
 	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} cargo test --features e2e --test e2e -- --test-threads=$(CARGO_TEST_THREADS)

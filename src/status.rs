@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{CourseService, CourseServiceStatus, RolloutPhase, ZoneStatus};
+use crate::api::{ComponentStatus, CourseService, CourseServiceStatus, DatabaseStatus, RolloutPhase, ZoneStatus};
 use crate::conditions::{reasons, types};
 use crate::labels::{self, Component};
+use crate::names;
 use crate::plan::{Observed, Plan};
 use crate::validate::InvalidSpec;
 use crate::zones::ZoneHealth;
@@ -143,6 +144,19 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
                 )
             });
             status.rollout = Some(rollout.status.clone());
+            status.cache = cs.spec.cache.as_ref().filter(|c| c.enabled).map(|c| {
+                let set = input.observed.statefulsets.get(&names::cache(name)).copied().unwrap_or_default();
+                ComponentStatus { desired: c.replicas, ready: set.ready }
+            });
+            status.database = cs.spec.database.as_ref().filter(|d| d.enabled).map(|d| {
+                let set = input.observed.statefulsets.get(&names::database(name)).copied().unwrap_or_default();
+                let init = plan.children.iter().find(|c| c.kind() == "Job").map(|c| c.name().to_owned());
+                DatabaseStatus {
+                    members: d.members,
+                    ready: set.ready,
+                    initialized: init.is_some_and(|job| input.observed.succeeded_jobs.contains(&job)),
+                }
+            });
         }
     }
     status.conditions = merge_conditions(&previous.conditions, conditions);

@@ -38,7 +38,8 @@ pub struct ChildStores {
     pub pdbs: MetaStore<PodDisruptionBudget>,
     pub hpas: MetaStore<HorizontalPodAutoscaler>,
     pub configmaps: MetaStore<ConfigMap>,
-    pub secrets: MetaStore<Secret>,
+    /// Full objects: the database credentials are read back from their Secret.
+    pub secrets: Store<Secret>,
     pub cronjobs: MetaStore<CronJob>,
     pub network_policies: MetaStore<NetworkPolicy>,
     pub pvcs: MetaStore<PersistentVolumeClaim>,
@@ -95,15 +96,33 @@ impl ChildStores {
     }
 }
 
-/// Server-side applies one child under the operator's field manager.
+/// Server-side applies one child under the operator's field manager. Generated Secrets and data
+/// volumes are only ever created: if one already exists (the cache may lag), it is kept as is,
+/// so credentials are never overwritten by a second generation.
 pub async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<(), Error> {
-    let result = each_child!(child, object => patch(client, namespace, object.as_ref()).await);
+    let result = match child {
+        Child::Secret(secret) => create_once(client, namespace, secret.as_ref()).await,
+        Child::PersistentVolumeClaim(claim) => create_once(client, namespace, claim.as_ref()).await,
+        _ => each_child!(child, object => patch(client, namespace, object.as_ref()).await),
+    };
     result.map_err(|source| Error::Apply {
         kind: child.kind(),
         namespace: namespace.to_owned(),
         name: child.name().to_owned(),
         source,
     })
+}
+
+async fn create_once<K>(client: &Client, namespace: &str, object: &K) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let params = kube::api::PostParams { field_manager: Some(labels::MANAGER.to_owned()), ..Default::default() };
+    match api.create(&params, object).await {
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 async fn patch<K>(client: &Client, namespace: &str, object: &K) -> Result<(), kube::Error>

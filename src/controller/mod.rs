@@ -212,7 +212,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     let (pdbs, pdb_events) = watch_children::<PartialObjectMeta<PodDisruptionBudget>>(&client, namespace, &managed);
     let (hpas, hpa_events) = watch_children::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, namespace, &managed);
     let (configmaps, configmap_events) = watch_children::<PartialObjectMeta<ConfigMap>>(&client, namespace, &managed);
-    let (secrets, secret_events) = watch_children::<PartialObjectMeta<Secret>>(&client, namespace, &managed);
+    let (secrets, secret_events) = watch_children::<Secret>(&client, namespace, &managed);
     let (cronjobs, cronjob_events) = watch_children::<PartialObjectMeta<CronJob>>(&client, namespace, &managed);
     let (network_policies, network_policy_events) =
         watch_children::<PartialObjectMeta<NetworkPolicy>>(&client, namespace, &managed);

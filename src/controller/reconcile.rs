@@ -19,8 +19,9 @@ use super::children::{self, ChildStores, Owner};
 use super::metrics::{Metrics, Outcome};
 use crate::api::CourseService;
 use crate::labels::{self, Component};
-use crate::plan::{self, Observed, ObservedDeployment};
+use crate::plan::{self, Observed, ObservedDeployment, ObservedStatefulSet};
 use crate::render::deployment::AppTemplate;
+use crate::render::mongo::{self, DatabaseCredentials};
 use crate::rollout::ACTION_ANNOTATION;
 use crate::status;
 use crate::zones::{Zone, ZoneInventory};
@@ -111,7 +112,20 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     let now = k8s_openapi::jiff::Timestamp::now();
     let handled = cs.status.as_ref().and_then(|s| s.rollout.as_ref()).and_then(|r| r.last_action.as_deref());
     let action = cs.annotations().get(ACTION_ANNOTATION).filter(|a| Some(a.as_str()) != handled).cloned();
-    let observed = Observed { deployments, action, now: Some(now) };
+    let database_credentials = cs.spec.database.as_ref().filter(|d| d.enabled).map(|_| {
+        let secret =
+            ctx.children.secrets.get(&ObjectRef::new(&mongo::credentials_secret_name(&name)).within(&namespace));
+        // Generated only when no Secret exists; apply creates it once and never overwrites it.
+        secret.and_then(|s| DatabaseCredentials::from_secret(&s)).unwrap_or_else(DatabaseCredentials::generate)
+    });
+    let observed = Observed {
+        deployments,
+        statefulsets: observed_statefulsets(&ctx.children, &namespace, &uid),
+        succeeded_jobs: succeeded_jobs(&ctx.children, &namespace, &uid),
+        database_credentials,
+        action,
+        now: Some(now),
+    };
 
     // 2–4. validate, plan, render (pure)
     let planned = plan::plan(cs, &zones, &observed);
@@ -208,6 +222,37 @@ fn observed_deployments(
             };
             Some((d.name_any(), observed))
         })
+        .collect()
+}
+
+fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, namespace: &str, uid: &str) -> bool {
+    meta.namespace.as_deref() == Some(namespace)
+        && meta.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == uid))
+}
+
+/// Cache and database StatefulSets of this CourseService, by name.
+fn observed_statefulsets(stores: &ChildStores, namespace: &str, uid: &str) -> BTreeMap<String, ObservedStatefulSet> {
+    stores
+        .statefulsets
+        .state()
+        .iter()
+        .filter(|s| owned_by(&s.metadata, namespace, uid))
+        .map(|s| {
+            let ready = s.status.as_ref().and_then(|st| st.ready_replicas).unwrap_or(0);
+            (s.name_any(), ObservedStatefulSet { replicas: s.spec.replicas.unwrap_or(1), ready })
+        })
+        .collect()
+}
+
+/// Jobs of this CourseService that have succeeded.
+fn succeeded_jobs(stores: &ChildStores, namespace: &str, uid: &str) -> Vec<String> {
+    stores
+        .jobs
+        .state()
+        .iter()
+        .filter(|j| owned_by(&j.metadata, namespace, uid))
+        .filter(|j| j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0)
+        .map(|j| j.name_any())
         .collect()
 }
 

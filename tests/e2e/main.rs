@@ -8,5 +8,6 @@ mod fixtures;
 
 mod admission;
 mod controller;
+mod data;
 mod resilience;
 mod rollouts;

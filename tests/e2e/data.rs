@@ -1,0 +1,152 @@
+//! The data layer on the real control plane: Redis and MongoDB StatefulSets, Services,
+//! Secrets stable across reconciles and operator restarts, backups, member scaling that waits
+//! for the reconfiguration Job, and data kept when the CourseService is deleted.
+//! (No mongod runs here: kwok completes the init Job's pod without executing mongosh.)
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+
+use crate::cluster::{self, CLUSTER, Operator, eventually};
+use course_operator::api::CourseService;
+
+const CONVERGE: Duration = Duration::from_secs(120);
+
+fn course(namespace: &str, members: i32) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
+        "metadata": {"name": "academy", "namespace": namespace},
+        "spec": {
+            "image": "academy:5.1.0",
+            "replicas": 3,
+            "cache": {"enabled": true, "replicas": 3, "maxMemory": "256Mi"},
+            "database": {"enabled": true, "members": members, "storage": "1Gi",
+                         "backup": {"schedule": "0 3 * * *", "keep": 7}},
+        },
+    })
+}
+
+async fn ready_sets(client: &Client, ns: &str) -> BTreeMap<String, (i32, i32)> {
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .map(|s| {
+                    let ready = s.status.as_ref().and_then(|st| st.ready_replicas).unwrap_or(0);
+                    (s.name_any(), (s.spec.replicas.unwrap_or(0), ready))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn versions<K>(api: &Api<K>) -> BTreeMap<String, String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(|o| (o.name_any(), o.resource_version().unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn cache_and_database_come_up_stay_stable_scale_safely_and_keep_their_data() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("data", |client, ns| async move {
+        let mut operator = Operator::start(&client, &ns, "first", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course(&ns, 3)).await;
+
+        eventually(CONVERGE, "cache and database StatefulSets Ready", || async {
+            let sets = ready_sets(&client, &ns).await;
+            (sets.get("academy-cache") == Some(&(3, 3)) && sets.get("academy-db") == Some(&(3, 3))).then_some(())
+        })
+        .await;
+        eventually(CONVERGE, "status reports cache and database", || async {
+            let status = api.get("academy").await.ok()?.status?;
+            let (cache, db) = (status.cache?, status.database?);
+            (cache.ready == 3 && db.ready == 3 && db.initialized).then_some(())
+        })
+        .await;
+
+        // Wiring and the rest of the children.
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let app =
+            deployments.list(&ListParams::default().labels("app.kubernetes.io/component=app")).await.expect("list");
+        let env = app.items[0].spec.template.spec.as_ref().expect("pod").containers[0].env.clone().unwrap_or_default();
+        let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+        for wanted in ["CACHE_SENTINELS", "CACHE_MASTER_NAME", "CACHE_TTL_SECONDS", "MONGODB_URI"] {
+            assert!(names.contains(&wanted), "app env lacks {wanted}: {names:?}");
+        }
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let credentials = secrets.get("academy-db-credentials").await.expect("credentials Secret");
+        let uri = secrets.get("academy-db-app").await.expect("app Secret");
+        let uri = String::from_utf8(uri.data.expect("data")["uri"].0.clone()).expect("utf-8");
+        assert!(uri.contains("replicaSet=academy-db") && uri.contains("academy-db-2.academy-db-headless"), "{uri}");
+        Api::<CronJob>::namespaced(client.clone(), &ns).get("academy-db-backup").await.expect("backup CronJob");
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+            .get("academy-db-backup")
+            .await
+            .expect("backup PVC");
+        let policies = versions(&Api::<NetworkPolicy>::namespaced(client.clone(), &ns)).await;
+        assert!(policies.contains_key("academy-cache") && policies.contains_key("academy-db"), "{policies:?}");
+
+        // Stable across reconciles and an operator restart: same credentials, no rewrites.
+        let sets_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+        let before = (versions(&sets_api).await, versions(&secrets).await);
+        operator.kill();
+        operator = Operator::start(&client, &ns, "second", &[]).await;
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let after = (versions(&sets_api).await, versions(&secrets).await);
+        assert_eq!(before, after, "StatefulSets or Secrets were rewritten after a restart");
+        let again = secrets.get("academy-db-credentials").await.expect("credentials");
+        assert_eq!(again.data, credentials.data, "credentials regenerated");
+
+        // 3 → 5 → 3 members: each change gets its own reconfiguration Job; shrinking waits for it.
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+        let first_jobs: Vec<String> = versions(&jobs).await.into_keys().collect();
+        cluster::apply(&api, course(&ns, 5)).await;
+        eventually(CONVERGE, "5 database members", || async {
+            (ready_sets(&client, &ns).await.get("academy-db") == Some(&(5, 5))).then_some(())
+        })
+        .await;
+        let grown: Vec<String> = versions(&jobs).await.into_keys().filter(|j| !first_jobs.contains(j)).collect();
+        assert_eq!(grown.len(), 1, "one reconfiguration Job for 3 → 5: {grown:?}");
+        cluster::apply(&api, course(&ns, 3)).await;
+        eventually(CONVERGE, "3 database members after the reconfiguration", || async {
+            let status = api.get("academy").await.ok()?.status?;
+            let shrunk = ready_sets(&client, &ns).await.get("academy-db") == Some(&(3, 3));
+            (shrunk && status.database?.initialized).then_some(())
+        })
+        .await;
+
+        // Deleting the CourseService keeps the member volumes, backups and credentials.
+        api.delete("academy", &Default::default()).await.expect("delete");
+        eventually(CONVERGE, "StatefulSets garbage-collected", || async {
+            ready_sets(&client, &ns).await.is_empty().then_some(())
+        })
+        .await;
+        let claims = versions(&Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)).await;
+        for kept in ["data-academy-db-0", "data-academy-db-1", "data-academy-db-2", "academy-db-backup"] {
+            assert!(claims.contains_key(kept), "{kept} was deleted: {claims:?}");
+        }
+        assert!(
+            secrets.get_opt("academy-db-credentials").await.expect("get").is_some(),
+            "credentials deleted with the CR"
+        );
+        drop(operator);
+    })
+    .await;
+}
