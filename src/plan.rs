@@ -12,6 +12,7 @@ use crate::names;
 use crate::render::deployment::AppTemplate;
 use crate::render::mongo::DatabaseCredentials;
 use crate::render::{self, Child, Context};
+use crate::rollout::analysis::Verdict;
 use crate::rollout::{self, Decision, UserAction};
 use crate::validate::{InvalidSpec, validate};
 use crate::zones::{self, Zone, ZoneHealth, ZoneObserved, ZoneSplit};
@@ -51,6 +52,8 @@ pub struct Observed {
     pub action: Option<String>,
     /// Time of this reconcile.
     pub now: Option<Timestamp>,
+    /// The canary analysis check made for this reconcile, when one was due.
+    pub analysis: Option<Verdict>,
 }
 
 impl Observed {
@@ -120,6 +123,7 @@ pub fn plan(cs: &CourseService, zones: &[ZoneHealth], observed: &Observed) -> Re
         seed: ctx.name,
         now: observed.now.unwrap_or(Timestamp::UNIX_EPOCH),
         action,
+        analysis: observed.analysis.as_ref(),
     });
 
     let mut children = Vec::new();

@@ -77,6 +77,28 @@ pub struct Inputs<'a> {
     pub now: Timestamp,
     /// The annotation value, when it has not been handled yet.
     pub action: Option<(&'a str, UserAction)>,
+    /// The canary analysis check made for this reconcile (see [`analysis_due`]).
+    pub analysis: Option<&'a analysis::Verdict>,
+}
+
+/// The canary analysis to run now, if any: a canary rollout of `new_revision` is under way
+/// and `intervalSeconds` have passed since the last check.
+pub fn analysis_due<'a>(
+    strategy: &'a Strategy,
+    previous: Option<&RolloutStatus>,
+    new_revision: &str,
+    now: Timestamp,
+) -> Option<&'a crate::api::Analysis> {
+    let analysis = strategy.canary.as_ref()?.analysis.as_ref()?;
+    let rollout = previous?;
+    let under_way = strategy.type_ == StrategyType::Canary
+        && rollout.new_revision.as_deref() == Some(new_revision)
+        && rollout.stable_revision.as_deref() != Some(new_revision)
+        && matches!(rollout.phase, RolloutPhase::Progressing | RolloutPhase::Paused)
+        && !rollout.user_paused;
+    let interval = Duration::from_secs(u64::try_from(analysis.interval_seconds).unwrap_or(10));
+    let due = rollout.analysis_checked_at.is_none() || elapsed(rollout.analysis_checked_at.as_deref(), now) >= interval;
+    (under_way && due).then_some(analysis)
 }
 
 /// The outcome: sizes per revision and zone, the Service pin, and the status.
@@ -150,6 +172,8 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
         message: previous.message.clone(),
         step_started_at: previous.step_started_at.clone(),
         user_paused: previous.user_paused,
+        analysis_failures: previous.analysis_failures,
+        analysis_checked_at: previous.analysis_checked_at.clone(),
         last_action: previous.last_action.clone(),
     };
     let now_text = inputs.now.to_string();
@@ -171,6 +195,8 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
         status.phase = RolloutPhase::Progressing;
         status.step_started_at = Some(now_text.clone());
         status.user_paused = false;
+        status.analysis_failures = 0;
+        status.analysis_checked_at = None;
         status.message = Some(format!("rolling out revision {new} over {stable}"));
     }
     match action {
@@ -217,6 +243,8 @@ fn steady(inputs: &Inputs<'_>, mut status: RolloutStatus, new: &str) -> Decision
     status.message = None;
     status.step_started_at = None;
     status.user_paused = false;
+    status.analysis_failures = 0;
+    status.analysis_checked_at = None;
     let service_revision = (inputs.strategy.type_ == StrategyType::BlueGreen).then(|| new.to_owned());
     Decision { targets, service_revision, preview_revision: None, status, requeue_after: None, aborted_now: false }
 }
@@ -393,6 +421,27 @@ impl Machine<'_> {
         let (stable_replicas, _) = counts(self.inputs.observed, &self.stable);
         let mut requeue = None;
 
+        if let Some(verdict) = self.inputs.analysis {
+            self.status.analysis_checked_at = Some(self.now_text.clone());
+            if !verdict.passed {
+                self.status.analysis_failures += 1;
+                let limit = self
+                    .inputs
+                    .strategy
+                    .canary
+                    .as_ref()
+                    .and_then(|c| c.analysis.as_ref())
+                    .map_or(0, |a| a.failure_limit);
+                if self.status.analysis_failures > limit {
+                    self.abort(verdict.message.clone());
+                    return self.aborted();
+                }
+            }
+        }
+        if let Some(analysis) = self.inputs.strategy.canary.as_ref().and_then(|c| c.analysis.as_ref()) {
+            requeue = Some(Duration::from_secs(u64::try_from(analysis.interval_seconds).unwrap_or(10)));
+        }
+
         // Walk through steps that are already satisfied, so one reconcile can pass several.
         loop {
             let index = usize::try_from(self.status.step).unwrap_or(0);
@@ -411,7 +460,8 @@ impl Machine<'_> {
                     ));
                     return self.aborted();
                 }
-                requeue = Some(self.deadline().saturating_sub(self.step_elapsed()) + Duration::from_secs(1));
+                let left = self.deadline().saturating_sub(self.step_elapsed()) + Duration::from_secs(1);
+                requeue = Some(requeue.map_or(left, |r: Duration| r.min(left)));
                 break;
             }
             let duration = step.pause.as_ref().and_then(|p| p.duration.as_deref()).and_then(parse_duration);
@@ -422,7 +472,8 @@ impl Machine<'_> {
                         self.next_step();
                         continue;
                     }
-                    requeue = Some(wait - self.step_elapsed() + Duration::from_millis(200));
+                    let left = wait - self.step_elapsed() + Duration::from_millis(200);
+                    requeue = Some(requeue.map_or(left, |r: Duration| r.min(left)));
                 }
                 None => {
                     if action == Some(UserAction::Promote) {
@@ -545,6 +596,8 @@ fn zone_wave(settings: &RollingStrategy, share: i32, new: ZoneObserved, old: Zon
     let old_target = (old.replicas - old_not_ready - removable_ready).max(0);
     (new_target, old_target)
 }
+
+pub mod analysis;
 
 #[cfg(test)]
 mod tests;

@@ -101,10 +101,20 @@ pub struct RolloutStatus {
     /// Paused by `kubectl course pause` until `kubectl course resume`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub user_paused: bool,
+    /// Failed canary analysis checks in the current rollout.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub analysis_failures: i32,
+    /// When the canary analysis last ran (RFC 3339); the next run is intervalSeconds later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis_checked_at: Option<String>,
     /// The last `microcourses.io/rollout-action` annotation value acted upon, so each request
     /// is handled exactly once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_action: Option<String>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 /// Ready count of a data component.

@@ -1,6 +1,7 @@
 //! The controller shell: watches, caches, leader election, health and metrics endpoints.
 //! Decisions are made by the pure modules; this module only observes and writes.
 
+mod analysis;
 mod children;
 mod http;
 pub mod metrics;

@@ -118,7 +118,15 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         // Generated only when no Secret exists; apply creates it once and never overwrites it.
         secret.and_then(|s| DatabaseCredentials::from_secret(&s)).unwrap_or_else(DatabaseCredentials::generate)
     });
+    // The canary analysis check is the one network call besides the API: made only when due.
+    let new_revision = crate::render::deployment::app_template(&crate::render::Context::new(cs)).revision;
+    let previous = cs.status.as_ref().and_then(|s| s.rollout.as_ref());
+    let analysis = match crate::rollout::analysis_due(&cs.spec.strategy, previous, &new_revision, now) {
+        Some(analysis) => Some(super::analysis::check(analysis).await),
+        None => None,
+    };
     let observed = Observed {
+        analysis,
         deployments,
         statefulsets: observed_statefulsets(&ctx.children, &namespace, &uid),
         succeeded_jobs: succeeded_jobs(&ctx.children, &namespace, &uid),

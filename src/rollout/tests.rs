@@ -50,6 +50,8 @@ struct Sim {
     status: RolloutStatus,
     now: Timestamp,
     decisions: Vec<Decision>,
+    /// The analysis verdict the next reconcile sees.
+    verdict: Option<analysis::Verdict>,
 }
 
 impl Sim {
@@ -62,7 +64,15 @@ impl Sim {
             weight: 100,
             ..RolloutStatus::default()
         };
-        Self { strategy, total, cluster: running(stable, total), status, now: Timestamp::UNIX_EPOCH, decisions: vec![] }
+        Self {
+            strategy,
+            total,
+            cluster: running(stable, total),
+            status,
+            now: Timestamp::UNIX_EPOCH,
+            decisions: vec![],
+            verdict: None,
+        }
     }
 
     /// One reconcile: decide, then the cluster takes the sizes (scale-down removes pods that
@@ -80,6 +90,7 @@ impl Sim {
             seed: "svc",
             now: self.now,
             action: raw.as_deref().zip(action),
+            analysis: self.verdict.as_ref(),
         };
         let decision = decide(&inputs);
         let mut next = Cluster::new();
@@ -130,6 +141,7 @@ fn first_revision_is_stable_at_once() {
         seed: "svc",
         now: Timestamp::UNIX_EPOCH,
         action: None,
+        analysis: None,
     });
     assert_eq!(decision.status.stable_revision.as_deref(), Some("r1"));
     assert_eq!(decision.targets.len(), 1);
@@ -182,6 +194,32 @@ fn canary_aborts_when_new_pods_miss_the_deadline_and_returns_to_stable() {
     assert_eq!(sim.cluster.keys().collect::<Vec<_>>(), vec!["r1"]);
     assert_eq!(sim.size("r1"), 6);
     assert_eq!(sim.status.phase, RolloutPhase::Aborted, "stays aborted until the spec changes or a retry");
+}
+
+#[test]
+fn failing_analysis_beyond_its_limit_aborts_the_canary() {
+    let mut strategy = canary(vec![weight(50), pause(None)]);
+    if let Some(c) = strategy.canary.as_mut() {
+        c.analysis = Some(crate::api::Analysis {
+            url: "http://metrics".into(),
+            json_pointer: "/v".into(),
+            min: None,
+            max: Some(0.05),
+            interval_seconds: 10,
+            failure_limit: 1,
+        });
+    }
+    let mut sim = Sim::new(strategy.clone(), 4, "r1");
+    sim.step("r2", None);
+    assert!(analysis_due(&strategy, Some(&sim.status), "r2", sim.now).is_some(), "never checked: due at once");
+    sim.verdict = Some(analysis::Verdict { passed: false, message: "analysis failed: 0.2 (wanted <= 0.05)".into() });
+    sim.step("r2", None);
+    assert_eq!(sim.status.phase, RolloutPhase::Progressing, "one failure is within the limit");
+    assert!(analysis_due(&strategy, Some(&sim.status), "r2", sim.now).is_none(), "checked just now");
+    sim.settle(11);
+    sim.step("r2", None);
+    assert_eq!(sim.status.phase, RolloutPhase::Aborted);
+    assert!(sim.status.message.as_deref().is_some_and(|m| m.contains("0.2")), "{:?}", sim.status.message);
 }
 
 #[test]

@@ -366,3 +366,78 @@ async fn a_canary_survives_the_operator_being_killed_at_every_step() {
     })
     .await;
 }
+
+/// Serves `body` as JSON to every request on a free 127.0.0.1 port, until dropped.
+struct MetricsEndpoint {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MetricsEndpoint {
+    async fn serve(body: &'static str) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    let _ = stream.read(&mut buffer).await;
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        Self { port, task }
+    }
+}
+
+impl Drop for MetricsEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn canary_analysis_aborts_on_a_bad_metric_and_passes_a_good_one() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("analysis", |client, ns| async move {
+        // A Prometheus query API answer: an error ratio of 20%.
+        let bad = MetricsEndpoint::serve(
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.2"]}]}}"#,
+        )
+        .await;
+        let good = MetricsEndpoint::serve(
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.01"]}]}}"#,
+        )
+        .await;
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let strategy = |port: u16| {
+            serde_json::json!({"type": "Canary", "canary": {
+                "steps": [{"setWeight": 25}, {"pause": {"duration": "4s"}}],
+                "analysis": {"url": format!("http://127.0.0.1:{port}/api/v1/query?query=errors"), "max": 0.05,
+                             "intervalSeconds": 1, "failureLimit": 1},
+            }})
+        };
+        cluster::apply(&api, course("lessons", &ns, "lessons:1", strategy(bad.port), serde_json::json!({}))).await;
+        let old = stable_revision(&api, "lessons").await;
+        cluster::apply(&api, course("lessons", &ns, "lessons:2", strategy(bad.port), serde_json::json!({}))).await;
+        let message = eventually(ROLLOUT, "the analysis to abort the canary", || async {
+            let cs = api.get("lessons").await.ok()?;
+            let r = cs.status?.rollout?;
+            (r.phase == RolloutPhase::Aborted && r.stable_revision.as_deref() == Some(old.as_str()))
+                .then_some(r.message)
+        })
+        .await;
+        assert!(message.as_deref().is_some_and(|m| m.contains("0.2")), "{message:?}");
+
+        // The same rollout against a healthy metric goes through.
+        cluster::apply(&api, course("lessons", &ns, "lessons:3", strategy(good.port), serde_json::json!({}))).await;
+        wait_healthy_on_new(&client, &api, &ns, "lessons", &old).await;
+    })
+    .await;
+}

@@ -235,7 +235,7 @@ impl Operator {
             .spawn()
             .expect("operator binary starts");
         let operator = Self { process, metrics_port, _dir: tempdir::Dir(dir) };
-        eventually(Duration::from_secs(30), "operator /readyz", || async {
+        eventually(Duration::from_secs(60), "operator /readyz", || async {
             operator.get("/readyz").await.filter(|(code, _)| *code == 200).map(|_| ())
         })
         .await;
