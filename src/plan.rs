@@ -54,6 +54,8 @@ pub struct Observed {
     pub now: Option<Timestamp>,
     /// The canary analysis check made for this reconcile, when one was due.
     pub analysis: Option<Verdict>,
+    /// Most restarts of any pod of the spec's revision, looked at only during a rollout.
+    pub new_pod_restarts: i32,
 }
 
 impl Observed {
@@ -124,6 +126,7 @@ pub fn plan(cs: &CourseService, zones: &[ZoneHealth], observed: &Observed) -> Re
         now: observed.now.unwrap_or(Timestamp::UNIX_EPOCH),
         action,
         analysis: observed.analysis.as_ref(),
+        new_pod_restarts: observed.new_pod_restarts,
     });
 
     let mut children = Vec::new();

@@ -79,6 +79,8 @@ pub struct Inputs<'a> {
     pub action: Option<(&'a str, UserAction)>,
     /// The canary analysis check made for this reconcile (see [`analysis_due`]).
     pub analysis: Option<&'a analysis::Verdict>,
+    /// Most restarts of any pod of the new revision (0 when not looked at).
+    pub new_pod_restarts: i32,
 }
 
 /// The canary analysis to run now, if any: a canary rollout of `new_revision` is under way
@@ -211,6 +213,22 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
     }
     if machine.status.phase == RolloutPhase::Aborted {
         return machine.aborted();
+    }
+    let max_restarts = inputs.strategy.max_pod_restarts;
+    if inputs.new_pod_restarts > max_restarts && inputs.strategy.type_ != StrategyType::Rolling {
+        machine.abort(format!(
+            "a pod of the new revision restarted {} times (at most {max_restarts} allowed)",
+            inputs.new_pod_restarts
+        ));
+        return machine.aborted();
+    }
+    if inputs.new_pod_restarts > max_restarts {
+        // Rolling: stop where it is (blast radius: the zones updated so far).
+        machine.status.user_paused = true;
+        machine.status.message = Some(format!(
+            "stopped: a pod of the new revision restarted {} times (at most {max_restarts} allowed); fix the spec or `kubectl course abort`",
+            inputs.new_pod_restarts
+        ));
     }
     match inputs.strategy.type_ {
         StrategyType::Rolling => machine.rolling(action),

@@ -239,6 +239,11 @@ pub struct Strategy {
     #[serde(default = "defaults::progress_deadline")]
     #[schemars(range(min = 10, max = 86400))]
     pub progress_deadline_seconds: i32,
+    /// A rollout whose new pods restart more often than this (any container, summed per pod)
+    /// fails its gate and is aborted (canary, blue-green) or stopped (rolling).
+    #[serde(default = "defaults::max_pod_restarts")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_pod_restarts: i32,
     /// Settings of the Rolling strategy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolling: Option<RollingStrategy>,
@@ -255,6 +260,7 @@ impl Default for Strategy {
         Self {
             type_: StrategyType::default(),
             progress_deadline_seconds: defaults::progress_deadline(),
+            max_pod_restarts: defaults::max_pod_restarts(),
             rolling: None,
             canary: None,
             blue_green: None,
@@ -493,6 +499,9 @@ pub(crate) mod defaults {
     }
     pub fn max_unavailable() -> i32 {
         1
+    }
+    pub fn max_pod_restarts() -> i32 {
+        3
     }
     pub fn progress_deadline() -> i32 {
         600

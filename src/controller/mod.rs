@@ -44,6 +44,8 @@ pub enum Error {
     Delete { kind: String, namespace: String, name: String, source: kube::Error },
     #[error("update status of CourseService {namespace}/{name}: {source}")]
     Status { namespace: String, name: String, source: kube::Error },
+    #[error("list the new revision's pods in {namespace}: {source}")]
+    ListPods { namespace: String, source: kube::Error },
     #[error("CourseService {0} has no namespace or uid")]
     MissingNamespace(String),
 }

@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -17,7 +18,7 @@ use tracing::{info, instrument, warn};
 use super::Error;
 use super::children::{self, ChildStores, Owner};
 use super::metrics::{Metrics, Outcome};
-use crate::api::CourseService;
+use crate::api::{CourseService, RolloutPhase};
 use crate::labels::{self, Component};
 use crate::plan::{self, Observed, ObservedDeployment, ObservedStatefulSet};
 use crate::render::deployment::AppTemplate;
@@ -125,7 +126,16 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         Some(analysis) => Some(super::analysis::check(analysis).await),
         None => None,
     };
+    // Restart counts live on pods, which the operator does not cache: it lists the new
+    // revision's pods only while a rollout of that revision is under way.
+    let rolling_out = previous.is_some_and(|r| {
+        r.new_revision.as_deref() == Some(new_revision.as_str())
+            && r.stable_revision.as_deref() != Some(new_revision.as_str())
+            && matches!(r.phase, RolloutPhase::Progressing | RolloutPhase::Paused)
+    });
+    let new_pod_restarts = if rolling_out { new_pod_restarts(ctx, &namespace, &name, &new_revision).await? } else { 0 };
     let observed = Observed {
+        new_pod_restarts,
         analysis,
         deployments,
         statefulsets: observed_statefulsets(&ctx.children, &namespace, &uid),
@@ -231,6 +241,26 @@ fn observed_deployments(
             Some((d.name_any(), observed))
         })
         .collect()
+}
+
+/// Most restarts of any pod (all its containers) of `revision`.
+async fn new_pod_restarts(ctx: &Context, namespace: &str, instance: &str, revision: &str) -> Result<i32, Error> {
+    let mut selector = labels::selector(instance, Component::App);
+    selector.insert(labels::REVISION.to_owned(), revision.to_owned());
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&labels::to_selector_string(&selector)))
+        .await
+        .map_err(|source| Error::ListPods { namespace: namespace.to_owned(), source })?;
+    Ok(list
+        .items
+        .iter()
+        .map(|pod| {
+            let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+            statuses.map_or(0, |c| c.iter().map(|c| c.restart_count).sum())
+        })
+        .max()
+        .unwrap_or(0))
 }
 
 fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, namespace: &str, uid: &str) -> bool {

@@ -52,6 +52,8 @@ struct Sim {
     decisions: Vec<Decision>,
     /// The analysis verdict the next reconcile sees.
     verdict: Option<analysis::Verdict>,
+    /// Restarts of new pods the next reconcile sees.
+    restarts: i32,
 }
 
 impl Sim {
@@ -72,6 +74,7 @@ impl Sim {
             now: Timestamp::UNIX_EPOCH,
             decisions: vec![],
             verdict: None,
+            restarts: 0,
         }
     }
 
@@ -91,6 +94,7 @@ impl Sim {
             now: self.now,
             action: raw.as_deref().zip(action),
             analysis: self.verdict.as_ref(),
+            new_pod_restarts: self.restarts,
         };
         let decision = decide(&inputs);
         let mut next = Cluster::new();
@@ -142,6 +146,7 @@ fn first_revision_is_stable_at_once() {
         now: Timestamp::UNIX_EPOCH,
         action: None,
         analysis: None,
+        new_pod_restarts: 0,
     });
     assert_eq!(decision.status.stable_revision.as_deref(), Some("r1"));
     assert_eq!(decision.targets.len(), 1);
@@ -220,6 +225,20 @@ fn failing_analysis_beyond_its_limit_aborts_the_canary() {
     sim.step("r2", None);
     assert_eq!(sim.status.phase, RolloutPhase::Aborted);
     assert!(sim.status.message.as_deref().is_some_and(|m| m.contains("0.2")), "{:?}", sim.status.message);
+}
+
+#[test]
+fn crash_looping_new_pods_abort_a_canary() {
+    let mut sim = Sim::new(canary(vec![weight(50), pause(None)]), 4, "r1");
+    sim.step("r2", None);
+    sim.settle(1);
+    sim.restarts = 3;
+    sim.step("r2", None);
+    assert_ne!(sim.status.phase, RolloutPhase::Aborted, "3 restarts are allowed by default");
+    sim.restarts = 4;
+    let d = sim.step("r2", None);
+    assert!(d.aborted_now);
+    assert!(sim.status.message.as_deref().is_some_and(|m| m.contains("restarted 4 times")), "{:?}", sim.status.message);
 }
 
 #[test]

@@ -262,7 +262,8 @@ async fn steady_state_makes_no_write_requests() {
 
 #[tokio::test]
 async fn a_standby_takes_over_within_15_seconds_when_the_leader_dies() {
-    let _shared = CLUSTER.read().await;
+    // Several operator processes at once: run alone, so start-up is not starved by other tests.
+    let _exclusive = CLUSTER.write().await;
     cluster::with_namespace("leader", |client, ns| async move {
         let mut first = Operator::start(&client, &ns, "first", &[]).await;
         let second = Operator::start(&client, &ns, "second", &[]).await;

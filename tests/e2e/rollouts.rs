@@ -326,7 +326,8 @@ async fn zone_by_zone_rolling_updates_zones_in_order() {
 
 #[tokio::test]
 async fn a_canary_survives_the_operator_being_killed_at_every_step() {
-    let _shared = CLUSTER.read().await;
+    // Several operator processes at once: run alone, so start-up is not starved by other tests.
+    let _exclusive = CLUSTER.write().await;
     cluster::with_namespace("canary-kill", |client, ns| async move {
         let mut operator = Operator::start(&client, &ns, "first", &[]).await;
         let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
