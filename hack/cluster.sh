@@ -8,6 +8,7 @@
 #   hack/cluster.sh env      print the export KUBECONFIG=... line
 #   hack/cluster.sh tools    build if needed and link kubectl/helm/kwokctl/etcdctl into .cluster/bin
 #   hack/cluster.sh restart  stop and start every control-plane process (etcd data kept)
+#   hack/cluster.sh restart-apiserver  restart kube-apiserver alone
 #   hack/cluster.sh dry-run  print kwokctl's dry-run of `create cluster` and check it downloads nothing
 #
 # State lives in <repo>/.cluster (git-ignored): kubeconfig, bin/ (tool symlinks), kwokctl.yaml
@@ -112,6 +113,14 @@ componentsPatches:
     value: $KWOK_CLUSTER_DIR/pki/ca.crt
   - key: cluster-signing-key-file
     value: $KWOK_CLUSTER_DIR/pki/ca.key
+  # One instance, nothing supervises it: with leader election it exits for good when the
+  # apiserver is away longer than the renew deadline (an apiserver restart).
+  - key: leader-elect
+    value: "false"
+- name: kube-scheduler
+  extraArgs:
+  - key: leader-elect
+    value: "false"
 EOF
     # kwokctl uses its built-in stages only when the config has none, so list them all:
     # kwok's defaults (node init/heartbeat, pod ready/complete/delete) + simulated volumes.
@@ -294,6 +303,25 @@ do_restart() {
   log "control plane restarted"
 }
 
+# Restarts kube-apiserver alone (SIGTERM, then the same command line in the same directory),
+# as a rolling control-plane upgrade or a crash would: the "apiserver restart mid-run" of the
+# e2e suite. The new pid goes into kwokctl's pid file so `down` still stops it.
+do_restart_apiserver() {
+  local pidfile=$KWOK_CLUSTER_DIR/pids/kube-apiserver.pid pid cwd i
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  [[ -n $pid ]] && alive "$pid" || { log "kube-apiserver is not running"; exit 3; }
+  cwd=$(readlink "/proc/$pid/cwd")
+  mapfile -d '' args <"/proc/$pid/cmdline"
+  log "restarting kube-apiserver (pid $pid)"
+  kill -TERM "$pid"
+  for i in $(seq 150); do alive "$pid" || break; sleep 0.2; done
+  alive "$pid" && kill -KILL "$pid"
+  (cd "$cwd" && exec setsid "${args[@]}" >>"$KWOK_CLUSTER_DIR/logs/kube-apiserver.log" 2>&1 </dev/null 9>&-) &
+  echo $! >"$pidfile"
+  wait_for "apiserver ready" 60 kc get --raw /readyz || { log "apiserver not ready after restart"; exit 1; }
+  log "kube-apiserver restarted (pid $(cat "$pidfile"))"
+}
+
 do_status() {
   if is_healthy; then
     local server
@@ -330,5 +358,6 @@ case ${1:-} in
   tools) take_lock; "$HACK_DIR/build.sh"; link_tools; log "tools linked in $BIN_DIR: kubectl helm kwokctl etcdctl" ;;
   dry-run) take_lock; do_dry_run ;;
   restart) take_lock; do_restart ;;
-  *) echo "usage: $0 up|down|status|env|tools|dry-run|restart" >&2; exit 2 ;;
+  restart-apiserver) take_lock; do_restart_apiserver ;;
+  *) echo "usage: $0 up|down|status|env|tools|dry-run|restart|restart-apiserver" >&2; exit 2 ;;
 esac
