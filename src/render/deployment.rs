@@ -4,16 +4,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext, TCPSocketAction,
-    TopologySpreadConstraint, Volume, VolumeMount,
+    Affinity, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, NodeAffinity,
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, PodTemplateSpec, Probe, SecretKeySelector,
+    TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-use super::Context;
+use super::{Context, security};
 use crate::labels::{self, Component};
 use crate::names;
 use crate::zones::Zone;
@@ -104,14 +103,7 @@ fn pod_spec(ctx: &Context<'_>) -> PodSpec {
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(30),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(NON_ROOT_ID),
-            run_as_group: Some(NON_ROOT_ID),
-            fs_group: Some(NON_ROOT_ID),
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
-            ..PodSecurityContext::default()
-        }),
+        security_context: Some(security::pod(NON_ROOT_ID)),
         containers: vec![Container {
             name: CONTAINER_NAME.to_owned(),
             image: Some(spec.image.clone()),
@@ -125,15 +117,7 @@ fn pod_spec(ctx: &Context<'_>) -> PodSpec {
             resources: spec.resources.clone(),
             readiness_probe: Some(probe(probes.readiness_path.as_ref(), 0)),
             liveness_probe: Some(probe(probes.liveness_path.as_ref().or(probes.readiness_path.as_ref()), 10)),
-            security_context: Some(SecurityContext {
-                allow_privilege_escalation: Some(false),
-                read_only_root_filesystem: Some(true),
-                run_as_non_root: Some(true),
-                privileged: Some(false),
-                capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), add: None }),
-                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
-                ..SecurityContext::default()
-            }),
+            security_context: Some(security::container()),
             volume_mounts: Some(vec![VolumeMount {
                 name: TMP_VOLUME.to_owned(),
                 mount_path: "/tmp".to_owned(),

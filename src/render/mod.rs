@@ -7,6 +7,7 @@ pub mod mongo;
 pub mod network_policy;
 pub mod pdb;
 pub mod redis;
+pub mod security;
 pub mod service;
 
 use std::collections::BTreeMap;

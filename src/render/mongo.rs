@@ -13,11 +13,11 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
-    TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
+    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretKeySelector, SecretVolumeSource, Service,
+    ServicePort, ServiceSpec, TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -26,7 +26,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Child, Context, pdb};
+use super::{Child, Context, pdb, security};
 use crate::api::{BackupSpec, DatabaseSpec};
 use crate::labels::{self, Component};
 use crate::names;
@@ -430,28 +430,11 @@ fn image(db: &DatabaseSpec) -> String {
     format!("docker.io/library/mongo:{}", db.version)
 }
 
-fn restricted() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        privileged: Some(false),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), add: None }),
-        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
-        ..SecurityContext::default()
-    }
-}
-
 fn pod_security() -> PodSecurityContext {
     PodSecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(MONGO_UID),
-        run_as_group: Some(MONGO_UID),
-        fs_group: Some(MONGO_UID),
         // Large data volumes: re-owning every file on each start would delay it by minutes.
         fs_group_change_policy: Some("OnRootMismatch".to_owned()),
-        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
-        ..PodSecurityContext::default()
+        ..security::pod(MONGO_UID)
     }
 }
 
@@ -508,7 +491,7 @@ fn keyfile_init_container(db: &DatabaseSpec) -> Container {
             format!("rm -f {target} && cp {KEYFILE_SECRET_MOUNT}/{KEYFILE_KEY} {target} && chmod 0400 {target}"),
         ]),
         resources: Some(resources("10m", "16Mi", "64Mi")),
-        security_context: Some(restricted()),
+        security_context: Some(security::container()),
         volume_mounts: Some(vec![
             mount(KEYFILE_SECRET_VOLUME, KEYFILE_SECRET_MOUNT, true),
             mount(KEYFILE_VOLUME, KEYFILE_MOUNT, false),
@@ -612,7 +595,7 @@ fn mongod_container(ctx: &Context<'_>, db: &DatabaseSpec, with_root_user: bool) 
         startup_probe: Some(tcp_probe(5, 60)),
         readiness_probe: Some(ping_probe()),
         liveness_probe: Some(tcp_probe(10, 6)),
-        security_context: Some(restricted()),
+        security_context: Some(security::container()),
         volume_mounts: Some(mounts),
         ..Container::default()
     }
@@ -786,7 +769,7 @@ pub fn init_job(ctx: &Context<'_>, db: &DatabaseSpec) -> Job {
             env_secret("ADMIN_PASSWORD", credentials_secret_name(ctx.name), PASSWORD_KEY),
         ]),
         resources: Some(resources("50m", "128Mi", "512Mi")),
-        security_context: Some(restricted()),
+        security_context: Some(security::container()),
         volume_mounts: Some(vec![mount(INIT_CONFIG_VOLUME, INIT_CONFIG_MOUNT, true), mount(TMP_VOLUME, "/tmp", false)]),
         ..Container::default()
     };
@@ -859,7 +842,7 @@ pub fn backup_cron_job(ctx: &Context<'_>, db: &DatabaseSpec, backup: &BackupSpec
             env_secret("MONGODB_URI", names::database_app_secret(ctx.name), names::DATABASE_URI_KEY),
         ]),
         resources: Some(resources("100m", "256Mi", "1Gi")),
-        security_context: Some(restricted()),
+        security_context: Some(security::container()),
         volume_mounts: Some(vec![mount(BACKUP_VOLUME, BACKUP_MOUNT, false), mount(TMP_VOLUME, "/tmp", false)]),
         ..Container::default()
     };

@@ -10,10 +10,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
-    TopologySpreadConstraint, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
+    Lifecycle, LifecycleHandler, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Service,
+    ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -21,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 use super::deployment::SENTINEL_PORT;
-use super::{Child, Context, pdb};
+use super::{Child, Context, pdb, security};
 use crate::api::CacheSpec;
 use crate::labels::{self, Component};
 use crate::names;
@@ -254,18 +253,6 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-fn restricted() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        privileged: Some(false),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), add: None }),
-        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
-        ..SecurityContext::default()
-    }
-}
-
 /// `redis-cli ping` on `port`; redis-cli exits 0 on error replies (LOADING), hence the grep.
 fn ping_probe(port: i32, period: i32, failure_threshold: i32) -> Probe {
     Probe {
@@ -368,7 +355,7 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
             }),
             ..Lifecycle::default()
         }),
-        security_context: Some(restricted()),
+        security_context: Some(security::container()),
         volume_mounts: Some(vec![
             mount(CONFIG_VOLUME, CONFIG_MOUNT, true),
             mount(RUN_VOLUME, RUN_MOUNT, false),
@@ -396,7 +383,7 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
         startup_probe: Some(ping_probe(SENTINEL_PORT, 2, 60)),
         readiness_probe: Some(ping_probe(SENTINEL_PORT, 5, 2)),
         liveness_probe: Some(ping_probe(SENTINEL_PORT, 10, 3)),
-        security_context: Some(restricted()),
+        security_context: Some(security::container()),
         volume_mounts: Some(vec![
             mount(CONFIG_VOLUME, CONFIG_MOUNT, true),
             mount(RUN_VOLUME, RUN_MOUNT, false),
@@ -416,14 +403,7 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
         // Service links would inject REDIS_PORT=tcp://… for a Service named `redis`.
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(REDIS_UID),
-            run_as_group: Some(REDIS_UID),
-            fs_group: Some(REDIS_UID),
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
-            ..PodSecurityContext::default()
-        }),
+        security_context: Some(security::pod(REDIS_UID)),
         topology_spread_constraints: Some(vec![
             spread(labels::TOPOLOGY_ZONE, &selector),
             spread(labels::TOPOLOGY_HOSTNAME, &selector),
