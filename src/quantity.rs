@@ -35,9 +35,50 @@ pub fn to_bytes(text: &str) -> Option<u64> {
     Some(bytes)
 }
 
+/// The value of any quantity (`250m`, `1.5`, `2Gi`, `1e3`), or `None` when it does not parse.
+/// Used to compare resource requests with limits.
+pub fn to_f64(text: &str) -> Option<f64> {
+    const SUFFIXES: &[(&str, f64)] = &[
+        ("Ki", 1024.0),
+        ("Mi", 1_048_576.0),
+        ("Gi", 1_073_741_824.0),
+        ("Ti", 1_099_511_627_776.0),
+        ("Pi", 1_125_899_906_842_624.0),
+        ("Ei", 1_152_921_504_606_846_976.0),
+        ("n", 1e-9),
+        ("u", 1e-6),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+    ];
+    let (number, multiplier) =
+        SUFFIXES.iter().find_map(|(suffix, m)| text.strip_suffix(suffix).map(|n| (n, *m))).unwrap_or((text, 1.0));
+    let valid = !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'+' | b'-' | b'e' | b'E'))
+        && number.bytes().next().is_some_and(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.'));
+    if !valid {
+        return None;
+    }
+    number.parse::<f64>().ok().map(|n| n * multiplier).filter(|v| v.is_finite())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::to_bytes;
+    use super::{to_bytes, to_f64};
+
+    #[test]
+    fn any_quantity_has_a_value() {
+        assert_eq!(to_f64("250m"), Some(0.25));
+        assert_eq!(to_f64("2Gi"), Some(2_147_483_648.0));
+        assert_eq!(to_f64("1e3"), Some(1000.0));
+        assert_eq!(to_f64("-1"), Some(-1.0));
+        assert_eq!(to_f64("lots"), None);
+        assert_eq!(to_f64(""), None);
+    }
 
     #[test]
     fn binary_and_decimal_suffixes() {

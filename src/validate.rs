@@ -95,6 +95,10 @@ fn validate_spec(spec: &CourseServiceSpec, e: &mut Errors) {
         });
     }
 
+    if let Some(resources) = &spec.resources {
+        validate_resources(resources, e);
+    }
+
     if let Some(probes) = &spec.probes {
         for (path, field) in
             [(&probes.readiness_path, "spec.probes.readinessPath"), (&probes.liveness_path, "spec.probes.livenessPath")]
@@ -225,6 +229,37 @@ fn validate_data(spec: &CourseServiceSpec, e: &mut Errors) {
                 "a cron schedule (five fields or @daily)",
             );
             e.range(backup.keep, 1, 365, "spec.database.backup.keep");
+        }
+    }
+}
+
+/// Quantities must parse and not be negative, and a request may not exceed its limit: the
+/// apiserver would reject every Deployment rendered from such a spec.
+fn validate_resources(resources: &k8s_openapi::api::core::v1::ResourceRequirements, e: &mut Errors) {
+    let mut parsed = |kind: &str,
+                      map: &Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >| {
+        let mut values = std::collections::BTreeMap::new();
+        for (name, quantity) in map.iter().flatten() {
+            let field = format!("spec.resources.{kind}.{name}");
+            match quantity::to_f64(&quantity.0) {
+                Some(value) if value >= 0.0 => {
+                    values.insert(name.clone(), value);
+                }
+                Some(_) => e.check(false, &field, || format!("{:?} must not be negative", quantity.0)),
+                None => e.check(false, &field, || format!("{:?} is not a quantity like 250m or 128Mi", quantity.0)),
+            }
+        }
+        values
+    };
+    let requests = parsed("requests", &resources.requests);
+    let limits = parsed("limits", &resources.limits);
+    for (name, request) in &requests {
+        if let Some(limit) = limits.get(name) {
+            e.check(request <= limit, &format!("spec.resources.requests.{name}"), || {
+                format!("must not exceed spec.resources.limits.{name}")
+            });
         }
     }
 }
