@@ -5,9 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{CourseService, DatabaseSpec};
+use crate::labels::{self, Component};
 use crate::names;
 use crate::render::deployment::AppTemplate;
 use crate::render::mongo::DatabaseCredentials;
@@ -27,6 +29,37 @@ pub struct ObservedDeployment {
     pub ready: i32,
     /// Its pod template, so an older revision can be re-sized after the spec moved on.
     pub template: Option<AppTemplate>,
+}
+
+/// The application Deployments (every revision) of one CourseService among `deployments`: its
+/// namespace, its selector labels and its owner uid, by name.
+pub fn observe_deployments<'a>(
+    deployments: impl IntoIterator<Item = &'a Deployment>,
+    namespace: &str,
+    instance: &str,
+    uid: &str,
+) -> BTreeMap<String, ObservedDeployment> {
+    let selector = labels::selector(instance, Component::App);
+    deployments
+        .into_iter()
+        .filter(|d| d.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|d| {
+            let labels = d.metadata.labels.as_ref();
+            selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        })
+        .filter(|d| d.metadata.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == uid)))
+        .filter_map(|d| {
+            let labels = d.metadata.labels.as_ref()?;
+            let observed = ObservedDeployment {
+                revision: labels.get(labels::REVISION)?.clone(),
+                zone: labels.get(labels::ZONE)?.clone(),
+                replicas: d.spec.replicas.unwrap_or(1),
+                ready: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+                template: AppTemplate::from_deployment(d),
+            };
+            Some((d.metadata.name.clone()?, observed))
+        })
+        .collect()
 }
 
 /// Replicas of a StatefulSet as the cluster shows it.

@@ -20,8 +20,7 @@ use super::children::{self, ChildStores, Owner};
 use super::metrics::{Metrics, Outcome};
 use crate::api::{CourseService, RolloutPhase};
 use crate::labels::{self, Component};
-use crate::plan::{self, Observed, ObservedDeployment, ObservedStatefulSet};
-use crate::render::deployment::AppTemplate;
+use crate::plan::{self, Observed, ObservedStatefulSet};
 use crate::render::mongo::{self, DatabaseCredentials};
 use crate::rollout::ACTION_ANNOTATION;
 use crate::status;
@@ -104,7 +103,8 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
 
     // 1. observe, from the caches only
     let nodes = ctx.nodes.state();
-    let deployments = observed_deployments(&ctx.children, &namespace, &name, &uid);
+    let deployments =
+        plan::observe_deployments(ctx.children.deployments.state().iter().map(AsRef::as_ref), &namespace, &name, &uid);
     let mut inventory = ZoneInventory::from_nodes(nodes.iter().map(AsRef::as_ref));
     for zone in deployments.values().map(|d| d.zone.as_str()).filter(|z| *z != Zone::Anywhere.slug()) {
         inventory.remember(zone);
@@ -209,38 +209,6 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         publish_transitions(ctx, cs, &previous, &status).await;
     }
     Ok(reconciled)
-}
-
-/// Application Deployments of this CourseService (every revision), by name.
-fn observed_deployments(
-    stores: &ChildStores,
-    namespace: &str,
-    instance: &str,
-    uid: &str,
-) -> BTreeMap<String, ObservedDeployment> {
-    let selector = labels::selector(instance, Component::App);
-    stores
-        .deployments
-        .state()
-        .iter()
-        .filter(|d| d.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|d| {
-            let labels = d.metadata.labels.as_ref();
-            selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-        })
-        .filter(|d| d.metadata.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == uid)))
-        .filter_map(|d| {
-            let labels = d.metadata.labels.as_ref()?;
-            let observed = ObservedDeployment {
-                revision: labels.get(labels::REVISION)?.clone(),
-                zone: labels.get(labels::ZONE)?.clone(),
-                replicas: d.spec.replicas.unwrap_or(1),
-                ready: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
-                template: AppTemplate::from_deployment(d),
-            };
-            Some((d.name_any(), observed))
-        })
-        .collect()
 }
 
 /// Most restarts of any pod (all its containers) of `revision`.
