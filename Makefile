@@ -9,7 +9,7 @@ LOCAL_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 OPERATOR := $(CARGO_TARGET_DIR)/debug/course-operator
 CARGO_TEST_THREADS ?= 8
 
-.PHONY: help deps build crd lint unit e2e test cluster cluster-down demo demo-down
+.PHONY: help deps build crd lint unit e2e test cluster cluster-down demo demo-down bench chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -52,3 +52,9 @@ demo: deps build ## Local cluster + CRD + operator + a sample CourseService, the
 demo-down: ## Stop the demo operator and the local cluster
 	hack/demo.sh down
 	hack/cluster.sh down
+
+bench: deps ## Benchmarks (fleet convergence vs a raw writer, API economy, memory, latency, rollout overhead) → BENCHMARKS.md
+	hack/bench.sh
+
+chaos: deps ## Chaos: fuzzed specs, SIGKILLs during rollouts, leader failover; exits non-zero when an invariant breaks
+	hack/chaos.sh

@@ -1,0 +1,1010 @@
+//! Fleet benchmark (`make bench` → hack/bench.sh → this target): the release operator as a
+//! separate process against the cluster in KUBECONFIG, watching one fresh namespace.
+//!
+//! Per run:
+//! 1. fleet convergence: N CourseServices applied at once → every one converged (Available=True,
+//!    observedGeneration current, every app pod Ready as the status reports); beside it a raw
+//!    writer that server-side-applies exactly the children `plan` renders, with the same client
+//!    concurrency, and waits for every Deployment to be Ready: the lower bound;
+//! 2. API economy: requests per CourseService by verb, and writes in an idle window that spans
+//!    several full resyncs;
+//! 3. memory: VmHWM/VmRSS of the operator;
+//! 4. latency: spec.replicas patched on K CourseServices one at a time → the Deployment shows it;
+//! 5. rollout overhead: canary step advance and blue-green Service switch vs. the new pods'
+//!    own readiness;
+//! 6. the same convergence with cache + database on (quick N).
+//!
+//! Everything waits on watch events, never on sleeps. Output: JSON (BENCH_OUT_JSON) and a
+//! Markdown table (BENCH_OUT_MD); hack/bench.sh splices the latter into BENCHMARKS.md.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, anyhow};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::networking::v1::ServiceCIDR;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde::{Deserialize, Serialize};
+
+use common::{Metrics, Operator, Watched, progress};
+use course_operator::api::{CourseService, RolloutPhase};
+use course_operator::labels;
+use course_operator::plan::{self, Observed};
+use course_operator::render::Child;
+use course_operator::render::mongo::DatabaseCredentials;
+use course_operator::zones::ZoneHealth;
+
+/// What one `make bench` run is asked to do.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Config {
+    full: bool,
+    n: usize,
+    runs: usize,
+    idle_seconds: u64,
+    resync_seconds: u64,
+    concurrency: u16,
+    latency_k: usize,
+    rollouts: usize,
+    /// App replicas per CourseService in the plain fleet.
+    replicas: i32,
+    /// CourseServices in the cache+database round (0: skipped).
+    data_n: usize,
+    /// Client-side concurrency of the CourseService creation burst.
+    create_concurrency: usize,
+    zones: usize,
+    #[serde(skip, default)]
+    log_dir: PathBuf,
+}
+
+/// One convergence round: the operator and the raw writer on the same fleet.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Round {
+    n: usize,
+    pods_per_course: i32,
+    children_per_course: f64,
+    /// Seconds to submit the N CourseServices.
+    submit_seconds: f64,
+    /// Seconds until every CourseService converged (status).
+    operator_seconds: f64,
+    /// Seconds until every app Deployment was Ready (same criterion as the raw writer).
+    operator_deployments_ready_seconds: f64,
+    raw_seconds: f64,
+    raw_apply_seconds: f64,
+    /// operator_seconds / raw_seconds.
+    ratio: f64,
+    /// API requests per CourseService until convergence, by verb.
+    requests_per_course: BTreeMap<String, f64>,
+    writes_per_course: f64,
+    /// Raw writer: one apply per child.
+    raw_writes_per_course: f64,
+    reconciles_per_course: f64,
+    peak_rss_mib: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Idle {
+    seconds: u64,
+    resync_seconds: u64,
+    writes: f64,
+    reads: f64,
+    reconciles: f64,
+    /// Seconds it took the writes to stop after convergence (trailing status updates).
+    settle_seconds: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Latency {
+    samples_ms: Vec<f64>,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// Round trip of the PATCH itself (part of the above).
+    patch_p50_ms: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct RolloutStep {
+    kind: String,
+    /// Last needed new pod Ready (watch) → operator's next action (watch).
+    overhead_ms: f64,
+    /// Deployment status showing the pods Ready (kube-controller-manager) → operator action.
+    operator_share_ms: f64,
+    /// Pod Ready condition lastTransitionTime (1 s resolution) → operator action.
+    overhead_from_condition_ms: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Rollouts {
+    steps: Vec<RolloutStep>,
+    canary_p50_ms: f64,
+    canary_max_ms: f64,
+    blue_green_p50_ms: f64,
+    blue_green_max_ms: f64,
+    canary_operator_share_p50_ms: f64,
+    blue_green_operator_share_p50_ms: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Reconciles {
+    count: f64,
+    mean_ms: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Run {
+    run: usize,
+    plain: Round,
+    data: Option<Round>,
+    idle: Idle,
+    latency: Latency,
+    rollouts: Rollouts,
+    reconciles: Reconciles,
+    /// Peak RSS of the plain-fleet operator over the whole run (all phases).
+    peak_rss_mib: f64,
+    idle_rss_mib: f64,
+    load_average: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match bench().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench failed: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench() -> anyhow::Result<()> {
+    // Re-render the Markdown of an earlier run (e.g. after a wording change) without a cluster.
+    if let Ok(path) = std::env::var("BENCH_RENDER_FROM") {
+        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        let config: Config = serde_json::from_value(doc["config"].clone())?;
+        let runs: Vec<Run> = serde_json::from_value(doc["runs"].clone())?;
+        let md = std::env::var("BENCH_OUT_MD").unwrap_or_else(|_| "/tmp/course-operator-bench/table.md".into());
+        std::fs::write(&md, markdown(&config, &runs, doc["failure"].as_str()))?;
+        return Ok(());
+    }
+    let client = common::client().await?;
+    common::ensure_crd(&client).await?;
+    let zones = common::cluster_zones(&client).await?;
+    let config = configure(&client, &zones).await?;
+    progress(format!("config: {config:?}"));
+    progress(format!("operator binary: {}", common::operator_binary().display()));
+    let cidr = ensure_service_ips(&client, &config).await?;
+
+    let mut runs = Vec::new();
+    let mut failure = None;
+    for run in 1..=config.runs {
+        progress(format!("=== run {run}/{} ===", config.runs));
+        match one_run(&client, &config, &zones, run).await {
+            Ok(result) => {
+                write_outputs(&config, &runs_with(&runs, &result), None)?;
+                runs.push(result);
+            }
+            Err(error) => {
+                progress(format!("run {run} failed: {error:#}"));
+                failure = Some(format!("run {run}: {error:#}"));
+                break;
+            }
+        }
+    }
+    if cidr {
+        let _ = Api::<ServiceCIDR>::all(client.clone()).delete(BENCH_CIDR, &Default::default()).await;
+    }
+    write_outputs(&config, &runs, failure.as_deref())?;
+    match failure {
+        Some(f) => Err(anyhow!(f)),
+        None => Ok(()),
+    }
+}
+
+fn runs_with(runs: &[Run], last: &Run) -> Vec<Run> {
+    let mut all = runs.to_vec();
+    all.push(last.clone());
+    all
+}
+
+async fn configure(client: &Client, zones: &[ZoneHealth]) -> anyhow::Result<Config> {
+    let full = common::env_flag("BENCH_FULL");
+    let n = common::env_or("BENCH_N", if full { 1000 } else { 100 });
+    // Pods the fleet may use: half of what the nodes have free, so e2e runs beside the bench
+    // keep room.
+    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await?;
+    let capacity: i64 = nodes
+        .items
+        .iter()
+        .filter_map(|n| n.status.as_ref()?.allocatable.as_ref()?.get("pods")?.0.parse::<i64>().ok())
+        .sum();
+    let pods = Api::<Pod>::all(client.clone()).list(&ListParams::default()).await?.items.len() as i64;
+    let budget = ((capacity - pods) / 2).max(0);
+    let auto_replicas = i32::try_from((budget / n.max(1) as i64).min(3)).unwrap_or(0);
+    let replicas = common::env_or("BENCH_REPLICAS", auto_replicas);
+    // Cache + database round: 1 app pod + 1 Redis + 1 MongoDB member per CourseService.
+    let quick_n = common::env_or("BENCH_DATA_N", 100usize);
+    let data_n =
+        if common::env_flag("BENCH_NO_DATA") { 0 } else { quick_n.min(usize::try_from(budget / 3).unwrap_or(0)) };
+    progress(format!(
+        "pod capacity {capacity}, pods now {pods}: fleet gets {replicas} app replicas per CourseService, data round {data_n} CourseServices"
+    ));
+    Ok(Config {
+        full,
+        n,
+        runs: common::env_or("BENCH_RUNS", if full { 1 } else { 3 }),
+        idle_seconds: common::env_or("BENCH_IDLE_SECONDS", if full { 300 } else { 60 }),
+        resync_seconds: common::env_or("BENCH_RESYNC_SECONDS", if full { 30 } else { 10 }),
+        concurrency: common::env_or("BENCH_CONCURRENCY", 8),
+        latency_k: common::env_or("BENCH_LATENCY_K", if full { 100 } else { 30 }),
+        rollouts: common::env_or("BENCH_ROLLOUTS", 2),
+        replicas,
+        data_n,
+        create_concurrency: common::env_or("BENCH_CREATE_CONCURRENCY", 16),
+        zones: zones.len(),
+        log_dir: PathBuf::from(std::env::var("BENCH_LOG_DIR").unwrap_or_else(|_| "/tmp/course-operator-bench".into())),
+    })
+}
+
+const BENCH_CIDR: &str = "course-operator-bench";
+
+/// The local control plane's Service range is a /24 (254 ClusterIPs for the whole cluster). A
+/// fleet beyond ~150 Services gets an extra ServiceCIDR for the duration of the bench.
+async fn ensure_service_ips(client: &Client, config: &Config) -> anyhow::Result<bool> {
+    if config.n <= 150 {
+        return Ok(false);
+    }
+    let api: Api<ServiceCIDR> = Api::all(client.clone());
+    let cidr = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+        "metadata": {"name": BENCH_CIDR},
+        "spec": {"cidrs": ["10.1.0.0/20"]},
+    });
+    common::apply_json(&api, &cidr, common::HARNESS_MANAGER).await.context("adding a ServiceCIDR for the fleet")?;
+    progress("added ServiceCIDR course-operator-bench (10.1.0.0/20) for the fleet's Services");
+    Ok(true)
+}
+
+fn fleet_spec(replicas: i32, data: bool) -> serde_json::Value {
+    let mut spec = serde_json::json!({
+        "image": "registry.example.com/bench/app:1.0.0",
+        "replicas": replicas,
+        "service": {"type": "ClusterIP"},
+    });
+    if data {
+        spec["replicas"] = 1.into();
+        spec["cache"] = serde_json::json!({"enabled": true, "replicas": 1, "maxMemory": "64Mi"});
+        spec["database"] = serde_json::json!({"enabled": true, "members": 1, "storage": "1Gi"});
+    }
+    spec
+}
+
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("c{i:04}")).collect()
+}
+
+fn converged(cs: &CourseService) -> bool {
+    let Some(status) = cs.status.as_ref() else { return false };
+    status.observed_generation == cs.metadata.generation
+        && status.ready_replicas == cs.spec.replicas
+        && status.conditions.iter().any(|c| c.type_ == "Available" && c.status == "True")
+}
+
+fn deployment_ready(d: &Deployment) -> bool {
+    let Some(status) = d.status.as_ref() else { return false };
+    status.observed_generation == d.metadata.generation
+        && status.ready_replicas.unwrap_or(0) == d.spec.replicas.unwrap_or(1)
+}
+
+fn mib(kib: Option<u64>) -> f64 {
+    kib.map_or(0.0, |k| k as f64 / 1024.0)
+}
+
+fn converge_timeout(n: usize) -> Duration {
+    Duration::from_secs(180 + n as u64)
+}
+
+async fn one_run(client: &Client, config: &Config, zones: &[ZoneHealth], run: usize) -> anyhow::Result<Run> {
+    let mut result = Run { run, ..Run::default() };
+    let resync = config.resync_seconds.to_string();
+    let concurrency = config.concurrency.to_string();
+    let operator_args = ["--no-leader-election", "--resync-seconds", &resync, "--concurrency", &concurrency];
+
+    // 1–5 on the plain fleet, with one operator process.
+    let ns = common::create_namespace(client, "bench-op").await?;
+    let outcome = async {
+        let operator = Operator::start(&ns, "bench", &operator_args, &config.log_dir).await?;
+        let spec = fleet_spec(config.replicas, false);
+        let (round, courses, deployments) = operator_round(client, config, &ns, &operator, config.n, &spec).await?;
+        result.idle = idle_window(config, &operator).await?;
+        result.idle_rss_mib = mib(operator.proc_status_kib("VmRSS"));
+        progress(format!("idle: {:?}", result.idle));
+        result.latency = latency(client, config, &ns, &deployments, &courses).await?;
+        progress(format!(
+            "latency: p50 {:.0} ms, p99 {:.0} ms over {}",
+            result.latency.p50_ms,
+            result.latency.p99_ms,
+            result.latency.samples_ms.len()
+        ));
+        result.rollouts = rollouts(client, config, &ns).await?;
+        progress(format!("rollouts: {:?}", result.rollouts));
+        let metrics = operator.metrics().await?;
+        result.reconciles = reconcile_stats(&metrics);
+        result.peak_rss_mib = mib(operator.proc_status_kib("VmHWM"));
+        drop(operator);
+        anyhow::Ok(round)
+    }
+    .await;
+    common::delete_namespace(client, &ns, Some(Duration::from_secs(300))).await?;
+    let mut round = outcome?;
+    raw_round(client, config, zones, &mut round, false).await?;
+    progress(format!("plain fleet: {round:?}"));
+    result.plain = round;
+
+    // 6. cache + database on.
+    if config.data_n > 0 {
+        let ns = common::create_namespace(client, "bench-data").await?;
+        let outcome = async {
+            let operator = Operator::start(&ns, "bench", &operator_args, &config.log_dir).await?;
+            let spec = fleet_spec(1, true);
+            let (round, _, _) = operator_round(client, config, &ns, &operator, config.data_n, &spec).await?;
+            anyhow::Ok(round)
+        }
+        .await;
+        common::delete_namespace(client, &ns, Some(Duration::from_secs(300))).await?;
+        let mut round = outcome?;
+        raw_round(client, config, zones, &mut round, true).await?;
+        progress(format!("data fleet: {round:?}"));
+        result.data = Some(round);
+    }
+    result.load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
+    Ok(result)
+}
+
+/// N CourseServices at once → every one converged. Leaves the watchers running for later phases.
+async fn operator_round(
+    client: &Client,
+    config: &Config,
+    ns: &str,
+    operator: &Operator,
+    n: usize,
+    spec: &serde_json::Value,
+) -> anyhow::Result<(Round, Watched<CourseService>, Watched<Deployment>)> {
+    let courses: Watched<CourseService> = Watched::start(client, ns, None).await?;
+    let deployments: Watched<Deployment> =
+        Watched::start(client, ns, Some(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))).await?;
+    let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
+    let before = operator.metrics().await?;
+    let expected_deployments = n * config.zones;
+    progress(format!("operator: applying {n} CourseServices in {ns}"));
+    let started = Instant::now();
+    futures::stream::iter(names(n))
+        .map(|name| {
+            let api = api.clone();
+            let object = common::course(&name, ns, spec.clone());
+            async move { common::apply_json(&api, &object, common::HARNESS_MANAGER).await }
+        })
+        .buffer_unordered(config.create_concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let submitted = started.elapsed();
+    let timeout = converge_timeout(n);
+    let all_converged = courses.until(timeout, "every CourseService converged", |objects| {
+        (objects.iter().filter(|cs| converged(cs)).count() >= n).then_some(())
+    });
+    let all_ready = deployments.until(timeout, "every app Deployment Ready", |objects| {
+        let ready = objects.iter().filter(|d| is_app(d) && deployment_ready(d)).count();
+        (ready >= expected_deployments).then_some(())
+    });
+    let (done, ready) = match tokio::try_join!(all_converged, all_ready) {
+        Ok(((_, done), (_, ready))) => (done, ready),
+        Err(error) => {
+            let converged_now = courses.objects().iter().filter(|cs| converged(cs)).count();
+            return Err(
+                error.context(format!("{converged_now}/{n} converged; operator log tail:\n{}", operator.log_tail(20)))
+            );
+        }
+    };
+    let after = operator.metrics().await?;
+    let per = |x: f64| x / n as f64;
+    let mut requests = BTreeMap::new();
+    for verb in common::VERBS {
+        let delta = after.requests(verb) - before.requests(verb);
+        if delta > 0.0 {
+            requests.insert(verb.to_owned(), per(delta));
+        }
+    }
+    let children = deployments.objects().len() as f64;
+    let round = Round {
+        n,
+        pods_per_course: spec["replicas"].as_i64().unwrap_or(0) as i32
+            + if spec.get("cache").is_some() { 2 } else { 0 },
+        children_per_course: per(children),
+        submit_seconds: submitted.as_secs_f64(),
+        operator_seconds: common::secs_between(started, done),
+        operator_deployments_ready_seconds: common::secs_between(started, ready),
+        requests_per_course: requests,
+        writes_per_course: per(after.writes() - before.writes()),
+        reconciles_per_course: per(after.reconciles("Success") - before.reconciles("Success")),
+        peak_rss_mib: mib(operator.proc_status_kib("VmHWM")),
+        ..Round::default()
+    };
+    progress(format!(
+        "operator: {n} converged in {:.1}s (Deployments Ready at {:.1}s), {:.1} writes/CourseService, VmHWM {:.1} MiB",
+        round.operator_seconds, round.operator_deployments_ready_seconds, round.writes_per_course, round.peak_rss_mib
+    ));
+    Ok((round, courses, deployments))
+}
+
+fn is_app(d: &Deployment) -> bool {
+    d.labels().get(labels::COMPONENT).is_some_and(|c| c == "app")
+}
+
+/// The lower bound: the same rendered children, applied with the operator's concurrency (N
+/// CourseServices `concurrency` at a time, each one's children in sequence, as a reconcile
+/// does), then every Deployment Ready.
+async fn raw_round(
+    client: &Client,
+    config: &Config,
+    zones: &[ZoneHealth],
+    round: &mut Round,
+    data: bool,
+) -> anyhow::Result<()> {
+    let ns = common::create_namespace(client, "bench-raw").await?;
+    let outcome = async {
+        let spec = fleet_spec(config.replicas, data);
+        // Without a uid the renderer sets no owner reference (nothing to own them here, and a
+        // dangling one would be garbage-collected); everything else is byte-identical.
+        let mut rendered: Vec<Vec<Child>> = Vec::new();
+        for name in names(round.n) {
+            let cs: CourseService = serde_json::from_value(common::course(&name, &ns, spec.clone()))?;
+            let observed = Observed {
+                now: Some(Timestamp::now()),
+                database_credentials: data.then(DatabaseCredentials::generate),
+                ..Observed::default()
+            };
+            let planned = plan::plan(&cs, zones, &observed).map_err(|e| anyhow!("plan {name}: {e}"))?;
+            let mut children = planned.children;
+            children.iter_mut().for_each(common::fingerprint);
+            rendered.push(children);
+        }
+        let expected = rendered.iter().flatten().filter(|c| matches!(c, Child::Deployment(_))).count();
+        let writes = rendered.iter().map(Vec::len).sum::<usize>();
+        let deployments: Watched<Deployment> = Watched::start(client, &ns, None).await?;
+        progress(format!("raw: applying {writes} children of {} CourseServices in {ns}", round.n));
+        let params = PatchParams::apply(labels::MANAGER).force();
+        let started = Instant::now();
+        futures::stream::iter(rendered)
+            .map(|children| {
+                let (client, ns, params) = (client.clone(), ns.clone(), params.clone());
+                async move {
+                    for child in &children {
+                        common::apply_child(&client, &ns, child, &params)
+                            .await
+                            .with_context(|| format!("raw apply {} {}", child.kind(), child.name()))?;
+                    }
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(usize::from(config.concurrency))
+            .try_collect::<Vec<_>>()
+            .await?;
+        let applied = started.elapsed();
+        let (_, ready) = deployments
+            .until(converge_timeout(round.n), "every raw Deployment Ready", |objects| {
+                (objects.iter().filter(|d| deployment_ready(d)).count() >= expected).then_some(())
+            })
+            .await?;
+        round.raw_apply_seconds = applied.as_secs_f64();
+        round.raw_seconds = common::secs_between(started, ready);
+        round.raw_writes_per_course = writes as f64 / round.n as f64;
+        round.ratio = round.operator_seconds / round.raw_seconds.max(1e-9);
+        progress(format!(
+            "raw: applied in {:.1}s, every Deployment Ready at {:.1}s; operator/raw = {:.2}",
+            round.raw_apply_seconds, round.raw_seconds, round.ratio
+        ));
+        anyhow::Ok(())
+    }
+    .await;
+    common::delete_namespace(client, &ns, Some(Duration::from_secs(300))).await?;
+    outcome
+}
+
+/// Writes in an idle window at steady state, after the trailing writes have stopped.
+async fn idle_window(config: &Config, operator: &Operator) -> anyhow::Result<Idle> {
+    let settle_started = Instant::now();
+    let quiet = Duration::from_secs(config.resync_seconds + 2);
+    let mut last = operator.metrics().await?.writes();
+    loop {
+        tokio::time::sleep(quiet).await;
+        let now = operator.metrics().await?.writes();
+        if now == last {
+            break;
+        }
+        if settle_started.elapsed() > Duration::from_secs(300) {
+            progress("idle: writes did not stop within 300 s; measuring anyway");
+            break;
+        }
+        last = now;
+    }
+    let settle_seconds = settle_started.elapsed().saturating_sub(quiet).as_secs_f64();
+    progress(format!("idle: measuring {} s (resync every {} s)", config.idle_seconds, config.resync_seconds));
+    let before = operator.metrics().await?;
+    tokio::time::sleep(Duration::from_secs(config.idle_seconds)).await;
+    let after = operator.metrics().await?;
+    Ok(Idle {
+        seconds: config.idle_seconds,
+        resync_seconds: config.resync_seconds,
+        writes: after.writes() - before.writes(),
+        reads: after.requests("Get") - before.requests("Get"),
+        reconciles: after.reconciles("Success") - before.reconciles("Success"),
+        settle_seconds,
+    })
+}
+
+fn replicas_of(deployments: &[Arc<Deployment>], instance: &str) -> i32 {
+    deployments
+        .iter()
+        .filter(|d| d.labels().get(labels::INSTANCE).is_some_and(|i| i == instance) && is_app(d))
+        .filter(|d| d.metadata.deletion_timestamp.is_none())
+        .map(|d| d.spec.replicas.unwrap_or(0))
+        .sum()
+}
+
+/// spec.replicas of K CourseServices, one at a time → their Deployments show the new total.
+async fn latency(
+    client: &Client,
+    config: &Config,
+    ns: &str,
+    deployments: &Watched<Deployment>,
+    courses: &Watched<CourseService>,
+) -> anyhow::Result<Latency> {
+    let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
+    let all = names(config.n);
+    let k = config.latency_k.min(all.len());
+    let stride = (all.len() / k.max(1)).max(1);
+    let mut samples = Vec::new();
+    let mut patch_times = Vec::new();
+    for name in all.iter().step_by(stride).take(k) {
+        let current =
+            courses.objects().iter().find(|cs| cs.name_any() == *name).map_or(config.replicas, |cs| cs.spec.replicas);
+        let target = current + 1;
+        let patch = serde_json::json!({"spec": {"replicas": target}});
+        let started = Instant::now();
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        let patched = started.elapsed();
+        let (_, seen) = deployments
+            .until(Duration::from_secs(30), &format!("{name}'s Deployments at {target} replicas"), |objects| {
+                (replicas_of(objects, name) == target).then_some(())
+            })
+            .await?;
+        samples.push(common::secs_between(started, seen) * 1000.0);
+        patch_times.push(patched.as_secs_f64() * 1000.0);
+    }
+    Ok(Latency {
+        p50_ms: common::percentile(&samples, 50.0).unwrap_or(0.0),
+        p99_ms: common::percentile(&samples, 99.0).unwrap_or(0.0),
+        max_ms: samples.iter().copied().fold(0.0, f64::max),
+        patch_p50_ms: common::median(&patch_times).unwrap_or(0.0),
+        samples_ms: samples,
+    })
+}
+
+fn revision(labels_of: &std::collections::BTreeMap<String, String>) -> Option<&String> {
+    labels_of.get(labels::REVISION)
+}
+
+fn pod_ready_since(pod: &Pod) -> Option<SystemTime> {
+    let condition =
+        pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready" && c.status == "True")?;
+    let time = condition.last_transition_time.as_ref()?.0;
+    let millis = time.as_millisecond();
+    Some(SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).ok()?))
+}
+
+/// Ready-since times of the Ready, not deleted pods of `rev`, earliest first.
+fn ready_pods(pods: &[Arc<Pod>], rev: &str) -> Vec<SystemTime> {
+    let mut times: Vec<SystemTime> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.metadata.labels.as_ref().and_then(revision).is_some_and(|r| r == rev))
+        .filter_map(|p| pod_ready_since(p))
+        .collect();
+    times.sort();
+    times
+}
+
+fn revision_sum(deployments: &[Arc<Deployment>], rev: &str, ready: bool) -> i32 {
+    deployments
+        .iter()
+        .filter(|d| d.metadata.deletion_timestamp.is_none() && is_app(d))
+        .filter(|d| d.metadata.labels.as_ref().and_then(revision).is_some_and(|r| r == rev))
+        .map(|d| {
+            if ready {
+                d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)
+            } else {
+                d.spec.replicas.unwrap_or(0)
+            }
+        })
+        .sum()
+}
+
+fn rollout_of(cs: &CourseService) -> Option<(RolloutPhase, String, String)> {
+    let r = cs.status.as_ref()?.rollout.as_ref()?;
+    Some((r.phase, r.stable_revision.clone()?, r.new_revision.clone()?))
+}
+
+/// Canary step advance and blue-green switch, measured against the new pods' readiness.
+async fn rollouts(client: &Client, config: &Config, ns: &str) -> anyhow::Result<Rollouts> {
+    let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
+    let canary = serde_json::json!({"type": "Canary", "canary": {"steps": [
+        {"setWeight": 25}, {"setWeight": 50}, {"setWeight": 75},
+    ]}});
+    let blue_green = serde_json::json!({"type": "BlueGreen", "blueGreen": {
+        "previewService": true, "autoPromotionSeconds": 0, "scaleDownDelaySeconds": 0,
+    }});
+    let spec = |image: &str, strategy: &serde_json::Value| serde_json::json!({"image": image, "replicas": 4, "strategy": strategy, "service": {"type": "ClusterIP"}});
+    let courses: Watched<CourseService> = Watched::start(client, ns, None).await?;
+    let mut result = Rollouts::default();
+    for (name, strategy) in [("roll-canary", &canary), ("roll-bg", &blue_green)] {
+        common::apply_json(&api, &common::course(name, ns, spec("bench/roll:0", strategy)), common::HARNESS_MANAGER)
+            .await?;
+    }
+    let selector = |name: &str| format!("{}={name}", labels::INSTANCE);
+    let anchor = (Instant::now(), SystemTime::now());
+    for round in 1..=config.rollouts {
+        for (name, strategy) in [("roll-canary", &canary), ("roll-bg", &blue_green)] {
+            let (_, stable) = courses
+                .until(Duration::from_secs(120), &format!("{name} Healthy"), |objects| {
+                    let cs = objects.iter().find(|c| c.name_any() == name)?;
+                    let (phase, stable, new) = rollout_of(cs)?;
+                    (phase == RolloutPhase::Healthy && stable == new && converged(cs)).then_some(stable)
+                })
+                .await
+                .map(|(stable, at)| (at, stable))?;
+            let pods: Watched<Pod> = Watched::start(client, ns, Some(&selector(name))).await?;
+            let deployments: Watched<Deployment> = Watched::start(client, ns, Some(&selector(name))).await?;
+            let services: Watched<Service> = Watched::start(client, ns, Some(&selector(name))).await?;
+            let image = format!("bench/roll:{round}");
+            common::apply_json(&api, &common::course(name, ns, spec(&image, strategy)), common::HARNESS_MANAGER)
+                .await?;
+            let (new, _) = deployments
+                .until(Duration::from_secs(30), "the new revision's Deployments", |objects| {
+                    objects
+                        .iter()
+                        .filter_map(|d| d.metadata.labels.as_ref().and_then(revision))
+                        .find(|r| **r != stable)
+                        .cloned()
+                })
+                .await?;
+            let timeout = Duration::from_secs(60);
+            if name == "roll-canary" {
+                for (want, next) in [(1, 2), (2, 3), (3, 4)] {
+                    let pod_ready = pods.until(timeout, "new pods Ready", |p| {
+                        let ready = ready_pods(p, &new);
+                        (ready.len() >= want).then(|| ready[want - 1])
+                    });
+                    let deployment_ready = deployments.until(timeout, "Deployment status Ready", |d| {
+                        (revision_sum(d, &new, true) >= i32::try_from(want).unwrap_or(0)).then_some(())
+                    });
+                    let advanced = deployments.until(timeout, "the next canary step", |d| {
+                        (revision_sum(d, &new, false) >= next).then_some(())
+                    });
+                    let ((condition, pod_at), (_, dep_at), (_, op_at)) =
+                        tokio::try_join!(pod_ready, deployment_ready, advanced)?;
+                    result.steps.push(step("canary", pod_at, dep_at, op_at, condition, anchor));
+                }
+            } else {
+                let pod_ready = pods.until(timeout, "new pods Ready", |p| {
+                    let ready = ready_pods(p, &new);
+                    (ready.len() >= 4).then(|| ready[3])
+                });
+                let deployment_ready = deployments
+                    .until(timeout, "Deployment status Ready", |d| (revision_sum(d, &new, true) >= 4).then_some(()));
+                let switched = services.until(timeout, "the main Service switched", |s| {
+                    let main = s.iter().find(|s| s.name_any() == name)?;
+                    let selected = main.spec.as_ref()?.selector.as_ref()?.get(labels::REVISION)?;
+                    (*selected == new).then_some(())
+                });
+                let ((condition, pod_at), (_, dep_at), (_, op_at)) =
+                    tokio::try_join!(pod_ready, deployment_ready, switched)?;
+                result.steps.push(step("blue-green", pod_at, dep_at, op_at, condition, anchor));
+            }
+        }
+    }
+    let of = |kind: &str, f: fn(&RolloutStep) -> f64| -> Vec<f64> {
+        result.steps.iter().filter(|s| s.kind == kind).map(f).collect()
+    };
+    let canary_overhead = of("canary", |s| s.overhead_ms);
+    let bg_overhead = of("blue-green", |s| s.overhead_ms);
+    result.canary_p50_ms = common::median(&canary_overhead).unwrap_or(0.0);
+    result.canary_max_ms = canary_overhead.iter().copied().fold(0.0, f64::max);
+    result.blue_green_p50_ms = common::median(&bg_overhead).unwrap_or(0.0);
+    result.blue_green_max_ms = bg_overhead.iter().copied().fold(0.0, f64::max);
+    result.canary_operator_share_p50_ms = common::median(&of("canary", |s| s.operator_share_ms)).unwrap_or(0.0);
+    result.blue_green_operator_share_p50_ms = common::median(&of("blue-green", |s| s.operator_share_ms)).unwrap_or(0.0);
+    Ok(result)
+}
+
+fn step(
+    kind: &str,
+    pod_at: Instant,
+    dep_at: Instant,
+    op_at: Instant,
+    condition: SystemTime,
+    anchor: (Instant, SystemTime),
+) -> RolloutStep {
+    let op_wall = common::wall_clock(anchor, op_at);
+    let from_condition = match op_wall.duration_since(condition) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    };
+    RolloutStep {
+        kind: kind.to_owned(),
+        overhead_ms: common::secs_between(pod_at, op_at) * 1000.0,
+        operator_share_ms: common::secs_between(dep_at, op_at) * 1000.0,
+        overhead_from_condition_ms: from_condition * 1000.0,
+    }
+}
+
+fn reconcile_stats(metrics: &Metrics) -> Reconciles {
+    let buckets = metrics.duration_buckets();
+    let count = buckets.last().map_or(0.0, |b| b.1);
+    let sum = metrics.sum("course_operator_reconcile_duration_seconds_sum", "");
+    Reconciles {
+        count,
+        mean_ms: if count > 0.0 { sum / count * 1000.0 } else { 0.0 },
+        p50_ms: common::histogram_quantile(0.5, &buckets).unwrap_or(0.0) * 1000.0,
+        p99_ms: common::histogram_quantile(0.99, &buckets).unwrap_or(0.0) * 1000.0,
+        errors: metrics.reconciles("Error"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+fn med(runs: &[Run], f: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
+    let values: Vec<f64> = runs.iter().filter_map(f).collect();
+    common::median(&values)
+}
+
+fn each(runs: &[Run], f: impl Fn(&Run) -> Option<f64>, digits: usize) -> String {
+    runs.iter().map(|r| f(r).map_or("–".into(), |v| format!("{:.digits$}", v + 0.0))).collect::<Vec<_>>().join(" / ")
+}
+
+fn write_outputs(config: &Config, runs: &[Run], failure: Option<&str>) -> anyhow::Result<()> {
+    let json_path = std::env::var("BENCH_OUT_JSON").unwrap_or_else(|_| "benchmarks/results.json".into());
+    let md_path = std::env::var("BENCH_OUT_MD").unwrap_or_else(|_| "/tmp/course-operator-bench/table.md".into());
+    let doc = serde_json::json!({
+        "benchmark": "fleet",
+        "mode": if config.full { "full" } else { "quick" },
+        "config": config,
+        "failure": failure,
+        "runs": runs,
+        "medians": {
+            "plain_operator_seconds": med(runs, |r| Some(r.plain.operator_seconds)),
+            "plain_raw_seconds": med(runs, |r| Some(r.plain.raw_seconds)),
+            "plain_ratio": med(runs, |r| Some(r.plain.ratio)),
+            "data_operator_seconds": med(runs, |r| r.data.as_ref().map(|d| d.operator_seconds)),
+            "data_raw_seconds": med(runs, |r| r.data.as_ref().map(|d| d.raw_seconds)),
+            "data_ratio": med(runs, |r| r.data.as_ref().map(|d| d.ratio)),
+            "writes_per_course": med(runs, |r| Some(r.plain.writes_per_course)),
+            "idle_writes": med(runs, |r| Some(r.idle.writes)),
+            "peak_rss_mib": med(runs, |r| Some(r.peak_rss_mib)),
+            "latency_p50_ms": med(runs, |r| Some(r.latency.p50_ms)),
+            "latency_p99_ms": med(runs, |r| Some(r.latency.p99_ms)),
+            "canary_overhead_p50_ms": med(runs, |r| Some(r.rollouts.canary_p50_ms)),
+            "blue_green_overhead_p50_ms": med(runs, |r| Some(r.rollouts.blue_green_p50_ms)),
+            "reconcile_p50_ms": med(runs, |r| Some(r.reconciles.p50_ms)),
+            "reconcile_p99_ms": med(runs, |r| Some(r.reconciles.p99_ms)),
+        },
+    });
+    if let Some(parent) = PathBuf::from(&json_path).parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&json_path, serde_json::to_string_pretty(&doc)? + "\n")?;
+    if let Some(parent) = PathBuf::from(&md_path).parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&md_path, markdown(config, runs, failure))?;
+    Ok(())
+}
+
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "–",
+    }
+}
+
+fn markdown(config: &Config, runs: &[Run], failure: Option<&str>) -> String {
+    let mut out = String::new();
+    let n = config.n;
+    let row = |out: &mut String,
+               what: &str,
+               f: &dyn Fn(&Run) -> Option<f64>,
+               digits: usize,
+               goal: &str,
+               ok: Option<bool>| {
+        let median = med(runs, f).map_or("–".into(), |v| format!("{:.digits$}", v + 0.0));
+        out.push_str(&format!("| {what} | **{median}** | {} | {goal} | {} |\n", each(runs, f, digits), verdict(ok)));
+    };
+    out.push_str(&format!(
+        "Mode **{}**: N = {n} CourseServices × {} app replicas ({} zones), {} run(s), medians in bold; \
+         operator `--concurrency {}`, `--resync-seconds {}`.\n\n",
+        if config.full { "full" } else { "quick" },
+        config.replicas,
+        config.zones,
+        runs.len(),
+        config.concurrency,
+        config.resync_seconds,
+    ));
+    if let Some(f) = failure {
+        out.push_str(&format!("**The run failed:** `{}`\n\n", f.lines().next().unwrap_or_default()));
+    }
+    out.push_str("| figure | median | runs | goal | |\n|---|---|---|---|---|\n");
+    let ratio = med(runs, |r| Some(r.plain.ratio));
+    row(
+        &mut out,
+        &format!("fleet of {n}: operator, all converged (s)"),
+        &|r| Some(r.plain.operator_seconds),
+        1,
+        "",
+        None,
+    );
+    row(
+        &mut out,
+        "  … every app Deployment Ready (s)",
+        &|r| Some(r.plain.operator_deployments_ready_seconds),
+        1,
+        "",
+        None,
+    );
+    row(&mut out, "  … CourseServices submitted (s)", &|r| Some(r.plain.submit_seconds), 1, "", None);
+    row(&mut out, &format!("fleet of {n}: raw writer, all Ready (s)"), &|r| Some(r.plain.raw_seconds), 1, "", None);
+    row(&mut out, "**operator / raw**", &|r| Some(r.plain.ratio), 2, "≤ 1.3", ratio.map(|r| r <= 1.3));
+    if runs.iter().any(|r| r.data.is_some()) {
+        let data_n = runs.iter().find_map(|r| r.data.as_ref().map(|d| d.n)).unwrap_or(0);
+        let data_ratio = med(runs, |r| r.data.as_ref().map(|d| d.ratio));
+        row(
+            &mut out,
+            &format!("cache+database fleet of {data_n}: operator (s)"),
+            &|r| r.data.as_ref().map(|d| d.operator_seconds),
+            1,
+            "",
+            None,
+        );
+        row(&mut out, "  … raw writer (s)", &|r| r.data.as_ref().map(|d| d.raw_seconds), 1, "", None);
+        row(
+            &mut out,
+            "  **operator / raw**",
+            &|r| r.data.as_ref().map(|d| d.ratio),
+            2,
+            "≤ 1.3",
+            data_ratio.map(|r| r <= 1.3),
+        );
+        row(&mut out, "  writes per CourseService", &|r| r.data.as_ref().map(|d| d.writes_per_course), 1, "", None);
+        row(
+            &mut out,
+            "  raw writer: writes per CourseService (one per child)",
+            &|r| r.data.as_ref().map(|d| d.raw_writes_per_course),
+            1,
+            "",
+            None,
+        );
+    }
+    for verb in common::VERBS {
+        if runs.iter().any(|r| r.plain.requests_per_course.contains_key(verb)) {
+            row(
+                &mut out,
+                &format!("requests per CourseService to converge: {verb}"),
+                &|r| Some(r.plain.requests_per_course.get(verb).copied().unwrap_or(0.0)),
+                2,
+                "",
+                None,
+            );
+        }
+    }
+    row(&mut out, "  writes per CourseService", &|r| Some(r.plain.writes_per_course), 2, "", None);
+    row(
+        &mut out,
+        "  raw writer: writes per CourseService (one per child)",
+        &|r| Some(r.plain.raw_writes_per_course),
+        2,
+        "",
+        None,
+    );
+    row(&mut out, "  reconciles per CourseService to converge", &|r| Some(r.plain.reconciles_per_course), 2, "", None);
+    let idle = med(runs, |r| Some(r.idle.writes));
+    row(
+        &mut out,
+        &format!("writes in {} s idle (resync {} s)", config.idle_seconds, config.resync_seconds),
+        &|r| Some(r.idle.writes),
+        0,
+        "0",
+        idle.map(|w| w == 0.0),
+    );
+    row(&mut out, "  reconciles in the idle window", &|r| Some(r.idle.reconciles), 0, "", None);
+    row(&mut out, "  reads (Get) in the idle window", &|r| Some(r.idle.reads), 0, "", None);
+    row(&mut out, "  trailing writes settled after (s)", &|r| Some(r.idle.settle_seconds), 0, "", None);
+    let rss = med(runs, |r| Some(r.peak_rss_mib));
+    let rss_goal = if n >= 1000 { rss.map(|m| m <= 64.0) } else { None };
+    row(
+        &mut out,
+        &format!("operator peak RSS, VmHWM (MiB) at N={n}"),
+        &|r| Some(r.peak_rss_mib),
+        1,
+        "≤ 64 at 1000",
+        rss_goal,
+    );
+    row(&mut out, "  RSS in the idle window (MiB)", &|r| Some(r.idle_rss_mib), 1, "", None);
+    let p99 = med(runs, |r| Some(r.latency.p99_ms));
+    row(
+        &mut out,
+        &format!("spec change → Deployment updated, p50 (ms, K={})", config.latency_k),
+        &|r| Some(r.latency.p50_ms),
+        0,
+        "",
+        None,
+    );
+    row(&mut out, "  p99 (ms)", &|r| Some(r.latency.p99_ms), 0, "≤ 250", p99.map(|p| p <= 250.0));
+    row(&mut out, "  PATCH round trip, p50 (ms)", &|r| Some(r.latency.patch_p50_ms), 0, "", None);
+    let canary = med(runs, |r| Some(r.rollouts.canary_max_ms));
+    let bg = med(runs, |r| Some(r.rollouts.blue_green_max_ms));
+    row(
+        &mut out,
+        "canary step: operator time over pod readiness, p50 (ms)",
+        &|r| Some(r.rollouts.canary_p50_ms),
+        0,
+        "",
+        None,
+    );
+    row(&mut out, "  max (ms)", &|r| Some(r.rollouts.canary_max_ms), 0, "≤ 1000", canary.map(|m| m <= 1000.0));
+    row(
+        &mut out,
+        "  of it after the Deployment status showed Ready, p50 (ms)",
+        &|r| Some(r.rollouts.canary_operator_share_p50_ms),
+        0,
+        "",
+        None,
+    );
+    row(
+        &mut out,
+        "blue-green switch: operator time over pod readiness, p50 (ms)",
+        &|r| Some(r.rollouts.blue_green_p50_ms),
+        0,
+        "",
+        None,
+    );
+    row(&mut out, "  max (ms)", &|r| Some(r.rollouts.blue_green_max_ms), 0, "≤ 1000", bg.map(|m| m <= 1000.0));
+    row(
+        &mut out,
+        "  of it after the Deployment status showed Ready, p50 (ms)",
+        &|r| Some(r.rollouts.blue_green_operator_share_p50_ms),
+        0,
+        "",
+        None,
+    );
+    row(&mut out, "reconcile duration p50 (ms, histogram)", &|r| Some(r.reconciles.p50_ms), 1, "", None);
+    row(&mut out, "  p99 (ms)", &|r| Some(r.reconciles.p99_ms), 1, "", None);
+    row(&mut out, "  mean (ms)", &|r| Some(r.reconciles.mean_ms), 1, "", None);
+    row(&mut out, "  reconciles in the run", &|r| Some(r.reconciles.count), 0, "", None);
+    row(&mut out, "  reconcile errors", &|r| Some(r.reconciles.errors), 0, "", None);
+    out.push_str(&format!(
+        "\nLoad average at the end of each run: {}.\n",
+        runs.iter().map(|r| format!("`{}`", r.load_average)).collect::<Vec<_>>().join(", ")
+    ));
+    out
+}
