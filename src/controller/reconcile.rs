@@ -276,9 +276,10 @@ async fn publish_transitions(
             types::DEGRADED | types::INVALID_SPEC => condition.status == "True",
             _ => false,
         };
-        // A condition first appearing as good news is not worth an Event.
+        // A condition first appearing as good news is not worth an Event, and neither is a new
+        // CourseService not being Available yet (its pods are only starting).
         let first_seen = !before.conditions.iter().any(|b| b.type_ == condition.type_);
-        if first_seen && !bad {
+        if first_seen && (!bad || condition.type_ == types::AVAILABLE) {
             continue;
         }
         let event = Event {
