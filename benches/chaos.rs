@@ -855,6 +855,7 @@ async fn kills_in(client: &Client, settings: &Settings, ns: &str, scenario: &mut
     let mut generation = 0usize;
     let mut operator = Operator::start(ns, "chaos-0", &lease, &settings.log_dir).await?;
     let mut takeovers: Vec<f64> = Vec::new();
+    let mut stuck = 0usize;
     for (name, strategy) in &strategies {
         common::apply_json(&api, &manifest(name, strategy, 0), common::HARNESS_MANAGER).await?;
     }
@@ -923,7 +924,26 @@ async fn kills_in(client: &Client, settings: &Settings, ns: &str, scenario: &mut
             progress(format!("kills: SIGKILL #{kills} after {wait:?} ({})", phases.join(", ")));
             let killed = Instant::now();
             operator = Operator::spawn(ns, &format!("chaos-{kills}"), &lease, &settings.log_dir)?;
-            operator.wait_ready(Duration::from_secs(60)).await?;
+            // A replacement must report ready (every cache synced). One that does not is a
+            // broken invariant; it is replaced by another so the scenario goes on.
+            let mut attempt = 0;
+            while let Err(e) = operator.wait_ready(Duration::from_secs(60)).await {
+                attempt += 1;
+                stuck += 1;
+                let leading = operator.is_leader().await;
+                let writes = operator.metrics().await.map(|m| m.writes()).unwrap_or(0.0);
+                scenario.check(false, || {
+                    format!(
+                        "replacement chaos-{kills} not ready 60 s after SIGKILL #{kills} ({e}); it led: {leading}, wrote {writes} times; log tail: {}",
+                        operator.log_tail(3).replace('\n', " / ")
+                    )
+                });
+                if attempt >= 3 {
+                    anyhow::bail!("three replacements in a row never became ready");
+                }
+                operator.kill();
+                operator = Operator::spawn(ns, &format!("chaos-{kills}-retry{attempt}"), &lease, &settings.log_dir)?;
+            }
             // Kill only a replica that leads (and so writes): a fresh one waits for the dead
             // one's Lease to expire first.
             let leader = &operator;
@@ -932,6 +952,8 @@ async fn kills_in(client: &Client, settings: &Settings, ns: &str, scenario: &mut
             })
             .await?;
             takeovers.push(killed.elapsed().as_secs_f64());
+            scenario.figure("kills", kills);
+            scenario.figure("replacements_never_ready", stuck);
         }
         // The last operator lives: every rollout must reach its new revision alone.
         for (name, revision) in &expected {
