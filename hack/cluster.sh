@@ -158,9 +158,27 @@ ready_nodes() {
 
 is_healthy() {
   [[ -s $KUBECONFIG_FILE && -x $K8S_BIN/kubectl ]] || return 1
+  components_alive || return 1
   kc get --raw /readyz --request-timeout=5s >/dev/null 2>&1 || return 1
   [[ $(ready_nodes) -ge $NODE_COUNT ]] || return 1
   kc get --raw /apis/metrics.k8s.io/v1beta1/nodes --request-timeout=5s >/dev/null 2>&1 || return 1
+}
+
+# Every control-plane process kwokctl started is still running (nothing supervises them here:
+# a kube-controller-manager that gave up waiting for the apiserver stays gone).
+components_alive() {
+  local f pid
+  for f in "$KWOK_CLUSTER_DIR"/pids/*.pid; do
+    [[ -e $f ]] || return 1
+    pid=$(cat "$f" 2>/dev/null || true)
+    [[ -n $pid ]] && alive "$pid" || { log "$(basename "$f" .pid) is not running"; return 1; }
+  done
+}
+
+# After a restart: the apiserver answers, and a moment later no component gave up on it.
+settle_components() {
+  sleep 2
+  components_alive || die "a control-plane process exited during the restart (see $KWOK_CLUSTER_DIR/logs)"
 }
 
 # wait_for <what> <timeout s> <command...>
@@ -297,10 +315,38 @@ up_failed() {
 do_restart() {
   [[ -d $KWOK_CLUSTER_DIR ]] || { log "no cluster to restart"; exit 3; }
   log "restarting the control plane"
-  run_kwokctl --name "$CLUSTER_NAME" stop cluster >/dev/null 2>&1
-  run_kwokctl --name "$CLUSTER_NAME" start cluster >/dev/null 2>&1
+  local pids=() f pid
+  for f in "$KWOK_CLUSTER_DIR"/pids/*.pid; do
+    pid=$(cat "$f" 2>/dev/null || true)
+    [[ -n $pid ]] && alive "$pid" && pids+=("$pid")
+  done
+  run_kwokctl --name "$CLUSTER_NAME" stop cluster >/dev/null 2>&1 || log "kwokctl stop failed; stopping the processes directly"
+  # kwokctl stop returns before its processes are gone (or misses some): a new apiserver
+  # started meanwhile cannot bind its port and the "restart" would be a no-op.
+  stop_pids "${pids[@]}"
+  run_kwokctl --name "$CLUSTER_NAME" start cluster >/dev/null 2>&1 || die "kwokctl start failed"
   wait_for "apiserver ready" 60 kc get --raw /readyz || { log "apiserver not ready after restart"; exit 1; }
+  settle_components
   log "control plane restarted"
+}
+
+any_alive() {
+  local pid
+  for pid in "$@"; do alive "$pid" && return 0; done
+  return 1
+}
+
+# SIGTERM, up to 15 s of grace, then SIGKILL.
+stop_pids() {
+  local pid i
+  (($# > 0)) || return 0
+  kill -TERM "$@" 2>/dev/null || true
+  for i in $(seq 75); do
+    any_alive "$@" || return 0
+    sleep 0.2
+  done
+  for pid in "$@"; do alive "$pid" && kill -KILL "$pid" 2>/dev/null; done
+  return 0
 }
 
 # Restarts kube-apiserver alone (SIGTERM, then the same command line in the same directory),
@@ -313,12 +359,11 @@ do_restart_apiserver() {
   cwd=$(readlink "/proc/$pid/cwd")
   mapfile -d '' args <"/proc/$pid/cmdline"
   log "restarting kube-apiserver (pid $pid)"
-  kill -TERM "$pid"
-  for i in $(seq 150); do alive "$pid" || break; sleep 0.2; done
-  alive "$pid" && kill -KILL "$pid"
+  stop_pids "$pid"
   (cd "$cwd" && exec setsid "${args[@]}" >>"$KWOK_CLUSTER_DIR/logs/kube-apiserver.log" 2>&1 </dev/null 9>&-) &
   echo $! >"$pidfile"
   wait_for "apiserver ready" 60 kc get --raw /readyz || { log "apiserver not ready after restart"; exit 1; }
+  settle_components
   log "kube-apiserver restarted (pid $(cat "$pidfile"))"
 }
 

@@ -51,12 +51,18 @@ struct VerbLabel {
     verb: Verb,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabel {
+    resource: String,
+}
+
 /// Every metric the controller exports.
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<OutcomeLabel, Counter>,
     reconcile_duration: Family<OutcomeLabel, Histogram>,
     api_requests: Family<VerbLabel, Counter>,
+    watch_errors: Family<ResourceLabel, Counter>,
     leader: Gauge,
 }
 
@@ -68,6 +74,7 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
         });
         let api_requests = Family::<VerbLabel, Counter>::default();
+        let watch_errors = Family::<ResourceLabel, Counter>::default();
         let leader = Gauge::default();
         registry.register("reconciles", "CourseService reconciles by result", reconciles.clone());
         registry.register(
@@ -80,8 +87,13 @@ impl Default for Metrics {
             "Kubernetes API requests made by the controller (leader-election lease renewals excluded), by verb",
             api_requests.clone(),
         );
+        registry.register(
+            "watch_errors",
+            "Failed list or watch requests of a cache, by resource (each cache retries on its own back-off)",
+            watch_errors.clone(),
+        );
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
-        Self { registry, reconciles, reconcile_duration, api_requests, leader }
+        Self { registry, reconciles, reconcile_duration, api_requests, watch_errors, leader }
     }
 }
 
@@ -96,6 +108,11 @@ impl Metrics {
     /// Records one API request.
     pub fn api_request(&self, verb: Verb) {
         self.api_requests.get_or_create(&VerbLabel { verb }).inc();
+    }
+
+    /// Records one failed list or watch request of the cache of `resource`.
+    pub fn watch_error(&self, resource: &str) {
+        self.watch_errors.get_or_create(&ResourceLabel { resource: resource.to_owned() }).inc();
     }
 
     /// Publishes leadership.

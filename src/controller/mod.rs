@@ -154,6 +154,7 @@ fn watch_children<K>(
     client: &Client,
     namespace: Option<&str>,
     config: &watcher::Config,
+    metrics: &Arc<Metrics>,
 ) -> (reflector::Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -165,12 +166,34 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let events = watcher(api::<K>(client, namespace), config.clone())
-        .modify(slim_meta)
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects();
-    (reader, events)
+    let events =
+        watcher(api::<K>(client, namespace), config.clone()).modify(slim_meta).default_backoff().reflect(writer);
+    (reader, retry_quietly(K::plural(&()).into_owned(), metrics.clone(), events.applied_objects()))
+}
+
+/// Counts, logs and drops a cache's failed list/watch requests; the cache retries them on its
+/// own back-off. An error must never reach the Controller: kube-runtime pauses *every* trigger
+/// stream behind one shared back-off per error, so after an apiserver restart the dozen failed
+/// watches were consumed one back-off step at a time and the CourseService watch stayed paused
+/// for minutes (measured: the first scale request after a restart waited > 60 s).
+fn retry_quietly<K>(
+    resource: String,
+    metrics: Arc<Metrics>,
+    events: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Send + 'static,
+{
+    events.filter_map(move |event| {
+        futures::future::ready(match event {
+            Ok(object) => Some(Ok(object)),
+            Err(error) => {
+                metrics.watch_error(&resource);
+                warn!(%resource, %error, "watch failed; retrying with back-off");
+                None
+            }
+        })
+    })
 }
 
 /// Memory: managed fields are the largest part of a cached object and are never read.
@@ -208,18 +231,24 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
 
     // Caches: children are watched by our managed-by label only.
     let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    let (deployments, deployment_events) = watch_children::<Deployment>(&client, namespace, &managed);
-    let (statefulsets, statefulset_events) = watch_children::<StatefulSet>(&client, namespace, &managed);
-    let (jobs, job_events) = watch_children::<Job>(&client, namespace, &managed);
-    let (services, service_events) = watch_children::<PartialObjectMeta<Service>>(&client, namespace, &managed);
-    let (pdbs, pdb_events) = watch_children::<PartialObjectMeta<PodDisruptionBudget>>(&client, namespace, &managed);
-    let (hpas, hpa_events) = watch_children::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, namespace, &managed);
-    let (configmaps, configmap_events) = watch_children::<PartialObjectMeta<ConfigMap>>(&client, namespace, &managed);
-    let (secrets, secret_events) = watch_children::<Secret>(&client, namespace, &managed);
-    let (cronjobs, cronjob_events) = watch_children::<PartialObjectMeta<CronJob>>(&client, namespace, &managed);
+    let (deployments, deployment_events) = watch_children::<Deployment>(&client, namespace, &managed, &metrics);
+    let (statefulsets, statefulset_events) = watch_children::<StatefulSet>(&client, namespace, &managed, &metrics);
+    let (jobs, job_events) = watch_children::<Job>(&client, namespace, &managed, &metrics);
+    let (services, service_events) =
+        watch_children::<PartialObjectMeta<Service>>(&client, namespace, &managed, &metrics);
+    let (pdbs, pdb_events) =
+        watch_children::<PartialObjectMeta<PodDisruptionBudget>>(&client, namespace, &managed, &metrics);
+    let (hpas, hpa_events) =
+        watch_children::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, namespace, &managed, &metrics);
+    let (configmaps, configmap_events) =
+        watch_children::<PartialObjectMeta<ConfigMap>>(&client, namespace, &managed, &metrics);
+    let (secrets, secret_events) = watch_children::<Secret>(&client, namespace, &managed, &metrics);
+    let (cronjobs, cronjob_events) =
+        watch_children::<PartialObjectMeta<CronJob>>(&client, namespace, &managed, &metrics);
     let (network_policies, network_policy_events) =
-        watch_children::<PartialObjectMeta<NetworkPolicy>>(&client, namespace, &managed);
-    let (pvcs, pvc_events) = watch_children::<PartialObjectMeta<PersistentVolumeClaim>>(&client, namespace, &managed);
+        watch_children::<PartialObjectMeta<NetworkPolicy>>(&client, namespace, &managed, &metrics);
+    let (pvcs, pvc_events) =
+        watch_children::<PartialObjectMeta<PersistentVolumeClaim>>(&client, namespace, &managed, &metrics);
     let children = ChildStores {
         deployments,
         statefulsets,
@@ -240,20 +269,35 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         .reflect(nodes_writer)
         .applied_objects()
         .predicate_filter(node_fingerprint, Default::default());
+    let node_events = retry_quietly("nodes".into(), metrics.clone(), node_events);
 
-    let controller = Controller::new(api::<CourseService>(&client, namespace), watcher::Config::default())
+    let (courses, courses_writer) = reflector::store();
+    // The Controller itself waits on this store's readiness; a second waiter on the same store
+    // can miss the wake-up (one waker per store), so our own readiness check watches for the
+    // end of the first list in the stream instead.
+    let (courses_listed_tx, mut courses_listed) = watch::channel(false);
+    let course_events = watcher(api::<CourseService>(&client, namespace), watcher::Config::default())
+        .default_backoff()
+        .reflect(courses_writer)
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                courses_listed_tx.send_replace(true);
+            }
+        })
+        .applied_objects();
+    let course_events = retry_quietly("courseservices".into(), metrics.clone(), course_events);
+    let controller = Controller::for_stream(course_events, courses.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency));
-    let courses = controller.store();
 
     // Readiness: only once every cache has synced.
     let ready = Arc::new(AtomicBool::new(false));
     {
         let ready = ready.clone();
         let c = children.clone();
-        let (courses, nodes) = (courses.clone(), nodes.clone());
+        let nodes = nodes.clone();
         tokio::spawn(async move {
+            let courses_synced = courses_listed.wait_for(|listed| *listed).await.is_ok();
             let synced = futures::future::try_join_all([
-                courses.wait_until_ready().boxed(),
                 nodes.wait_until_ready().boxed(),
                 c.deployments.wait_until_ready().boxed(),
                 c.statefulsets.wait_until_ready().boxed(),
@@ -268,7 +312,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
                 c.pvcs.wait_until_ready().boxed(),
             ])
             .await;
-            if synced.is_ok() {
+            if courses_synced && synced.is_ok() {
                 info!("caches synced");
                 ready.store(true, Ordering::SeqCst);
             }
@@ -277,7 +321,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     // The HTTP server sees leadership through a flag, not a channel receiver: the lease task
     // releases the Lease once every receiver is gone, i.e. when the controller has stopped.
     let is_leader = Arc::new(AtomicBool::new(*leader.borrow()));
-    tokio::spawn(http::serve(args.metrics_addr, metrics.clone(), ready, is_leader.clone()));
+    tokio::spawn(http::serve(args.metrics_addr, metrics.clone(), ready.clone(), is_leader.clone()));
 
     // Becoming leader re-checks every CourseService at once.
     let leadership = futures::stream::unfold(
@@ -307,6 +351,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             Reporter { controller: labels::MANAGER.into(), instance: Some(identity.clone()) },
         ),
         leader,
+        synced: ready,
         failures: Default::default(),
         resync: Duration::from_secs(args.resync_seconds),
     });

@@ -1,6 +1,7 @@
 //! One reconcile of one CourseService: observe → validate/plan/render (pure) → apply → status.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ use crate::zones::{Zone, ZoneInventory};
 const PROGRESS_POLL: Duration = Duration::from_secs(15);
 /// Longest back-off after repeated failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How soon a CourseService seen before the caches synced is looked at again.
+const CACHE_SYNC_POLL: Duration = Duration::from_millis(500);
 
 /// Shared state of the controller.
 pub struct Context {
@@ -40,6 +43,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// True while this replica holds the leader lease; only then does it write.
     pub leader: watch::Receiver<bool>,
+    /// True once every cache has finished its first list: before that, a missing child may
+    /// only be missing from the cache, and applying "again" would be wasted (or stale) writes.
+    pub synced: Arc<AtomicBool>,
     /// Consecutive failures per object, for exponential back-off.
     pub failures: Mutex<HashMap<ObjectRef<CourseService>, u32>>,
     /// Re-check a settled CourseService this often even without events (a drift safety net
@@ -63,6 +69,10 @@ pub async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Acti
     if !*ctx.leader.borrow() {
         ctx.metrics.reconciled(Outcome::Skipped, started.elapsed());
         return Ok(Action::await_change());
+    }
+    if !ctx.synced.load(Ordering::SeqCst) {
+        ctx.metrics.reconciled(Outcome::Skipped, started.elapsed());
+        return Ok(Action::requeue(CACHE_SYNC_POLL));
     }
     let result = reconcile_course(&cs, &ctx).await;
     let outcome = match &result {

@@ -183,3 +183,59 @@ async fn the_hpa_scales_the_course_service_and_zone_deployments_follow() {
     })
     .await;
 }
+
+/// Restarts kube-apiserver: `E2E_RESTART_APISERVER` (a shell command, e.g. for kind
+/// `docker exec kind-control-plane sh -c 'crictl stop $(crictl ps -q --name kube-apiserver)'`),
+/// else the local control plane's `hack/cluster.sh restart-apiserver`.
+fn restart_apiserver() {
+    let command = std::env::var("E2E_RESTART_APISERVER")
+        .unwrap_or_else(|_| format!("{}/hack/cluster.sh restart-apiserver", repo_root().display()));
+    let status = std::process::Command::new("bash").args(["-c", &command]).status().expect("run the restart command");
+    assert!(status.success(), "`{command}` failed ({status}); set E2E_RESTART_APISERVER for this cluster");
+}
+
+#[tokio::test]
+async fn the_operator_recovers_from_an_apiserver_restart_without_restarting() {
+    let _exclusive = CLUSTER.write().await;
+    cluster::with_namespace("apiserver-restart", |client, ns| async move {
+        let mut operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "catalog:1", "replicas": 3}))).await;
+        eventually(CONVERGE, "1 Ready pod in each zone", || async {
+            let z = zones(&api, "catalog").await;
+            (z.len() == 3 && z.iter().all(|(_, d, r, _)| *d == 1 && *r == 1)).then_some(())
+        })
+        .await;
+
+        restart_apiserver();
+        let back_at = Instant::now();
+        // The test's own pooled connections died with the apiserver too: retry the request.
+        eventually(Duration::from_secs(30), "the scale request accepted", || async {
+            let scale = serde_json::json!({"spec": {"replicas": 6}});
+            api.patch_scale("catalog", &PatchParams::default(), &Patch::Merge(&scale)).await.ok().map(|_| ())
+        })
+        .await;
+        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &ns);
+        eventually(
+            Duration::from_secs(30),
+            "zone Deployments at 2/2/2 within 30 s of the apiserver's return",
+            || async {
+                let list = deployments.list(&ListParams::default()).await.ok()?;
+                let replicas: Vec<i32> = list.items.iter().filter_map(|d| d.spec.replicas).collect();
+                (replicas == [2, 2, 2]).then_some(())
+            },
+        )
+        .await;
+        eprintln!("apiserver restart: zone Deployments resized {:?} after the apiserver was ready", back_at.elapsed());
+        assert!(operator.is_running(), "the operator process exited:\n{}", operator.log());
+        eventually(CONVERGE, "2 Ready pods in each zone and Available", || async {
+            let z = zones(&api, "catalog").await;
+            let settled = z.len() == 3 && z.iter().all(|(_, d, r, _)| *d == 2 && *r == 2);
+            (settled && condition(&api, "catalog", "Available").await?.0 == "True").then_some(())
+        })
+        .await;
+        let watch_errors = operator.counter("course_operator_watch_errors_total", "").await;
+        eprintln!("apiserver restart: {watch_errors} failed list/watch requests retried by the caches");
+    })
+    .await;
+}

@@ -229,7 +229,10 @@ impl Operator {
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(extra)
             .env("KUBECONFIG", &kubeconfig)
-            .env("LOG_LEVEL", "info,course_operator=debug")
+            .env(
+                "LOG_LEVEL",
+                std::env::var("E2E_OPERATOR_LOG_LEVEL").unwrap_or_else(|_| "info,course_operator=debug".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
