@@ -89,6 +89,9 @@ pub struct Observed {
     pub analysis: Option<Verdict>,
     /// Most restarts of any pod of the spec's revision, looked at only during a rollout.
     pub new_pod_restarts: i32,
+    /// Zones lost because this service's pods stayed unschedulable there (already marked
+    /// unhealthy in the zones handed to `plan`; kept here for the status).
+    pub unschedulable: crate::zones::UnschedulableZones,
 }
 
 impl Observed {

@@ -102,7 +102,7 @@ mod tests {
         .expect("manifest");
         cs.status = Some(CourseServiceStatus {
             rollout: Some(rollout),
-            zones: vec![ZoneStatus { name: "zone-a".into(), desired: 4, ready: 2, lost: false }],
+            zones: vec![ZoneStatus { name: "zone-a".into(), desired: 4, ready: 2, ..ZoneStatus::default() }],
             ..CourseServiceStatus::default()
         });
         cs

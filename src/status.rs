@@ -83,7 +83,14 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
                 .iter()
                 .map(|health| {
                     let (desired, ready) = per_zone.get(&health.zone.slug()).copied().unwrap_or_default();
-                    ZoneStatus { name: health.zone.name().to_owned(), desired, ready, lost: !health.healthy }
+                    let name = health.zone.name();
+                    ZoneStatus {
+                        name: name.to_owned(),
+                        desired,
+                        ready,
+                        lost: !health.healthy,
+                        unschedulable_since: input.observed.unschedulable.since.get(name).map(ToString::to_string),
+                    }
                 })
                 .collect();
 
@@ -126,14 +133,20 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
                     rollout.status.message.clone().unwrap_or_default(),
                 )
             } else if !lost.is_empty() {
+                let unschedulable = &input.observed.unschedulable.since;
+                let (stuck, empty): (Vec<&str>, Vec<&str>) = lost.iter().partition(|z| unschedulable.contains_key(**z));
+                let mut why = Vec::new();
+                if !empty.is_empty() {
+                    why.push(format!("zone(s) {} have no Ready, schedulable node", empty.join(", ")));
+                }
+                if !stuck.is_empty() {
+                    why.push(format!("pods stayed unschedulable in zone(s) {}", stuck.join(", ")));
+                }
                 condition(
                     types::DEGRADED,
                     true,
                     reasons::ZONE_LOST,
-                    format!(
-                        "zone(s) {} have no Ready, schedulable node; their pods run in the other zones",
-                        lost.join(", ")
-                    ),
+                    format!("{}; their pods run in the other zones", why.join("; ")),
                 )
             } else {
                 condition(

@@ -4,10 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
+use crate::api::ZoneStatus;
 use crate::labels;
 
 /// Where a group of pods is placed.
@@ -143,6 +146,99 @@ fn node_is_usable(node: &Node) -> bool {
     schedulable && ready
 }
 
+/// A pod of one CourseService that the scheduler reports it cannot place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnschedulablePod {
+    /// Zone slug of its Deployment (label `microcourses.io/zone`).
+    pub zone: String,
+    /// When the scheduler set `PodScheduled=False` (reason Unschedulable).
+    pub since: Timestamp,
+}
+
+/// When pods that cannot be scheduled make a zone lost, and for how long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnschedulablePolicy {
+    /// A zone whose pods stay unschedulable this long is lost (it has nodes, but they are full,
+    /// tainted or otherwise refuse the pods): its share moves to the other zones.
+    pub after: Duration,
+    /// A zone lost that way gets its share back after this long, to try again; pods that still
+    /// cannot be placed make it lost again after `after`.
+    pub retry_after: Duration,
+}
+
+impl Default for UnschedulablePolicy {
+    fn default() -> Self {
+        Self { after: Duration::from_secs(300), retry_after: Duration::from_secs(600) }
+    }
+}
+
+/// Zones lost because the CourseService's pods could not be scheduled there.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnschedulableZones {
+    /// Zone name → when it was declared lost.
+    pub since: BTreeMap<String, Timestamp>,
+    /// When the answer can next change without any event (a threshold or retry deadline).
+    pub recheck_in: Option<Duration>,
+}
+
+impl UnschedulableZones {
+    /// Marks the zones lost in `zones`.
+    pub fn apply(&self, zones: &mut [ZoneHealth]) {
+        for zone in zones.iter_mut().filter(|z| self.since.contains_key(z.zone.name())) {
+            zone.healthy = false;
+        }
+    }
+}
+
+/// Decides which of `zones` are lost because pods stay unschedulable there. `previous` is the
+/// last published status (it remembers zones lost earlier, whose pods are gone since their
+/// share moved away); `pods` are the CourseService's unschedulable pods now.
+pub fn unschedulable_zones(
+    zones: &[ZoneHealth],
+    previous: &[ZoneStatus],
+    pods: &[UnschedulablePod],
+    now: Timestamp,
+    policy: UnschedulablePolicy,
+) -> UnschedulableZones {
+    let mut result = UnschedulableZones::default();
+    let mut recheck = |at: Timestamp| {
+        let wait = Duration::try_from(at.duration_since(now)).unwrap_or_default();
+        result.recheck_in = Some(result.recheck_in.map_or(wait, |r| r.min(wait)));
+    };
+    let mut lost = BTreeMap::new();
+    for zone in zones.iter().filter(|z| matches!(z.zone, Zone::Named(_))) {
+        let earlier = previous
+            .iter()
+            .find(|s| s.name == zone.zone.name())
+            .and_then(|s| s.unschedulable_since.as_deref()?.parse::<Timestamp>().ok());
+        if let Some(since) = earlier {
+            let retry_at = since.saturating_add(signed(policy.retry_after)).unwrap_or(since);
+            if now < retry_at {
+                lost.insert(zone.zone.name().to_owned(), since);
+                recheck(retry_at);
+                continue;
+            }
+        }
+        let slug = zone.zone.slug();
+        let Some(oldest) = pods.iter().filter(|p| p.zone == slug).map(|p| p.since).min() else {
+            continue;
+        };
+        let lost_at = oldest.saturating_add(signed(policy.after)).unwrap_or(oldest);
+        if now >= lost_at {
+            lost.insert(zone.zone.name().to_owned(), now);
+            recheck(now.saturating_add(signed(policy.retry_after)).unwrap_or(now));
+        } else {
+            recheck(lost_at);
+        }
+    }
+    result.since = lost;
+    result
+}
+
+fn signed(duration: Duration) -> SignedDuration {
+    SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
+}
+
 /// Replicas per zone.
 pub type ZoneSplit = Vec<(Zone, i32)>;
 
@@ -231,6 +327,62 @@ mod tests {
 
     fn counts(split: &ZoneSplit) -> Vec<i32> {
         split.iter().map(|(_, n)| *n).collect()
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn policy() -> UnschedulablePolicy {
+        UnschedulablePolicy { after: Duration::from_secs(60), retry_after: Duration::from_secs(300) }
+    }
+
+    fn pending(zone: &str, since: i64) -> UnschedulablePod {
+        UnschedulablePod { zone: zone.into(), since: at(since) }
+    }
+
+    fn lost_status(zone: &str, since: i64) -> ZoneStatus {
+        ZoneStatus {
+            name: zone.into(),
+            lost: true,
+            unschedulable_since: Some(at(since).to_string()),
+            ..ZoneStatus::default()
+        }
+    }
+
+    #[test]
+    fn pods_unschedulable_past_the_threshold_make_their_zone_lost() {
+        let z = zones(&[("zone-a", true), ("zone-b", true), ("zone-c", true)]);
+        let pods = [pending("zone-c", 0), pending("zone-c", 30)];
+        let early = unschedulable_zones(&z, &[], &pods, at(59), policy());
+        assert!(early.since.is_empty());
+        assert_eq!(early.recheck_in, Some(Duration::from_secs(1)), "looks again when the oldest pod crosses it");
+        let late = unschedulable_zones(&z, &[], &pods, at(60), policy());
+        assert_eq!(late.since.into_iter().collect::<Vec<_>>(), vec![("zone-c".to_owned(), at(60))]);
+        assert_eq!(late.recheck_in, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn a_zone_lost_to_unschedulable_pods_stays_lost_until_the_retry_then_gets_its_share_back() {
+        let z = zones(&[("zone-a", true), ("zone-c", true)]);
+        let previous = [lost_status("zone-c", 100)];
+        // Its pods are gone (the share moved away): the zone stays lost until the retry.
+        let held = unschedulable_zones(&z, &previous, &[], at(399), policy());
+        assert_eq!(held.since.get("zone-c"), Some(&at(100)));
+        assert_eq!(held.recheck_in, Some(Duration::from_secs(1)));
+        let retried = unschedulable_zones(&z, &previous, &[], at(400), policy());
+        assert!(retried.since.is_empty());
+        // Pods that are unschedulable again after the retry make it lost again, anew.
+        let again = unschedulable_zones(&z, &previous, &[pending("zone-c", 400)], at(460), policy());
+        assert_eq!(again.since.get("zone-c"), Some(&at(460)));
+    }
+
+    #[test]
+    fn marking_lost_zones_only_touches_the_named_ones() {
+        let mut z = zones(&[("zone-a", true), ("zone-b", true)]);
+        let lost = UnschedulableZones { since: [("zone-b".to_owned(), at(0))].into(), recheck_in: None };
+        lost.apply(&mut z);
+        assert_eq!(z, zones(&[("zone-a", true), ("zone-b", false)]));
     }
 
     #[test]

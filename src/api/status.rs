@@ -55,6 +55,11 @@ pub struct ZoneStatus {
     /// runs in the other zones until it recovers.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lost: bool,
+    /// Set while the zone is lost because the service's pods stayed unschedulable there (its
+    /// nodes are full, tainted or refuse them): when that was decided. The share is tried in the
+    /// zone again after the operator's retry period. RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unschedulable_since: Option<String>,
 }
 
 /// Phase of a rollout.

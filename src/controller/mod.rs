@@ -16,7 +16,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::client::ClientBuilder;
@@ -25,7 +25,7 @@ use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -96,6 +96,14 @@ pub struct RunArgs {
     /// CourseServices reconciled at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
+    /// A zone where a CourseService's pods stay unschedulable this long (its nodes are full,
+    /// tainted or refuse them) is lost for that service: its share moves to the other zones.
+    /// Leave room for a cluster autoscaler to add nodes first.
+    #[arg(long, default_value_t = 300)]
+    pub unschedulable_zone_seconds: u64,
+    /// A zone lost to unschedulable pods gets its share back after this long, to try again.
+    #[arg(long, default_value_t = 600)]
+    pub unschedulable_zone_retry_seconds: u64,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -196,6 +204,21 @@ where
     })
 }
 
+/// Memory: of a pending pod, the unschedulable-zone check reads labels, the creation time and
+/// the PodScheduled condition.
+fn slim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    pod.metadata.owner_references = None;
+    pod.spec = None;
+    if let Some(status) = pod.status.as_mut() {
+        *status = k8s_openapi::api::core::v1::PodStatus {
+            conditions: status.conditions.take().map(|c| c.into_iter().filter(|c| c.type_ == "PodScheduled").collect()),
+            ..Default::default()
+        };
+    }
+}
+
 /// Memory: managed fields are the largest part of a cached object and are never read.
 fn slim_meta<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
@@ -271,6 +294,25 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         .predicate_filter(node_fingerprint, Default::default());
     let node_events = retry_quietly("nodes".into(), metrics.clone(), node_events);
 
+    // Only pending application pods are cached (the field selector drops a pod from the cache
+    // once it runs), for the unschedulable-zone check: a handful, not the whole fleet.
+    let pending_config = watcher::Config::default()
+        .labels(&format!(
+            "{}={},{}={}",
+            labels::MANAGED_BY,
+            labels::MANAGER,
+            labels::COMPONENT,
+            labels::Component::App.as_str()
+        ))
+        .fields("status.phase=Pending");
+    let (pending_pods, pending_writer) = reflector::store();
+    let pending_events = watcher(api::<Pod>(&client, namespace), pending_config)
+        .modify(slim_pod)
+        .default_backoff()
+        .reflect(pending_writer)
+        .applied_objects();
+    let pending_events = retry_quietly("pods".into(), metrics.clone(), pending_events);
+
     let (courses, courses_writer) = reflector::store();
     // The Controller itself waits on this store's readiness; a second waiter on the same store
     // can miss the wake-up (one waker per store), so our own readiness check watches for the
@@ -295,10 +337,12 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         let ready = ready.clone();
         let c = children.clone();
         let nodes = nodes.clone();
+        let pending_pods = pending_pods.clone();
         tokio::spawn(async move {
             let courses_synced = courses_listed.wait_for(|listed| *listed).await.is_ok();
             let synced = futures::future::try_join_all([
                 nodes.wait_until_ready().boxed(),
+                pending_pods.wait_until_ready().boxed(),
                 c.deployments.wait_until_ready().boxed(),
                 c.statefulsets.wait_until_ready().boxed(),
                 c.jobs.wait_until_ready().boxed(),
@@ -344,6 +388,11 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     let context = Arc::new(Context {
         client: client.clone(),
         nodes: nodes.clone(),
+        pending_pods,
+        unschedulable: crate::zones::UnschedulablePolicy {
+            after: Duration::from_secs(args.unschedulable_zone_seconds),
+            retry_after: Duration::from_secs(args.unschedulable_zone_retry_seconds),
+        },
         children,
         metrics: metrics.clone(),
         recorder: Recorder::new(
@@ -356,6 +405,11 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(args.resync_seconds),
     });
 
+    // A pending pod belongs to the CourseService named by its instance label.
+    let owning_course = |pod: Pod| {
+        let instance = pod.labels().get(labels::INSTANCE)?.clone();
+        Some(ObjectRef::<CourseService>::new(&instance).within(pod.metadata.namespace.as_deref()?))
+    };
     let all_courses =
         move |_: Node| courses.state().iter().map(|cs| ObjectRef::from_obj(cs.as_ref())).collect::<Vec<_>>();
     info!(%identity, namespace = namespace.unwrap_or("<all>"), "starting controller");
@@ -372,6 +426,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         .owns_stream(network_policy_events)
         .owns_stream(pvc_events)
         .watches_stream(node_events, all_courses)
+        .watches_stream(pending_events, owning_course)
         .reconcile_all_on(leadership)
         .graceful_shutdown_on(shutdown_signal())
         .run(reconcile::reconcile, reconcile::error_policy, context)

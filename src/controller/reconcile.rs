@@ -25,7 +25,7 @@ use crate::plan::{self, Observed, ObservedStatefulSet};
 use crate::render::mongo::{self, DatabaseCredentials};
 use crate::rollout::ACTION_ANNOTATION;
 use crate::status;
-use crate::zones::{Zone, ZoneInventory};
+use crate::zones::{self, UnschedulablePod, UnschedulablePolicy, Zone, ZoneInventory};
 
 /// Re-check a CourseService whose pods are still coming up this often.
 const PROGRESS_POLL: Duration = Duration::from_secs(15);
@@ -38,6 +38,9 @@ const CACHE_SYNC_POLL: Duration = Duration::from_millis(500);
 pub struct Context {
     pub client: Client,
     pub nodes: Store<Node>,
+    /// Pending application pods (all CourseServices), for the unschedulable-zone check.
+    pub pending_pods: Store<Pod>,
+    pub unschedulable: UnschedulablePolicy,
     pub children: ChildStores,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
@@ -119,8 +122,16 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     for zone in deployments.values().map(|d| d.zone.as_str()).filter(|z| *z != Zone::Anywhere.slug()) {
         inventory.remember(zone);
     }
-    let zones = inventory.for_spec(&cs.spec.zones);
+    let mut zones = inventory.for_spec(&cs.spec.zones);
     let now = k8s_openapi::jiff::Timestamp::now();
+    let unschedulable = zones::unschedulable_zones(
+        &zones,
+        cs.status.as_ref().map_or(&[][..], |s| &s.zones),
+        &unschedulable_pods(&ctx.pending_pods, &namespace, &name),
+        now,
+        ctx.unschedulable,
+    );
+    unschedulable.apply(&mut zones);
     let handled = cs.status.as_ref().and_then(|s| s.rollout.as_ref()).and_then(|r| r.last_action.as_deref());
     let action = cs.annotations().get(ACTION_ANNOTATION).filter(|a| Some(a.as_str()) != handled).cloned();
     let database_credentials = cs.spec.database.as_ref().filter(|d| d.enabled).map(|_| {
@@ -153,6 +164,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         database_credentials,
         action,
         now: Some(now),
+        unschedulable,
     };
 
     // 2–4. validate, plan, render (pure)
@@ -193,7 +205,8 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
             }
             let moving = observed.deployments.values().any(|d| d.replicas != d.ready)
                 || plan.rollout.status.phase != crate::api::RolloutPhase::Healthy;
-            Reconciled::Applied { progressing: moving, requeue: plan.rollout.requeue_after }
+            let requeue = [plan.rollout.requeue_after, observed.unschedulable.recheck_in].into_iter().flatten().min();
+            Reconciled::Applied { progressing: moving, requeue }
         }
     };
 
@@ -219,6 +232,24 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         publish_transitions(ctx, cs, &previous, &status).await;
     }
     Ok(reconciled)
+}
+
+/// The pods of one CourseService the scheduler has reported unschedulable, with their zone.
+fn unschedulable_pods(pending: &Store<Pod>, namespace: &str, instance: &str) -> Vec<UnschedulablePod> {
+    pending
+        .state()
+        .iter()
+        .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|pod| pod.labels().get(labels::INSTANCE).map(String::as_str) == Some(instance))
+        .filter_map(|pod| {
+            let scheduled = pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "PodScheduled")?;
+            if scheduled.status != "False" || scheduled.reason.as_deref() != Some("Unschedulable") {
+                return None;
+            }
+            let since = scheduled.last_transition_time.as_ref().map_or(pod.creation_timestamp()?.0, |t| t.0);
+            Some(UnschedulablePod { zone: pod.labels().get(labels::ZONE)?.clone(), since })
+        })
+        .collect()
 }
 
 /// Most restarts of any pod (all its containers) of `revision`.

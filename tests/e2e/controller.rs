@@ -246,7 +246,7 @@ async fn steady_state_makes_no_write_requests() {
         })
         .await;
 
-        let idle: u64 = std::env::var("E2E_IDLE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+        let idle: u64 = std::env::var("E2E_IDLE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
         let writes_before = operator.writes().await;
         let reconciles_before = operator.counter("course_operator_reconciles_total", "Success").await;
         let started = Instant::now();

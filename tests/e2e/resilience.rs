@@ -129,6 +129,81 @@ async fn losing_a_zone_moves_its_replicas_and_they_come_back() {
     }
 }
 
+/// Sets (or, with `None`, clears) the NoSchedule taints of every node in `zone`.
+async fn taint_zone(client: &Client, zone: &str, taint: Option<&str>) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let list = nodes
+        .list(&ListParams::default().labels(&format!("topology.kubernetes.io/zone={zone}")))
+        .await
+        .expect("list nodes");
+    let taints = match taint {
+        Some(key) => serde_json::json!([{"key": key, "value": "true", "effect": "NoSchedule"}]),
+        None => serde_json::Value::Null,
+    };
+    for node in list.items {
+        let patch = serde_json::json!({"spec": {"taints": taints}});
+        nodes.patch(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.expect("taint node");
+    }
+}
+
+#[tokio::test]
+async fn a_zone_whose_pods_stay_unschedulable_is_lost_and_retried() {
+    let _exclusive = CLUSTER.write().await;
+    let client = cluster::client().await;
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(cluster::with_namespace(
+        "unschedulable",
+        |client, ns| async move {
+            let flags = ["--unschedulable-zone-seconds", "5", "--unschedulable-zone-retry-seconds", "20"];
+            let _operator = Operator::start(&client, &ns, "solo", &flags).await;
+            let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+            cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "catalog:1", "replicas": 3})))
+                .await;
+            eventually(CONVERGE, "1 Ready pod in each zone", || async {
+                let z = zones(&api, "catalog").await;
+                (z.len() == 3 && z.iter().all(|(_, d, r, _)| *d == 1 && *r == 1)).then_some(())
+            })
+            .await;
+
+            // zone-c's nodes stay Ready and schedulable, but refuse new pods: scaling up leaves
+            // its new pod Pending (Unschedulable) while the other zones' start.
+            taint_zone(&client, "zone-c", Some("e2e.microcourses.io/full")).await;
+            let scale = serde_json::json!({"spec": {"replicas": 6}});
+            api.patch_scale("catalog", &PatchParams::default(), &Patch::Merge(&scale)).await.expect("scale");
+            let scaled_at = Instant::now();
+            eventually(CONVERGE, "zone-c lost and its share Ready in zone-a/zone-b", || async {
+                let z = zones(&api, "catalog").await;
+                let moved = z.iter().any(|(n, d, _, lost)| n == "zone-c" && *d == 0 && *lost)
+                    && z.iter().filter(|(n, ..)| n != "zone-c").all(|(_, d, r, _)| *d == 3 && *r == 3);
+                moved.then_some(())
+            })
+            .await;
+            eprintln!("unschedulable zone: 6 Ready pods in zone-a/zone-b {:?} after the scale-up", scaled_at.elapsed());
+            let status = api.get("catalog").await.expect("get").status.expect("status");
+            let zone_c = status.zones.iter().find(|z| z.name == "zone-c").expect("zone-c in status");
+            assert!(zone_c.unschedulable_since.is_some(), "zone-c is lost for unschedulable pods: {zone_c:?}");
+            let degraded = status.conditions.iter().find(|c| c.type_ == "Degraded").expect("Degraded");
+            assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "ZoneLost"));
+            assert!(degraded.message.contains("unschedulable in zone(s) zone-c"), "{}", degraded.message);
+
+            // The zone accepts pods again: after the retry period its share comes back.
+            taint_zone(&client, "zone-c", None).await;
+            let untainted_at = Instant::now();
+            eventually(CONVERGE, "2 Ready pods in each zone again", || async {
+                let z = zones(&api, "catalog").await;
+                (z.len() == 3 && z.iter().all(|(_, d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
+            })
+            .await;
+            eprintln!("unschedulable zone: back to 2/2/2 {:?} after the taint was removed", untainted_at.elapsed());
+            assert_eq!(condition(&api, "catalog", "Degraded").await, Some(("False".into(), "AllZonesHealthy".into())));
+        },
+    )))
+    .await;
+    taint_zone(&client, "zone-c", None).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 #[tokio::test]
 async fn the_hpa_scales_the_course_service_and_zone_deployments_follow() {
     let _shared = CLUSTER.read().await;
