@@ -62,6 +62,68 @@ pub fn observe_deployments<'a>(
         .collect()
 }
 
+/// Raises each Deployment's Ready count to the Ready pods the Services' EndpointSlices already
+/// show for it. The EndpointSlice controller reflects a pod's readiness one hop after the
+/// pod; `Deployment.status` needs two (ReplicaSet, then Deployment), which measured 0.3–1.1 s
+/// later: the rollout gates (canary steps, the blue-green switch) act on the fresher figure.
+/// Never lowers a count and never above the Deployment's replicas. `ready_pods` are pod names
+/// (duplicates across Services count once); a pod is matched to its Deployment by name
+/// (`<deployment>-<replicaset hash>-<suffix>`).
+pub fn count_ready_endpoints<'a>(
+    deployments: &mut BTreeMap<String, ObservedDeployment>,
+    ready_pods: impl IntoIterator<Item = &'a str>,
+) {
+    let pods: std::collections::BTreeSet<&str> = ready_pods.into_iter().collect();
+    let mut ready: BTreeMap<&str, i32> = BTreeMap::new();
+    for pod in pods {
+        let mut parts = pod.rsplitn(3, '-');
+        let (Some(_suffix), Some(_hash), Some(deployment)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        *ready.entry(deployment).or_default() += 1;
+    }
+    for (name, observed) in deployments.iter_mut() {
+        if let Some(&n) = ready.get(name.as_str()) {
+            observed.ready = observed.ready.max(n.min(observed.replicas));
+        }
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+
+    fn observed(replicas: i32, ready: i32) -> ObservedDeployment {
+        ObservedDeployment { revision: "r".into(), zone: "zone-a".into(), replicas, ready, template: None }
+    }
+
+    #[test]
+    fn ready_endpoints_raise_a_lagging_deployment_count_and_never_lower_it() {
+        let mut deployments: BTreeMap<String, ObservedDeployment> = [
+            ("catalog-abc-zone-a".to_owned(), observed(2, 0)),
+            ("catalog-abc-zone-b".to_owned(), observed(2, 2)),
+            ("catalog-old-zone-a".to_owned(), observed(1, 0)),
+        ]
+        .into();
+        count_ready_endpoints(
+            &mut deployments,
+            [
+                "catalog-abc-zone-a-5d8f9c7b6-x1x2x",
+                "catalog-abc-zone-a-5d8f9c7b6-y1y2y",
+                // The same pod behind the main and the preview Service counts once.
+                "catalog-abc-zone-a-5d8f9c7b6-y1y2y",
+                // More endpoints than replicas (a stale slice) are capped.
+                "catalog-old-zone-a-7c6b5a4d3-a1a2a",
+                "catalog-old-zone-a-7c6b5a4d3-b1b2b",
+                "not-a-pod-name",
+            ],
+        );
+        let ready: Vec<i32> = deployments.values().map(|d| d.ready).collect();
+        assert_eq!(ready, vec![2, 2, 1]);
+        // zone-b showed 2 Ready in its status but none in the slices: kept at 2.
+    }
+}
+
 /// Replicas of a StatefulSet as the cluster shows it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ObservedStatefulSet {

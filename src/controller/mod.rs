@@ -17,6 +17,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::client::ClientBuilder;
@@ -163,6 +164,7 @@ fn watch_children<K>(
     namespace: Option<&str>,
     config: &watcher::Config,
     metrics: &Arc<Metrics>,
+    slim: fn(&mut K),
 ) -> (reflector::Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -174,8 +176,7 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let events =
-        watcher(api::<K>(client, namespace), config.clone()).modify(slim_meta).default_backoff().reflect(writer);
+    let events = watcher(api::<K>(client, namespace), config.clone()).modify(slim).default_backoff().reflect(writer);
     (reader, retry_quietly(K::plural(&()).into_owned(), metrics.clone(), events.applied_objects()))
 }
 
@@ -219,9 +220,48 @@ fn slim_pod(pod: &mut Pod) {
     }
 }
 
+/// Memory: of an EndpointSlice the rollout gates read which pods are Ready.
+fn slim_endpoint_slice(slice: &mut EndpointSlice) {
+    slice.metadata.managed_fields = None;
+    slice.metadata.annotations = None;
+    slice.metadata.owner_references = None;
+    slice.ports = None;
+    for endpoint in slice.endpoints.iter_mut().flatten() {
+        endpoint.addresses = Vec::new();
+        endpoint.hints = None;
+        endpoint.hostname = None;
+        endpoint.node_name = None;
+        endpoint.deprecated_topology = None;
+        if let Some(target) = endpoint.target_ref.as_mut() {
+            *target = k8s_openapi::api::core::v1::ObjectReference { name: target.name.take(), ..Default::default() };
+        }
+    }
+}
+
 /// Memory: managed fields are the largest part of a cached object and are never read.
 fn slim_meta<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
+}
+
+/// Memory: a CourseService as the reconciler reads it, without managed fields or the copy of
+/// the whole object `kubectl apply` leaves in an annotation.
+fn slim_course(cs: &mut CourseService) {
+    cs.metadata.managed_fields = None;
+    if let Some(annotations) = cs.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Memory: of a Deployment the operator reads labels, owners, its applied hash, replicas, the
+/// pod template (to re-size an older revision byte-identically) and the replica counts.
+fn slim_deployment(deployment: &mut Deployment) {
+    deployment.metadata.managed_fields = None;
+    if let Some(annotations) = deployment.metadata.annotations.as_mut() {
+        annotations.retain(|key, _| key == labels::APPLIED_HASH);
+    }
+    if let Some(status) = deployment.status.as_mut() {
+        status.conditions = None;
+    }
 }
 
 async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
@@ -254,24 +294,30 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
 
     // Caches: children are watched by our managed-by label only.
     let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    let (deployments, deployment_events) = watch_children::<Deployment>(&client, namespace, &managed, &metrics);
-    let (statefulsets, statefulset_events) = watch_children::<StatefulSet>(&client, namespace, &managed, &metrics);
-    let (jobs, job_events) = watch_children::<Job>(&client, namespace, &managed, &metrics);
+    let (deployments, deployment_events) =
+        watch_children::<Deployment>(&client, namespace, &managed, &metrics, slim_deployment);
+    let (statefulsets, statefulset_events) =
+        watch_children::<StatefulSet>(&client, namespace, &managed, &metrics, slim_meta);
+    let (jobs, job_events) = watch_children::<Job>(&client, namespace, &managed, &metrics, slim_meta);
     let (services, service_events) =
-        watch_children::<PartialObjectMeta<Service>>(&client, namespace, &managed, &metrics);
+        watch_children::<PartialObjectMeta<Service>>(&client, namespace, &managed, &metrics, slim_meta);
     let (pdbs, pdb_events) =
-        watch_children::<PartialObjectMeta<PodDisruptionBudget>>(&client, namespace, &managed, &metrics);
+        watch_children::<PartialObjectMeta<PodDisruptionBudget>>(&client, namespace, &managed, &metrics, slim_meta);
     let (hpas, hpa_events) =
-        watch_children::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, namespace, &managed, &metrics);
+        watch_children::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, namespace, &managed, &metrics, slim_meta);
     let (configmaps, configmap_events) =
-        watch_children::<PartialObjectMeta<ConfigMap>>(&client, namespace, &managed, &metrics);
-    let (secrets, secret_events) = watch_children::<Secret>(&client, namespace, &managed, &metrics);
+        watch_children::<PartialObjectMeta<ConfigMap>>(&client, namespace, &managed, &metrics, slim_meta);
+    let (secrets, secret_events) = watch_children::<Secret>(&client, namespace, &managed, &metrics, slim_meta);
     let (cronjobs, cronjob_events) =
-        watch_children::<PartialObjectMeta<CronJob>>(&client, namespace, &managed, &metrics);
+        watch_children::<PartialObjectMeta<CronJob>>(&client, namespace, &managed, &metrics, slim_meta);
     let (network_policies, network_policy_events) =
-        watch_children::<PartialObjectMeta<NetworkPolicy>>(&client, namespace, &managed, &metrics);
+        watch_children::<PartialObjectMeta<NetworkPolicy>>(&client, namespace, &managed, &metrics, slim_meta);
+    // The EndpointSlices of our Services carry the Services' labels: their Ready endpoints
+    // are the freshest readiness signal for the rollout gates.
+    let (endpoint_slices, endpoint_slice_events) =
+        watch_children::<EndpointSlice>(&client, namespace, &managed, &metrics, slim_endpoint_slice);
     let (pvcs, pvc_events) =
-        watch_children::<PartialObjectMeta<PersistentVolumeClaim>>(&client, namespace, &managed, &metrics);
+        watch_children::<PartialObjectMeta<PersistentVolumeClaim>>(&client, namespace, &managed, &metrics, slim_meta);
     let children = ChildStores {
         deployments,
         statefulsets,
@@ -319,6 +365,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     // end of the first list in the stream instead.
     let (courses_listed_tx, mut courses_listed) = watch::channel(false);
     let course_events = watcher(api::<CourseService>(&client, namespace), watcher::Config::default())
+        .modify(slim_course)
         .default_backoff()
         .reflect(courses_writer)
         .inspect(move |event| {
@@ -338,11 +385,13 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         let c = children.clone();
         let nodes = nodes.clone();
         let pending_pods = pending_pods.clone();
+        let endpoint_slices = endpoint_slices.clone();
         tokio::spawn(async move {
             let courses_synced = courses_listed.wait_for(|listed| *listed).await.is_ok();
             let synced = futures::future::try_join_all([
                 nodes.wait_until_ready().boxed(),
                 pending_pods.wait_until_ready().boxed(),
+                endpoint_slices.wait_until_ready().boxed(),
                 c.deployments.wait_until_ready().boxed(),
                 c.statefulsets.wait_until_ready().boxed(),
                 c.jobs.wait_until_ready().boxed(),
@@ -389,6 +438,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         client: client.clone(),
         nodes: nodes.clone(),
         pending_pods,
+        endpoint_slices,
         unschedulable: crate::zones::UnschedulablePolicy {
             after: Duration::from_secs(args.unschedulable_zone_seconds),
             retry_after: Duration::from_secs(args.unschedulable_zone_retry_seconds),
@@ -427,6 +477,10 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         .owns_stream(pvc_events)
         .watches_stream(node_events, all_courses)
         .watches_stream(pending_events, owning_course)
+        .watches_stream(endpoint_slice_events, |slice: EndpointSlice| {
+            let instance = slice.labels().get(labels::INSTANCE)?.clone();
+            Some(ObjectRef::<CourseService>::new(&instance).within(slice.metadata.namespace.as_deref()?))
+        })
         .reconcile_all_on(leadership)
         .graceful_shutdown_on(shutdown_signal())
         .run(reconcile::reconcile, reconcile::error_policy, context)

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -40,6 +41,8 @@ pub struct Context {
     pub nodes: Store<Node>,
     /// Pending application pods (all CourseServices), for the unschedulable-zone check.
     pub pending_pods: Store<Pod>,
+    /// EndpointSlices of the operator's Services (all CourseServices).
+    pub endpoint_slices: Store<EndpointSlice>,
     pub unschedulable: UnschedulablePolicy,
     pub children: ChildStores,
     pub metrics: Arc<Metrics>,
@@ -116,8 +119,10 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
 
     // 1. observe, from the caches only
     let nodes = ctx.nodes.state();
-    let deployments =
+    let mut deployments =
         plan::observe_deployments(ctx.children.deployments.state().iter().map(AsRef::as_ref), &namespace, &name, &uid);
+    let slices = ctx.endpoint_slices.state();
+    plan::count_ready_endpoints(&mut deployments, ready_endpoints(&slices, &namespace, &name));
     let mut inventory = ZoneInventory::from_nodes(nodes.iter().map(AsRef::as_ref));
     for zone in deployments.values().map(|d| d.zone.as_str()).filter(|z| *z != Zone::Anywhere.slug()) {
         inventory.remember(zone);
@@ -232,6 +237,21 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         publish_transitions(ctx, cs, &previous, &status).await;
     }
     Ok(reconciled)
+}
+
+/// Names of the Ready pods behind one CourseService's Services.
+fn ready_endpoints<'a>(
+    slices: &'a [Arc<EndpointSlice>],
+    namespace: &'a str,
+    instance: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    slices
+        .iter()
+        .filter(move |s| s.metadata.namespace.as_deref() == Some(namespace))
+        .filter(move |s| s.labels().get(labels::INSTANCE).map(String::as_str) == Some(instance))
+        .flat_map(|s| s.endpoints.iter().flatten())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+        .filter_map(|e| e.target_ref.as_ref()?.name.as_deref())
 }
 
 /// The pods of one CourseService the scheduler has reported unschedulable, with their zone.
