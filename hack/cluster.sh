@@ -8,7 +8,7 @@
 #   hack/cluster.sh env      print the export KUBECONFIG=... line
 #   hack/cluster.sh tools    build if needed and link kubectl/helm/kwokctl/etcdctl into .cluster/bin
 #   hack/cluster.sh restart  stop and start every control-plane process (etcd data kept)
-#   hack/cluster.sh restart-apiserver  restart kube-apiserver alone
+#   hack/cluster.sh restart-apiserver [--kill]  restart kube-apiserver alone (SIGTERM, or SIGKILL)
 #   hack/cluster.sh dry-run  print kwokctl's dry-run of `create cluster` and check it downloads nothing
 #
 # State lives in <repo>/.cluster (git-ignored): kubeconfig, bin/ (tool symlinks), kwokctl.yaml
@@ -358,8 +358,14 @@ do_restart_apiserver() {
   [[ -n $pid ]] && alive "$pid" || { log "kube-apiserver is not running"; exit 3; }
   cwd=$(readlink "/proc/$pid/cwd")
   mapfile -d '' args <"/proc/$pid/cmdline"
-  log "restarting kube-apiserver (pid $pid)"
-  stop_pids "$pid"
+  if [[ ${1:-} == --kill ]]; then
+    log "killing kube-apiserver (pid $pid, SIGKILL) and starting it again"
+    kill -KILL "$pid"
+    stop_pids "$pid"
+  else
+    log "restarting kube-apiserver (pid $pid)"
+    stop_pids "$pid"
+  fi
   (cd "$cwd" && exec setsid "${args[@]}" >>"$KWOK_CLUSTER_DIR/logs/kube-apiserver.log" 2>&1 </dev/null 9>&-) &
   echo $! >"$pidfile"
   wait_for "apiserver ready" 60 kc get --raw /readyz || { log "apiserver not ready after restart"; exit 1; }
@@ -403,6 +409,6 @@ case ${1:-} in
   tools) take_lock; "$HACK_DIR/build.sh"; link_tools; log "tools linked in $BIN_DIR: kubectl helm kwokctl etcdctl" ;;
   dry-run) take_lock; do_dry_run ;;
   restart) take_lock; do_restart ;;
-  restart-apiserver) take_lock; do_restart_apiserver ;;
-  *) echo "usage: $0 up|down|status|env|tools|dry-run|restart|restart-apiserver" >&2; exit 2 ;;
+  restart-apiserver) take_lock; do_restart_apiserver "${2:-}" ;;
+  *) echo "usage: $0 up|down|status|env|tools|dry-run|restart|restart-apiserver [--kill]" >&2; exit 2 ;;
 esac
