@@ -455,11 +455,6 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(args.resync_seconds),
     });
 
-    // A pending pod belongs to the CourseService named by its instance label.
-    let owning_course = |pod: Pod| {
-        let instance = pod.labels().get(labels::INSTANCE)?.clone();
-        Some(ObjectRef::<CourseService>::new(&instance).within(pod.metadata.namespace.as_deref()?))
-    };
     let all_courses =
         move |_: Node| courses.state().iter().map(|cs| ObjectRef::from_obj(cs.as_ref())).collect::<Vec<_>>();
     info!(%identity, namespace = namespace.unwrap_or("<all>"), "starting controller");
@@ -476,11 +471,8 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         .owns_stream(network_policy_events)
         .owns_stream(pvc_events)
         .watches_stream(node_events, all_courses)
-        .watches_stream(pending_events, owning_course)
-        .watches_stream(endpoint_slice_events, |slice: EndpointSlice| {
-            let instance = slice.labels().get(labels::INSTANCE)?.clone();
-            Some(ObjectRef::<CourseService>::new(&instance).within(slice.metadata.namespace.as_deref()?))
-        })
+        .watches_stream(pending_events, |pod: Pod| course_of(&pod))
+        .watches_stream(endpoint_slice_events, |slice: EndpointSlice| course_of(&slice))
         .reconcile_all_on(leadership)
         .graceful_shutdown_on(shutdown_signal())
         .run(reconcile::reconcile, reconcile::error_policy, context)
@@ -503,6 +495,13 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The CourseService an object without an owner reference to it (a pod, an EndpointSlice)
+/// belongs to: the one named by its instance label, in its namespace.
+fn course_of<K: Resource>(object: &K) -> Option<ObjectRef<CourseService>> {
+    let instance = object.labels().get(labels::INSTANCE)?;
+    Some(ObjectRef::new(instance).within(object.meta().namespace.as_deref()?))
 }
 
 fn hostname() -> String {
