@@ -10,6 +10,9 @@ N=$1 BIN=$2; shift 2
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export KUBECONFIG=$REPO_ROOT/.cluster/kubeconfig PATH=$REPO_ROOT/.cluster/bin:$PATH
 work=$(mktemp -d "${TMPDIR:-/tmp}/course-operator-mem.XXXXXX")
+kubectl apply --server-side --field-manager=course-operator-memprobe \
+  -f "$REPO_ROOT/crds/courseservices.microcourses.io.yaml" >/dev/null
+kubectl wait --for=condition=Established --timeout=60s crd/courseservices.microcourses.io >/dev/null
 kubectl create ns memprobe >/dev/null 2>&1 || true
 # The local cluster's Service range is a /24: more ClusterIPs for a large fleet.
 kubectl apply -f - >/dev/null <<'YAML'

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -23,6 +24,7 @@ use super::metrics::{Metrics, Outcome};
 use crate::api::{CourseService, RolloutPhase};
 use crate::labels::{self, Component};
 use crate::plan::{self, Observed, ObservedStatefulSet};
+use crate::render::deployment::AppTemplate;
 use crate::render::mongo::{self, DatabaseCredentials};
 use crate::rollout::ACTION_ANNOTATION;
 use crate::status;
@@ -52,6 +54,9 @@ pub struct Context {
     /// True once every cache has finished its first list: before that, a missing child may
     /// only be missing from the cache, and applying "again" would be wasted (or stale) writes.
     pub synced: Arc<AtomicBool>,
+    /// Pod templates of older revisions still running (by namespace, instance and revision):
+    /// the Deployment cache keeps no templates, so one is fetched when a rollout first needs it.
+    pub templates: Mutex<HashMap<(String, String, String), AppTemplate>>,
     /// Consecutive failures per object, for exponential back-off.
     pub failures: Mutex<HashMap<ObjectRef<CourseService>, u32>>,
     /// Re-check a settled CourseService this often even without events (a drift safety net
@@ -113,6 +118,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     let name = cs.name_any();
     let namespace = cs.namespace().ok_or_else(|| Error::MissingNamespace(name.clone()))?;
     if cs.metadata.deletion_timestamp.is_some() {
+        forget_templates(ctx, &namespace, &name, |_| false);
         return Ok(Reconciled::Deleting);
     }
     let uid = cs.uid().ok_or_else(|| Error::MissingNamespace(name.clone()))?;
@@ -123,6 +129,8 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         plan::observe_deployments(ctx.children.deployments.state().iter().map(AsRef::as_ref), &namespace, &name, &uid);
     let slices = ctx.endpoint_slices.state();
     plan::count_ready_endpoints(&mut deployments, ready_endpoints(&slices, &namespace, &name));
+    let new_revision = crate::render::deployment::app_template(&crate::render::Context::new(cs)).revision;
+    older_templates(ctx, &namespace, &name, &new_revision, &mut deployments).await?;
     let mut inventory = ZoneInventory::from_nodes(nodes.iter().map(AsRef::as_ref));
     for zone in deployments.values().map(|d| d.zone.as_str()).filter(|z| *z != Zone::Anywhere.slug()) {
         inventory.remember(zone);
@@ -146,7 +154,6 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         secret.and_then(|s| DatabaseCredentials::from_secret(&s)).unwrap_or_else(DatabaseCredentials::generate)
     });
     // The canary analysis check is the one network call besides the API: made only when due.
-    let new_revision = crate::render::deployment::app_template(&crate::render::Context::new(cs)).revision;
     let previous = cs.status.as_ref().and_then(|s| s.rollout.as_ref());
     let analysis = match crate::rollout::analysis_due(&cs.spec.strategy, previous, &new_revision, now) {
         Some(analysis) => Some(super::analysis::check(analysis).await),
@@ -237,6 +244,65 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         publish_transitions(ctx, cs, &previous, &status).await;
     }
     Ok(reconciled)
+}
+
+/// Gives one Deployment of every older revision in `deployments` its pod template, from
+/// `ctx.templates` or, the first time, from the apiserver (one GET per revision per process).
+/// Templates of revisions no longer running are forgotten. A failed GET fails the reconcile:
+/// without its template an older revision would look no longer desired and be scaled away.
+async fn older_templates(
+    ctx: &Context,
+    namespace: &str,
+    instance: &str,
+    new_revision: &str,
+    deployments: &mut BTreeMap<String, plan::ObservedDeployment>,
+) -> Result<(), Error> {
+    let running: std::collections::BTreeSet<String> = deployments.values().map(|d| d.revision.clone()).collect();
+    forget_templates(ctx, namespace, instance, |revision| running.contains(revision));
+    for revision in running.iter().filter(|r| *r != new_revision) {
+        let key = (namespace.to_owned(), instance.to_owned(), revision.clone());
+        let cached = ctx.templates.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key).cloned();
+        let template = match cached {
+            Some(template) => Some(template),
+            None => fetch_template(ctx, namespace, revision, deployments).await?,
+        };
+        let Some(template) = template else { continue };
+        if let Some(d) = deployments.values_mut().find(|d| d.revision == *revision) {
+            d.template = Some(template.clone());
+        }
+        ctx.templates.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, template);
+    }
+    Ok(())
+}
+
+/// The template of `revision`, read from the first of its Deployments that still exists.
+async fn fetch_template(
+    ctx: &Context,
+    namespace: &str,
+    revision: &str,
+    deployments: &BTreeMap<String, plan::ObservedDeployment>,
+) -> Result<Option<AppTemplate>, Error> {
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    for name in deployments.iter().filter(|(_, d)| d.revision == revision).map(|(name, _)| name) {
+        let deployment = api.get_opt(name).await.map_err(|source| Error::Get {
+            kind: "Deployment",
+            namespace: namespace.to_owned(),
+            name: name.clone(),
+            source,
+        })?;
+        if let Some(template) = deployment.as_ref().and_then(AppTemplate::from_deployment) {
+            return Ok(Some(template));
+        }
+    }
+    Ok(None)
+}
+
+/// Drops the remembered templates of one CourseService whose revision fails `keep`.
+fn forget_templates(ctx: &Context, namespace: &str, instance: &str, keep: impl Fn(&str) -> bool) {
+    ctx.templates
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .retain(|(ns, name, revision), _| ns != namespace || name != instance || keep(revision));
 }
 
 /// Names of the Ready pods behind one CourseService's Services.
