@@ -27,7 +27,9 @@ pub struct ObservedDeployment {
     pub zone: String,
     pub replicas: i32,
     pub ready: i32,
-    /// Its pod template, so an older revision can be re-sized after the spec moved on.
+    /// Its pod template, so an older revision can be re-sized after the spec moved on. The
+    /// operator's Deployment cache keeps no templates: the controller fills this in for one
+    /// Deployment of each older revision (`None` from a template-less Deployment).
     pub template: Option<AppTemplate>,
 }
 
