@@ -258,6 +258,27 @@ do_down() {
 }
 
 # --- up -----------------------------------------------------------------------------
+# Creates the cluster and waits until it serves; on failure sets FAILED_BECAUSE.
+create_and_wait() {
+  log "starting cluster $CLUSTER_NAME (kwokctl binary runtime, 127.0.0.1 only)"
+  if ! kwokctl_create >"$STATE_DIR/kwokctl-create.log" 2>&1; then
+    cat "$STATE_DIR/kwokctl-create.log" >&2
+    FAILED_BECAUSE="kwokctl create cluster failed"; return 1
+  fi
+  "$K8S_BIN/kubectl" --kubeconfig "$KWOK_CLUSTER_DIR/kubeconfig.yaml" config view --raw --flatten \
+    >"$KUBECONFIG_FILE.tmp"
+  mv "$KUBECONFIG_FILE.tmp" "$KUBECONFIG_FILE"
+  chmod 600 "$KUBECONFIG_FILE"
+
+  wait_for "apiserver ready" 60 kc get --raw /readyz || { FAILED_BECAUSE="apiserver not ready"; return 1; }
+  kc apply -f "$HACK_DIR/manifests/nodes.yaml" -f "$HACK_DIR/manifests/storageclass.yaml" >/dev/null \
+    || { FAILED_BECAUSE="could not create nodes/storage class"; return 1; }
+  wait_for "$NODE_COUNT nodes Ready" 60 all_nodes_ready || { FAILED_BECAUSE="nodes not Ready"; return 1; }
+  wait_for "default ServiceAccount" 60 kc get serviceaccount default -n default || { FAILED_BECAUSE="no default ServiceAccount"; return 1; }
+  wait_for "metrics API (metrics.k8s.io)" 90 kc get --raw /apis/metrics.k8s.io/v1beta1/nodes \
+    || { FAILED_BECAUSE="metrics API not available"; return 1; }
+}
+
 do_up() {
   local t0=$SECONDS
   if is_healthy; then
@@ -277,23 +298,17 @@ do_up() {
   log "checking kwokctl dry-run for downloads"
   check_dry_run >/dev/null
 
-  log "starting cluster $CLUSTER_NAME (kwokctl binary runtime, 127.0.0.1 only)"
-  if ! kwokctl_create >"$STATE_DIR/kwokctl-create.log" 2>&1; then
-    cat "$STATE_DIR/kwokctl-create.log" >&2
-    up_failed "kwokctl create cluster failed"
+  # kwokctl starts every component at once and supervises none: one that reached for the
+  # apiserver before it listened (seen: metrics-server panicking on "connection refused")
+  # stays dead. A second, fresh attempt is cheaper than reviving it by hand.
+  if ! create_and_wait; then
+    log "attempt 1 failed: $FAILED_BECAUSE; starting again from scratch"
+    dump_logs
+    do_down
+    link_tools
+    write_kwokctl_config "$KWOKCTL_CONFIG"
+    create_and_wait || up_failed "$FAILED_BECAUSE"
   fi
-  "$K8S_BIN/kubectl" --kubeconfig "$KWOK_CLUSTER_DIR/kubeconfig.yaml" config view --raw --flatten \
-    >"$KUBECONFIG_FILE.tmp"
-  mv "$KUBECONFIG_FILE.tmp" "$KUBECONFIG_FILE"
-  chmod 600 "$KUBECONFIG_FILE"
-
-  wait_for "apiserver ready" 60 kc get --raw /readyz || up_failed "apiserver not ready"
-  kc apply -f "$HACK_DIR/manifests/nodes.yaml" -f "$HACK_DIR/manifests/storageclass.yaml" >/dev/null \
-    || up_failed "could not create nodes/storage class"
-  wait_for "$NODE_COUNT nodes Ready" 60 all_nodes_ready || up_failed "nodes not Ready"
-  wait_for "default ServiceAccount" 60 kc get serviceaccount default -n default || up_failed "no default ServiceAccount"
-  wait_for "metrics API (metrics.k8s.io)" 90 kc get --raw /apis/metrics.k8s.io/v1beta1/nodes \
-    || up_failed "metrics API not available"
   log "cluster is up in $(( SECONDS - t0 ))s; tools in $BIN_DIR"
   export_line
 }
