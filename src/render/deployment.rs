@@ -42,9 +42,11 @@ impl AppTemplate {
     /// The template an existing Deployment of ours was rendered from (zone bits removed), so
     /// an older revision can be re-sized or re-placed after the spec has moved on.
     pub fn from_deployment(deployment: &Deployment) -> Option<Self> {
+        // Template first: the operator's own Deployment cache keeps none, and this runs for
+        // every cached Deployment of a CourseService on each reconcile.
+        let mut pod = deployment.spec.template.spec.clone()?;
         let labels = deployment.metadata.labels.as_ref()?;
         let revision = labels.get(labels::REVISION)?.clone();
-        let mut pod = deployment.spec.template.spec.clone()?;
         pod.affinity = None;
         pod.topology_spread_constraints = None;
         Some(Self { revision, pod, version: labels.get(labels::VERSION).cloned() })
