@@ -3,6 +3,7 @@
 
 mod analysis;
 mod children;
+mod fence;
 mod http;
 pub mod metrics;
 mod reconcile;
@@ -51,6 +52,20 @@ pub enum Error {
     ListPods { namespace: String, source: kube::Error },
     #[error("CourseService {0} has no namespace or uid")]
     MissingNamespace(String),
+}
+
+impl Error {
+    /// The write fence's refusal behind this failure, if that is what it was.
+    pub fn fenced(&self) -> Option<&fence::Fenced> {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(error) = cause {
+            if let Some(fenced) = error.downcast_ref::<fence::Fenced>() {
+                return Some(fenced);
+            }
+            cause = error.source();
+        }
+        None
+    }
 }
 
 /// Log output format.
@@ -132,6 +147,9 @@ fn init_tracing(args: &RunArgs) -> anyhow::Result<()> {
 /// of every cache together; at 100 per page the peak is a fifth of that, for 30 list requests
 /// instead of 6.
 const LIST_PAGE_SIZE: u32 = 100;
+
+/// Requests queued in front of the write fence (the fence needs a cloneable service below it).
+const FENCE_BUFFER: usize = 1024;
 
 fn list_config() -> watcher::Config {
     watcher::Config::default().page_size(LIST_PAGE_SIZE)
@@ -283,13 +301,22 @@ fn slim_deployment(deployment: &mut Deployment) {
 async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let config = kube::Config::infer().await?;
-    let client: Client =
-        ClientBuilder::try_from(config.clone())?.with_layer(&metrics::counting_layer(metrics.clone())).build();
-    // Lease renewals go through their own client so the request metrics show only the
-    // controller's own work (the steady-state zero-write check reads them).
-    let lease_client = Client::try_from(config)?;
+    // Lease renewals and the fence's Lease reads go through their own client so the request
+    // metrics show only the controller's own work (the steady-state zero-write check reads them).
+    let lease_client = Client::try_from(config.clone())?;
     let namespace = args.namespace.as_deref();
     let identity = args.identity.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let counted = ClientBuilder::try_from(config)?.with_layer(&metrics::counting_layer(metrics.clone()));
+    let client: Client = if args.no_leader_election {
+        counted.build()
+    } else {
+        // Every write waits for the fence; a denied one never reaches the apiserver (nor the count).
+        let fence = fence::LeaseFence::new(lease_client.clone(), &args.lease_namespace, &args.lease_name, &identity);
+        counted
+            .with_layer(&tower::buffer::BufferLayer::new(FENCE_BUFFER))
+            .with_layer(&fence::layer(Arc::new(fence)))
+            .build()
+    };
 
     // Leader election: every replica watches (warm caches), only the holder writes.
     let (_always_leader, leader, lease_task) = if args.no_leader_election {

@@ -16,7 +16,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use super::Error;
 use super::children::{self, ChildStores, Owner};
@@ -36,6 +36,8 @@ const PROGRESS_POLL: Duration = Duration::from_secs(15);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How soon a CourseService seen before the caches synced is looked at again.
 const CACHE_SYNC_POLL: Duration = Duration::from_millis(500);
+/// Look again this soon after the write fence held a reconcile back.
+const FENCE_RETRY: Duration = Duration::from_secs(1);
 
 /// Shared state of the controller.
 pub struct Context {
@@ -86,6 +88,15 @@ pub async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Acti
         return Ok(Action::requeue(CACHE_SYNC_POLL));
     }
     let result = reconcile_course(&cs, &ctx).await;
+    if let Err(error) = &result
+        && let Some(fenced) = error.fenced().filter(|f| f.lost_lead())
+    {
+        // The Lease is no longer confirmed ours: the write was held back. The lease manager
+        // turns the leader flag false on its next renewal; until then, look again shortly.
+        debug!(namespace = cs.namespace().unwrap_or_default(), name = cs.name_any(), %fenced, "reconcile held back");
+        ctx.metrics.reconciled(Outcome::Skipped, started.elapsed());
+        return Ok(Action::requeue(FENCE_RETRY));
+    }
     let outcome = match &result {
         Ok(Reconciled::Invalid) => Outcome::InvalidSpec,
         Ok(_) => Outcome::Success,
