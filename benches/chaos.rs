@@ -1106,10 +1106,12 @@ async fn failover_in(client: &Client, settings: &Settings, ns: &str, scenario: &
     let thawed = Instant::now();
     // Replica-b's own counter shows whether it wrote after the thaw.
     let mut after_thaw = 0.0;
+    let mut held_back = 0.0;
     let mut still_leader_ms = None;
     while thawed.elapsed() < Duration::from_secs(15) {
         if let Ok(m) = second.metrics().await {
             after_thaw = m.writes() - frozen_writes;
+            held_back = m.sum("course_operator_writes_fenced_total", "");
             if still_leader_ms.is_none() && m.sum("course_operator_leader", "") < 1.0 {
                 still_leader_ms = Some(thawed.elapsed().as_millis() as f64);
             }
@@ -1121,6 +1123,9 @@ async fn failover_in(client: &Client, settings: &Settings, ns: &str, scenario: &
         Err(e) => scenario.check(false, || format!("no takeover from a frozen leader: {e}")),
     }
     scenario.figure("thawed_leader_writes", after_thaw);
+    // Writes the thawed leader attempted and its fence held back (0 when the lease manager
+    // noticed the lost Lease before any reconcile ran).
+    scenario.figure("thawed_leader_writes_fenced", held_back);
     scenario.figure("thawed_leader_believed_it_led_ms", still_leader_ms.map_or(Value::Null, Value::from));
     scenario.check(after_thaw == 0.0, || {
         format!("double write: the frozen leader wrote {after_thaw} times after it was thawed while replica-c led")

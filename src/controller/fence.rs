@@ -22,7 +22,7 @@ use tower::BoxError;
 use tower::filter::{AsyncFilterLayer, AsyncPredicate};
 use tracing::{info, warn};
 
-use super::metrics::verb_of;
+use super::metrics::{Metrics, verb_of};
 
 /// Kept off the Lease's remaining time: clock skew between replicas and the time a write
 /// takes to reach the apiserver.
@@ -115,23 +115,26 @@ impl LeaseFence {
 
 /// A client layer that holds back every write request until the fence confirms the Lease.
 /// It needs a cloneable service below it (a buffer), as the check runs before the call.
-pub fn layer(fence: Arc<LeaseFence>) -> AsyncFilterLayer<WritesFenced> {
-    AsyncFilterLayer::new(WritesFenced(fence))
+pub fn layer(fence: Arc<LeaseFence>, metrics: Arc<Metrics>) -> AsyncFilterLayer<WritesFenced> {
+    AsyncFilterLayer::new(WritesFenced(fence, metrics))
 }
 
 /// The request check of [`layer`]: reads pass, writes wait for [`LeaseFence::confirm`].
 #[derive(Clone)]
-pub struct WritesFenced(Arc<LeaseFence>);
+pub struct WritesFenced(Arc<LeaseFence>, Arc<Metrics>);
 
 impl<B: Send + 'static> AsyncPredicate<Request<B>> for WritesFenced {
     type Future = BoxFuture<'static, Result<Request<B>, BoxError>>;
     type Request = Request<B>;
 
     fn check(&mut self, request: Request<B>) -> Self::Future {
-        let fence = self.0.clone();
+        let (fence, metrics) = (self.0.clone(), self.1.clone());
         Box::pin(async move {
-            if verb_of(&request).is_write() {
-                fence.confirm().await?;
+            if verb_of(&request).is_write()
+                && let Err(fenced) = fence.confirm().await
+            {
+                metrics.write_fenced();
+                return Err(fenced.into());
             }
             Ok(request)
         })

@@ -63,6 +63,7 @@ pub struct Metrics {
     reconcile_duration: Family<OutcomeLabel, Histogram>,
     api_requests: Family<VerbLabel, Counter>,
     watch_errors: Family<ResourceLabel, Counter>,
+    writes_fenced: Counter,
     leader: Gauge,
 }
 
@@ -75,6 +76,7 @@ impl Default for Metrics {
         });
         let api_requests = Family::<VerbLabel, Counter>::default();
         let watch_errors = Family::<ResourceLabel, Counter>::default();
+        let writes_fenced = Counter::default();
         let leader = Gauge::default();
         registry.register("reconciles", "CourseService reconciles by result", reconciles.clone());
         registry.register(
@@ -84,7 +86,7 @@ impl Default for Metrics {
         );
         registry.register(
             "api_requests",
-            "Kubernetes API requests made by the controller (leader-election lease renewals excluded), by verb",
+            "Kubernetes API requests made by the controller (leader-election Lease traffic excluded), by verb",
             api_requests.clone(),
         );
         registry.register(
@@ -92,8 +94,13 @@ impl Default for Metrics {
             "Failed list or watch requests of a cache, by resource (each cache retries on its own back-off)",
             watch_errors.clone(),
         );
+        registry.register(
+            "writes_fenced",
+            "Write requests held back because the leader Lease was not confirmed this replica's",
+            writes_fenced.clone(),
+        );
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
-        Self { registry, reconciles, reconcile_duration, api_requests, watch_errors, leader }
+        Self { registry, reconciles, reconcile_duration, api_requests, watch_errors, writes_fenced, leader }
     }
 }
 
@@ -113,6 +120,11 @@ impl Metrics {
     /// Records one failed list or watch request of the cache of `resource`.
     pub fn watch_error(&self, resource: &str) {
         self.watch_errors.get_or_create(&ResourceLabel { resource: resource.to_owned() }).inc();
+    }
+
+    /// Records one write request the fence held back.
+    pub fn write_fenced(&self) {
+        self.writes_fenced.inc();
     }
 
     /// Publishes leadership.

@@ -314,7 +314,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         let fence = fence::LeaseFence::new(lease_client.clone(), &args.lease_namespace, &args.lease_name, &identity);
         counted
             .with_layer(&tower::buffer::BufferLayer::new(FENCE_BUFFER))
-            .with_layer(&fence::layer(Arc::new(fence)))
+            .with_layer(&fence::layer(Arc::new(fence), metrics.clone()))
             .build()
     };
 

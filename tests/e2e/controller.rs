@@ -8,6 +8,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
@@ -287,6 +288,55 @@ async fn a_standby_takes_over_within_15_seconds_when_the_leader_dies() {
         let scale = serde_json::json!({"spec": {"replicas": 6}});
         api.patch_scale("catalog", &PatchParams::default(), &Patch::Merge(&scale)).await.expect("scale");
         wait_converged(&client, &ns, "catalog", &[2, 2, 2]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_leader_frozen_past_its_lease_writes_nothing_once_thawed() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("fence", |client, ns| async move {
+        let operator = Operator::start(&client, &ns, "frozen", &["--lease-duration-seconds", "4"]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0"})))
+            .await;
+        wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+        eventually(CONVERGE, "writes to settle", || async {
+            let first = operator.writes().await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            (operator.writes().await == first).then_some(())
+        })
+        .await;
+        let writes_before = operator.writes().await;
+
+        // Frozen past its Lease; meanwhile another holder takes the expired Lease (as a standby
+        // would) and the spec changes, so the thawed replica has queued work at once.
+        operator.signal("STOP");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+        let taken = serde_json::json!({"spec": {
+            "holderIdentity": "another-replica", "acquireTime": now, "renewTime": now, "leaseDurationSeconds": 60,
+        }});
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+        leases.patch("course-operator-leader", &PatchParams::default(), &Patch::Merge(&taken)).await.expect("lease");
+        api.patch("catalog", &PatchParams::default(), &Patch::Merge(&serde_json::json!({"spec": {"replicas": 6}})))
+            .await
+            .expect("spec change");
+        operator.signal("CONT");
+
+        eventually(Duration::from_secs(20), "the thawed replica to step down", || async {
+            (!operator.is_leader().await).then_some(())
+        })
+        .await;
+        // Give queued and retried reconciles time to try.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let writes = operator.writes().await - writes_before;
+        let held_back = operator.counter("course_operator_writes_fenced_total", "").await;
+        eprintln!("thawed leader: {writes} writes, {held_back} held back by the fence");
+        assert_eq!(writes, 0.0, "the thawed replica wrote while another held the Lease\n{}", operator.log());
+        let replicas: Vec<i32> =
+            app_deployments(&client, &ns, "catalog").await.values().map(|(spec, _)| *spec).collect();
+        assert_eq!(replicas, vec![1, 1, 1], "the Deployments changed without a leader");
     })
     .await;
 }

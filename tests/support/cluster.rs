@@ -291,6 +291,12 @@ impl Operator {
         let _ = self.process.wait();
     }
 
+    /// Sends a signal by name (`STOP` freezes the process, `CONT` thaws it).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([&format!("-{name}"), &self.process.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+    }
+
     /// SIGTERM and wait: a graceful stop that releases the Lease.
     pub fn terminate(&mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.process.id().to_string()]).status();
