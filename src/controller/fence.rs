@@ -28,22 +28,41 @@ use super::metrics::{Metrics, verb_of};
 /// takes to reach the apiserver.
 const MARGIN: Duration = Duration::from_secs(1);
 
+/// How long a read of the Lease may take before the write it holds back fails.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A refusal because the Lease is another's (or expired) is repeated without a new read for
+/// this long: reconciles retried in the meantime would otherwise each read the Lease.
+const REFUSAL_HOLD: Duration = Duration::from_secs(1);
+
 /// Why a write was refused.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Fenced {
     #[error("write fenced: the leader Lease is held by {0:?}")]
     NotHolder(Option<String>),
     #[error("write fenced: this replica's leader Lease has expired")]
     Expired,
     #[error("write fenced: could not read the leader Lease: {0}")]
-    Read(#[source] kube::Error),
+    Read(#[source] Arc<kube::Error>),
+    #[error("write fenced: reading the leader Lease took over {READ_TIMEOUT:?}")]
+    ReadTimedOut,
 }
 
 impl Fenced {
     /// True when another replica may be leading (rather than the Lease being unreadable).
     pub fn lost_lead(&self) -> bool {
-        !matches!(self, Self::Read(_))
+        matches!(self, Self::NotHolder(_) | Self::Expired)
     }
+}
+
+/// What the fence last concluded.
+enum Verdict {
+    /// Nothing yet, or the last read failed.
+    Unknown,
+    /// Writes go through without a new read until this instant.
+    TrustedUntil(Instant),
+    /// The Lease was not ours when read at this instant.
+    Refused(Instant, Fenced),
 }
 
 /// How long from `now` this replica may still write, judged from the Lease as last read:
@@ -69,8 +88,7 @@ pub struct LeaseFence {
     leases: Api<Lease>,
     name: String,
     identity: String,
-    /// Writes are let through until this instant without reading the Lease again.
-    trusted_until: Mutex<Option<Instant>>,
+    verdict: Mutex<Verdict>,
 }
 
 impl LeaseFence {
@@ -80,33 +98,40 @@ impl LeaseFence {
             leases: Api::namespaced(client, namespace),
             name: name.to_owned(),
             identity: identity.to_owned(),
-            trusted_until: Mutex::new(None),
+            verdict: Mutex::new(Verdict::Unknown),
         }
     }
 
     /// Ok when this replica holds the Lease for a while yet. Reads the Lease only when the
     /// previous confirmation has run out; concurrent callers wait for that one read.
     pub async fn confirm(&self) -> Result<(), Fenced> {
-        let mut trusted_until = self.trusted_until.lock().await;
-        if trusted_until.is_some_and(|until| Instant::now() < until) {
-            return Ok(());
+        let mut verdict = self.verdict.lock().await;
+        let now = Instant::now();
+        match &*verdict {
+            Verdict::TrustedUntil(until) if now < *until => return Ok(()),
+            Verdict::Refused(at, fenced) if now < *at + REFUSAL_HOLD => return Err(fenced.clone()),
+            _ => {}
         }
-        let asked = Instant::now();
-        let lease = self.leases.get_opt(&self.name).await.map_err(Fenced::Read)?;
-        let verdict = trusted_for(lease.as_ref().and_then(|l| l.spec.as_ref()), &self.identity, Timestamp::now());
-        match verdict {
+        let read = tokio::time::timeout(READ_TIMEOUT, self.leases.get_opt(&self.name)).await;
+        let lease = match read {
+            Ok(Ok(lease)) => lease,
+            Ok(Err(error)) => return Err(Fenced::Read(Arc::new(error))),
+            Err(_) => return Err(Fenced::ReadTimedOut),
+        };
+        match trusted_for(lease.as_ref().and_then(|l| l.spec.as_ref()), &self.identity, Timestamp::now()) {
             Ok(trusted) => {
-                if trusted_until.is_none() {
+                if !matches!(*verdict, Verdict::TrustedUntil(_)) {
                     info!(lease = %self.name, "writes confirmed by the leader Lease");
                 }
                 // Counted from before the read: the Lease may have been read late.
-                *trusted_until = Some(asked + trusted);
+                *verdict = Verdict::TrustedUntil(now + trusted);
                 Ok(())
             }
             Err(fenced) => {
-                if trusted_until.take().is_some() {
+                if matches!(*verdict, Verdict::TrustedUntil(_)) {
                     warn!(lease = %self.name, %fenced, "writes stopped: the leader Lease is not ours");
                 }
+                *verdict = Verdict::Refused(now, fenced.clone());
                 Err(fenced)
             }
         }
