@@ -79,7 +79,10 @@ struct Round {
     operator_deployments_ready_seconds: f64,
     raw_seconds: f64,
     raw_apply_seconds: f64,
-    /// operator_seconds / raw_seconds.
+    /// The later of `operator_seconds` and `operator_deployments_ready_seconds`, over
+    /// `raw_seconds`: the raw writer's clock stops at "every Deployment Ready", so the operator's
+    /// does too (its CourseServices may report Available earlier, from Ready endpoints or with
+    /// 0 replicas, before kube-controller-manager has written the Deployments' status).
     ratio: f64,
     /// API requests per CourseService until convergence, by verb.
     requests_per_course: BTreeMap<String, f64>,
@@ -509,7 +512,8 @@ async fn raw_round(
         round.raw_apply_seconds = applied.as_secs_f64();
         round.raw_seconds = common::secs_between(started, ready);
         round.raw_writes_per_course = writes as f64 / round.n as f64;
-        round.ratio = round.operator_seconds / round.raw_seconds.max(1e-9);
+        round.ratio =
+            round.operator_seconds.max(round.operator_deployments_ready_seconds) / round.raw_seconds.max(1e-9);
         progress(format!(
             "raw: applied in {:.1}s, every Deployment Ready at {:.1}s; operator/raw = {:.2}",
             round.raw_apply_seconds, round.raw_seconds, round.ratio
