@@ -1,12 +1,14 @@
 //! Write fencing: a replica writes only while the leader Lease is confirmed to be its own.
 //!
 //! The lease manager's leader flag turns false only when its next renewal fails. A leader
-//! frozen past its Lease (a stalled VM, SIGSTOP) and then thawed would otherwise write with the
-//! reconciles it had queued while another replica already leads. So every write request first
-//! asks the fence, which trusts the Lease only until the moment the other replicas would see it
-//! expire (its renew time plus its duration, less a margin). That moment is kept on the
-//! monotonic clock, which keeps counting while the process is frozen; once it has passed, the
-//! fence reads the Lease again before letting a write through.
+//! frozen past its Lease (SIGSTOP, a cgroup freeze, CPU starvation) and then thawed would
+//! otherwise write with the reconciles it had queued while another replica already leads. So
+//! every write request first asks the fence, which trusts the Lease only until the moment the
+//! other replicas would see it expire (its renew time plus its duration, less a margin). That
+//! moment is kept on the monotonic clock, which keeps counting while the process is frozen;
+//! once it has passed, the fence reads the Lease again before letting a write through. (A whole
+//! virtual machine paused by its host is different: its clocks may not advance during the
+//! pause, and the fence then trusts a window that has passed for everyone else.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,8 +117,14 @@ impl LeaseFence {
         let read = tokio::time::timeout(READ_TIMEOUT, self.leases.get_opt(&self.name)).await;
         let lease = match read {
             Ok(Ok(lease)) => lease,
-            Ok(Err(error)) => return Err(Fenced::Read(Arc::new(error))),
-            Err(_) => return Err(Fenced::ReadTimedOut),
+            Ok(Err(error)) => {
+                *verdict = Verdict::Unknown;
+                return Err(Fenced::Read(Arc::new(error)));
+            }
+            Err(_) => {
+                *verdict = Verdict::Unknown;
+                return Err(Fenced::ReadTimedOut);
+            }
         };
         match trusted_for(lease.as_ref().and_then(|l| l.spec.as_ref()), &self.identity, Timestamp::now()) {
             Ok(trusted) => {
