@@ -219,6 +219,24 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_is_found_behind_a_failed_apply() {
+        // The fence's error reaches the reconcile as kube's service error inside an apply error.
+        let error = crate::controller::Error::Apply {
+            kind: "Deployment",
+            namespace: "a".into(),
+            name: "b".into(),
+            source: kube::Error::Service(Box::new(Fenced::NotHolder(Some("c".into())))),
+        };
+        assert!(error.fenced().is_some_and(Fenced::lost_lead));
+        let unreadable = kube::Error::Service(Box::new(Fenced::ReadTimedOut));
+        let error = crate::controller::Error::Status { namespace: "a".into(), name: "b".into(), source: unreadable };
+        assert!(error.fenced().is_some_and(|f| !f.lost_lead()));
+        let other = kube::Error::Service("connection refused".into());
+        let error = crate::controller::Error::Status { namespace: "a".into(), name: "b".into(), source: other };
+        assert!(error.fenced().is_none());
+    }
+
+    #[test]
     fn renew_time_ahead_of_the_local_clock_counts_from_now() {
         // A Lease renewed "in the future" (the holder's clock runs ahead) is trusted no longer
         // than its duration from now.
