@@ -68,6 +68,16 @@ async fn wait_converged(client: &Client, ns: &str, name: &str, per_zone: &[i32])
     .await
 }
 
+/// Waits until the operator made no write for `quiet`.
+async fn writes_settled(operator: &Operator, quiet: Duration) {
+    eventually(CONVERGE, "writes to settle", || async {
+        let first = operator.writes().await;
+        tokio::time::sleep(quiet).await;
+        (operator.writes().await == first).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn create_makes_every_child_and_reports_available() {
     let _shared = CLUSTER.read().await;
@@ -240,12 +250,7 @@ async fn steady_state_makes_no_write_requests() {
         .await;
         wait_converged(&client, &ns, "catalog", &[2, 2, 2]).await;
         // Let trailing status updates land.
-        eventually(CONVERGE, "writes to settle", || async {
-            let first = operator.writes().await;
-            tokio::time::sleep(Duration::from_secs(6)).await;
-            (operator.writes().await == first).then_some(())
-        })
-        .await;
+        writes_settled(&operator, Duration::from_secs(6)).await;
 
         let idle: u64 = std::env::var("E2E_IDLE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
         let writes_before = operator.writes().await;
@@ -301,12 +306,7 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_once_thawed() {
         cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0"})))
             .await;
         wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
-        eventually(CONVERGE, "writes to settle", || async {
-            let first = operator.writes().await;
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            (operator.writes().await == first).then_some(())
-        })
-        .await;
+        writes_settled(&operator, Duration::from_secs(3)).await;
         let writes_before = operator.writes().await;
 
         // Frozen past its Lease; meanwhile another holder takes the expired Lease (as a standby
