@@ -20,8 +20,9 @@ struct Shared {
     leader: Arc<AtomicBool>,
 }
 
-/// Serves until the process ends. Readiness turns true once every cache has synced, on the
-/// leader and on standbys alike (a standby is ready to take over).
+/// Serves until the process ends. Readiness turns true once every cache has synced and the
+/// leader Lease has been reached, on the leader and on standbys alike (a standby is ready to
+/// take over).
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, ready: Arc<AtomicBool>, leader: Arc<AtomicBool>) {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
@@ -48,6 +49,6 @@ async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
     if shared.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, format!("ready ({role})"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced".to_owned())
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced or leader Lease not reached yet".to_owned())
     }
 }

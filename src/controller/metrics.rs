@@ -51,6 +51,20 @@ struct VerbLabel {
     verb: Verb,
 }
 
+/// Which step of the leader election a failed Lease request belonged to.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum ElectionPhase {
+    /// Reading or creating the Lease before taking part.
+    Join,
+    /// Acquiring, renewing or re-reading the Lease.
+    Renew,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: ElectionPhase,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResourceLabel {
     resource: String,
@@ -65,6 +79,7 @@ pub struct Metrics {
     watch_errors: Family<ResourceLabel, Counter>,
     writes_fenced: Counter,
     leader: Gauge,
+    leader_election_errors: Family<PhaseLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -78,6 +93,7 @@ impl Default for Metrics {
         let watch_errors = Family::<ResourceLabel, Counter>::default();
         let writes_fenced = Counter::default();
         let leader = Gauge::default();
+        let leader_election_errors = Family::<PhaseLabel, Counter>::default();
         registry.register("reconciles", "CourseService reconciles by result", reconciles.clone());
         registry.register(
             "reconcile_duration_seconds",
@@ -100,7 +116,21 @@ impl Default for Metrics {
             writes_fenced.clone(),
         );
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
-        Self { registry, reconciles, reconcile_duration, api_requests, watch_errors, writes_fenced, leader }
+        registry.register(
+            "leader_election_errors",
+            "Failed leader Lease requests by phase (each is retried with back-off; the process stays up)",
+            leader_election_errors.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_duration,
+            api_requests,
+            watch_errors,
+            writes_fenced,
+            leader,
+            leader_election_errors,
+        }
     }
 }
 
@@ -125,6 +155,11 @@ impl Metrics {
     /// Records one write request the fence held back.
     pub fn write_fenced(&self) {
         self.writes_fenced.inc();
+    }
+
+    /// Records one failed leader Lease request.
+    pub fn leader_election_error(&self, phase: ElectionPhase) {
+        self.leader_election_errors.get_or_create(&PhaseLabel { phase }).inc();
     }
 
     /// Publishes leadership.

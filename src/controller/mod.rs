@@ -5,6 +5,7 @@ mod analysis;
 mod children;
 mod fence;
 mod http;
+mod leadership;
 pub mod metrics;
 mod reconcile;
 
@@ -48,8 +49,6 @@ pub enum Error {
     Status { namespace: String, name: String, source: kube::Error },
     #[error("get {kind} {namespace}/{name}: {source}")]
     Get { kind: &'static str, namespace: String, name: String, source: kube::Error },
-    #[error("list the new revision's pods in {namespace}: {source}")]
-    ListPods { namespace: String, source: kube::Error },
     #[error("CourseService {0} has no namespace or uid")]
     MissingNamespace(String),
 }
@@ -236,19 +235,42 @@ where
     })
 }
 
-/// Memory: of a pending pod, the unschedulable-zone check reads labels, the creation time and
-/// the PodScheduled condition.
+/// Memory: of an application pod, the unschedulable-zone check reads labels, the creation
+/// time and the PodScheduled condition, and the rollout's restart limit the restart counts.
 fn slim_pod(pod: &mut Pod) {
     pod.metadata.managed_fields = None;
     pod.metadata.annotations = None;
     pod.metadata.owner_references = None;
     pod.spec = None;
+    let restarts = reconcile::restarts(pod);
     if let Some(status) = pod.status.as_mut() {
         *status = k8s_openapi::api::core::v1::PodStatus {
             conditions: status.conditions.take().map(|c| c.into_iter().filter(|c| c.type_ == "PodScheduled").collect()),
+            container_statuses: Some(vec![k8s_openapi::api::core::v1::ContainerStatus {
+                restart_count: restarts,
+                ..Default::default()
+            }]),
             ..Default::default()
         };
     }
+}
+
+/// What about an application pod matters to a reconcile: being unschedulable (and since when)
+/// and its restarts. Readiness reaches the operator through EndpointSlices instead, so a pod
+/// turning Ready triggers no second reconcile.
+fn pod_fingerprint(pod: &Pod) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let scheduled = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
+    scheduled
+        .map(|c| (&c.status, &c.reason, c.last_transition_time.as_ref().map(|t| t.0.as_second())))
+        .hash(&mut hasher);
+    reconcile::restarts(pod).hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Memory: of an EndpointSlice the rollout gates read which pods are Ready.
@@ -318,21 +340,21 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             .build()
     };
 
-    // Leader election: every replica watches (warm caches), only the holder writes.
-    let (_always_leader, leader, lease_task) = if args.no_leader_election {
-        let (sender, receiver) = watch::channel(true);
-        (Some(sender), receiver, None)
+    // Leader election: every replica watches (warm caches), only the holder writes. A refused
+    // Lease request is retried in the background; the replica stays up, not ready, not writing.
+    let (_always_leader, leader, joined, lease_task) = if args.no_leader_election {
+        let (leader_tx, leader) = watch::channel(true);
+        let (joined_tx, joined) = watch::channel(true);
+        (Some((leader_tx, joined_tx)), leader, joined, None)
     } else {
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(lease_client, &args.lease_name)
-            .with_namespace(&args.lease_namespace)
-            .with_identity(&identity)
-            .with_duration(args.lease_duration_seconds)
-            .with_grace(2)
-            .with_field_manager(format!("{}-lease", labels::MANAGER))
-            .build()
-            .await?;
-        let (receiver, task) = manager.watch().await;
-        (None, receiver, Some(task))
+        let election = leadership::Election {
+            lease_namespace: args.lease_namespace.clone(),
+            lease_name: args.lease_name.clone(),
+            identity: identity.clone(),
+            duration_seconds: args.lease_duration_seconds,
+        };
+        let started = leadership::start(lease_client, election, metrics.clone());
+        (None, started.leader, started.joined, Some(started.task))
     };
 
     // Caches: children are watched by our managed-by label only.
@@ -383,24 +405,23 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         .predicate_filter(node_fingerprint, Default::default());
     let node_events = retry_quietly("nodes".into(), metrics.clone(), node_events);
 
-    // Only pending application pods are cached (the field selector drops a pod from the cache
-    // once it runs), for the unschedulable-zone check: a handful, not the whole fleet.
-    let pending_config = list_config()
-        .labels(&format!(
-            "{}={},{}={}",
-            labels::MANAGED_BY,
-            labels::MANAGER,
-            labels::COMPONENT,
-            labels::Component::App.as_str()
-        ))
-        .fields("status.phase=Pending");
-    let (pending_pods, pending_writer) = reflector::store();
-    let pending_events = watcher(api::<Pod>(&client, namespace), pending_config)
+    // Application pods, slimmed to a few hundred bytes each; only changes that matter to a
+    // reconcile (unschedulable, restarts) trigger one.
+    let app_pods_config = list_config().labels(&format!(
+        "{}={},{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGER,
+        labels::COMPONENT,
+        labels::Component::App.as_str()
+    ));
+    let (app_pods, app_pods_writer) = reflector::store();
+    let app_pod_events = watcher(api::<Pod>(&client, namespace), app_pods_config)
         .modify(slim_pod)
         .default_backoff()
-        .reflect(pending_writer)
-        .applied_objects();
-    let pending_events = retry_quietly("pods".into(), metrics.clone(), pending_events);
+        .reflect(app_pods_writer)
+        .applied_objects()
+        .predicate_filter(pod_fingerprint, Default::default());
+    let app_pod_events = retry_quietly("pods".into(), metrics.clone(), app_pod_events);
 
     let (courses, courses_writer) = reflector::store();
     // The Controller itself waits on this store's readiness; a second waiter on the same store
@@ -421,19 +442,20 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     let controller = Controller::for_stream(course_events, courses.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency));
 
-    // Readiness: only once every cache has synced.
+    // Readiness: only once every cache has synced and the leader Lease has been reached.
     let ready = Arc::new(AtomicBool::new(false));
     {
+        let mut joined = joined;
         let ready = ready.clone();
         let c = children.clone();
         let nodes = nodes.clone();
-        let pending_pods = pending_pods.clone();
+        let app_pods = app_pods.clone();
         let endpoint_slices = endpoint_slices.clone();
         tokio::spawn(async move {
             let courses_synced = courses_listed.wait_for(|listed| *listed).await.is_ok();
             let synced = futures::future::try_join_all([
                 nodes.wait_until_ready().boxed(),
-                pending_pods.wait_until_ready().boxed(),
+                app_pods.wait_until_ready().boxed(),
                 endpoint_slices.wait_until_ready().boxed(),
                 c.deployments.wait_until_ready().boxed(),
                 c.statefulsets.wait_until_ready().boxed(),
@@ -448,7 +470,8 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
                 c.pvcs.wait_until_ready().boxed(),
             ])
             .await;
-            if courses_synced && synced.is_ok() {
+            let joined = joined.wait_for(|joined| *joined).await.is_ok();
+            if courses_synced && synced.is_ok() && joined {
                 info!("caches synced");
                 ready.store(true, Ordering::SeqCst);
             }
@@ -480,7 +503,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     let context = Arc::new(Context {
         client: client.clone(),
         nodes: nodes.clone(),
-        pending_pods,
+        app_pods,
         endpoint_slices,
         unschedulable: crate::zones::UnschedulablePolicy {
             after: Duration::from_secs(args.unschedulable_zone_seconds),
@@ -515,7 +538,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         .owns_stream(network_policy_events)
         .owns_stream(pvc_events)
         .watches_stream(node_events, all_courses)
-        .watches_stream(pending_events, |pod: Pod| course_of(&pod))
+        .watches_stream(app_pod_events, |pod: Pod| course_of(&pod))
         .watches_stream(endpoint_slice_events, |slice: EndpointSlice| course_of(&slice))
         .reconcile_all_on(leadership)
         .graceful_shutdown_on(shutdown_signal())
@@ -531,11 +554,10 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         .await;
 
     // Every leadership receiver is gone with the controller: the lease task releases the Lease.
-    if let Some(task) = lease_task {
-        match tokio::time::timeout(Duration::from_secs(5), task).map(|r| r.ok()).await {
-            Some(Ok(Ok(_))) => info!("leader lease released"),
-            other => warn!(?other, "leader lease not released cleanly"),
-        }
+    if let Some(task) = lease_task
+        && tokio::time::timeout(Duration::from_secs(5), task).await.is_err()
+    {
+        warn!("leader lease not released within 5 s");
     }
     info!("stopped");
     Ok(())
@@ -570,4 +592,49 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     info!("shutdown requested");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(ready: &str, scheduled: &str, restarts: &[i32]) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "catalog-a-1", "namespace": "shop", "labels": {"app.kubernetes.io/instance": "catalog"},
+                "annotations": {"big": "x"}},
+            "spec": {"containers": [{"name": "app", "image": "catalog:1"}]},
+            "status": {
+                "phase": "Running",
+                "conditions": [
+                    {"type": "Ready", "status": ready},
+                    {"type": "PodScheduled", "status": scheduled, "reason": "Unschedulable"},
+                ],
+                "containerStatuses": restarts.iter().enumerate().map(|(i, r)| serde_json::json!({
+                    "name": format!("c{i}"), "image": "catalog:1", "imageID": "", "ready": true, "restartCount": r,
+                })).collect::<Vec<_>>(),
+            },
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_slim_pod_keeps_its_labels_scheduling_and_restarts_only() {
+        let mut slim = pod("True", "False", &[2, 3]);
+        slim_pod(&mut slim);
+        assert_eq!(reconcile::restarts(&slim), 5);
+        assert!(slim.spec.is_none() && slim.metadata.annotations.is_none());
+        let status = slim.status.as_ref().expect("status");
+        let kept: Vec<&str> = status.conditions.iter().flatten().map(|c| c.type_.as_str()).collect();
+        assert_eq!(kept, ["PodScheduled"]);
+        assert_eq!(status.phase, None);
+        assert_eq!(slim.labels().get(labels::INSTANCE).map(String::as_str), Some("catalog"));
+    }
+
+    #[test]
+    fn only_scheduling_and_restarts_change_a_pods_fingerprint() {
+        let base = pod_fingerprint(&pod("False", "False", &[0]));
+        assert_eq!(base, pod_fingerprint(&pod("True", "False", &[0])), "readiness comes from EndpointSlices");
+        assert_ne!(base, pod_fingerprint(&pod("False", "True", &[0])), "scheduled");
+        assert_ne!(base, pod_fingerprint(&pod("False", "False", &[1])), "restarted");
+    }
 }

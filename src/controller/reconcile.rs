@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -22,7 +22,7 @@ use super::Error;
 use super::children::{self, ChildStores, Owner};
 use super::metrics::{Metrics, Outcome};
 use crate::api::{CourseService, RolloutPhase};
-use crate::labels::{self, Component};
+use crate::labels;
 use crate::plan::{self, Observed, ObservedStatefulSet};
 use crate::render::deployment::AppTemplate;
 use crate::render::mongo::{self, DatabaseCredentials};
@@ -43,8 +43,9 @@ const FENCE_RETRY: Duration = Duration::from_secs(1);
 pub struct Context {
     pub client: Client,
     pub nodes: Store<Node>,
-    /// Pending application pods (all CourseServices), for the unschedulable-zone check.
-    pub pending_pods: Store<Pod>,
+    /// Application pods (all CourseServices), slimmed to what the unschedulable-zone check and
+    /// the rollout's restart limit read.
+    pub app_pods: Store<Pod>,
     /// EndpointSlices of the operator's Services (all CourseServices).
     pub endpoint_slices: Store<EndpointSlice>,
     pub unschedulable: UnschedulablePolicy,
@@ -151,7 +152,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     let unschedulable = zones::unschedulable_zones(
         &zones,
         cs.status.as_ref().map_or(&[][..], |s| &s.zones),
-        &unschedulable_pods(&ctx.pending_pods, &namespace, &name),
+        &unschedulable_pods(&ctx.app_pods, &namespace, &name),
         now,
         ctx.unschedulable,
     );
@@ -170,14 +171,14 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         Some(analysis) => Some(super::analysis::check(analysis).await),
         None => None,
     };
-    // Restart counts live on pods, which the operator does not cache: it lists the new
-    // revision's pods only while a rollout of that revision is under way.
+    // Restarts count only once a rollout of this revision is under way (not from pods a
+    // retried or re-applied revision left behind before it started).
     let rolling_out = previous.is_some_and(|r| {
         r.new_revision.as_deref() == Some(new_revision.as_str())
             && r.stable_revision.as_deref() != Some(new_revision.as_str())
             && matches!(r.phase, RolloutPhase::Progressing | RolloutPhase::Paused)
     });
-    let new_pod_restarts = if rolling_out { new_pod_restarts(ctx, &namespace, &name, &new_revision).await? } else { 0 };
+    let new_pod_restarts = if rolling_out { most_restarts(&ctx.app_pods, &namespace, &name, &new_revision) } else { 0 };
     let observed = Observed {
         new_pod_restarts,
         analysis,
@@ -332,9 +333,8 @@ fn ready_endpoints<'a>(
 }
 
 /// The pods of one CourseService the scheduler has reported unschedulable, with their zone.
-fn unschedulable_pods(pending: &Store<Pod>, namespace: &str, instance: &str) -> Vec<UnschedulablePod> {
-    pending
-        .state()
+fn unschedulable_pods(pods: &Store<Pod>, namespace: &str, instance: &str) -> Vec<UnschedulablePod> {
+    pods.state()
         .iter()
         .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
         .filter(|pod| pod.labels().get(labels::INSTANCE).map(String::as_str) == Some(instance))
@@ -349,24 +349,22 @@ fn unschedulable_pods(pending: &Store<Pod>, namespace: &str, instance: &str) -> 
         .collect()
 }
 
-/// Most restarts of any pod (all its containers) of `revision`.
-async fn new_pod_restarts(ctx: &Context, namespace: &str, instance: &str, revision: &str) -> Result<i32, Error> {
-    let mut selector = labels::selector(instance, Component::App);
-    selector.insert(labels::REVISION.to_owned(), revision.to_owned());
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&labels::to_selector_string(&selector)))
-        .await
-        .map_err(|source| Error::ListPods { namespace: namespace.to_owned(), source })?;
-    Ok(list
-        .items
+/// Most restarts of any pod (all its containers) of `revision`, from the app pod cache.
+fn most_restarts(pods: &Store<Pod>, namespace: &str, instance: &str, revision: &str) -> i32 {
+    pods.state()
         .iter()
-        .map(|pod| {
-            let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
-            statuses.map_or(0, |c| c.iter().map(|c| c.restart_count).sum())
-        })
+        .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|pod| pod.labels().get(labels::INSTANCE).map(String::as_str) == Some(instance))
+        .filter(|pod| pod.labels().get(labels::REVISION).map(String::as_str) == Some(revision))
+        .map(|pod| restarts(pod))
         .max()
-        .unwrap_or(0))
+        .unwrap_or(0)
+}
+
+/// Restarts of every container of a pod together.
+pub fn restarts(pod: &Pod) -> i32 {
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+    statuses.map_or(0, |c| c.iter().map(|c| c.restart_count).sum())
 }
 
 fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, namespace: &str, uid: &str) -> bool {

@@ -360,3 +360,47 @@ async fn graceful_shutdown_releases_the_lease() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_operator_started_before_its_rbac_waits_and_leads_without_a_restart() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("rbac-late", |client, ns| async move {
+        // The ServiceAccount has no permission yet: every Lease request is refused.
+        assert!(
+            !cluster::allowed(&client, &ns, "coordination.k8s.io", "leases", "update").await,
+            "the ServiceAccount may already update Leases: the test would prove nothing"
+        );
+        let mut operator = Operator::spawn(&ns, "early", &[]);
+        let refusals = eventually(Duration::from_secs(20), "refused Lease requests counted", || async {
+            let refused = operator.counter("course_operator_leader_election_errors_total", "phase=\"Join\"").await;
+            (refused >= 2.0).then_some(refused)
+        })
+        .await;
+        assert!(operator.is_running(), "the operator exited on a refused Lease request\n{}", operator.log());
+        let (code, body) = operator.get("/readyz").await.expect("/readyz answers");
+        assert_eq!(code, 503, "ready before it could reach its Lease: {body}");
+        assert_eq!(operator.get("/healthz").await.map(|(code, _)| code), Some(200), "not live while waiting");
+        assert!(!operator.is_leader().await, "leads without a Lease");
+        eprintln!("{refusals} refused Lease requests before the binding");
+
+        cluster::bind_service_account(&client, &ns).await;
+        let bound = Instant::now();
+        eventually(Duration::from_secs(30), "the operator to lead once bound", || async {
+            operator.is_leader().await.then_some(())
+        })
+        .await;
+        operator.wait_ready(Duration::from_secs(30)).await;
+        eprintln!("led {:?} after the binding took effect", bound.elapsed());
+        assert!(operator.is_running(), "the operator exited (the harness never restarts it)\n{}", operator.log());
+
+        // And it does its job.
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0"})))
+            .await;
+        wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+        let holder = leases.get("course-operator-leader").await.expect("lease").spec.and_then(|s| s.holder_identity);
+        assert_eq!(holder.as_deref(), Some("early"));
+    })
+    .await;
+}

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -151,9 +152,23 @@ async fn ensure_cluster_roles(client: &Client) {
     .await;
 }
 
-/// Binds the operator's roles to ServiceAccount `course-operator` in `namespace`. The
+/// The user the operator runs as in `namespace`, and its groups.
+fn service_account_user(namespace: &str) -> (String, Vec<String>) {
+    (
+        format!("system:serviceaccount:{namespace}:course-operator"),
+        vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".into(),
+        ],
+    )
+}
+
+/// Binds the operator's roles to ServiceAccount `course-operator` in `namespace` and waits
+/// until the apiserver's authorizer grants them (RBAC takes effect asynchronously, so a
+/// process started right after the binding can otherwise be refused). The
 /// ClusterRoleBinding is owned by the Namespace, so it goes when the namespace goes.
-async fn bind_service_account(client: &Client, namespace: &str) {
+pub async fn bind_service_account(client: &Client, namespace: &str) {
     ensure_cluster_roles(client).await;
     let ns: Namespace = Api::all(client.clone()).get(namespace).await.expect("namespace exists");
     let owner = serde_json::json!([{
@@ -181,6 +196,35 @@ async fn bind_service_account(client: &Client, namespace: &str) {
         "subjects": subject,
     }))
     .await;
+    // One permission from each binding: the Lease (RoleBinding) and the children (ClusterRoleBinding).
+    for (group, resource, verb) in [
+        ("coordination.k8s.io", "leases", "update"),
+        ("apps", "deployments", "patch"),
+        ("microcourses.io", "courseservices", "watch"),
+    ] {
+        eventually(Duration::from_secs(30), &format!("RBAC to allow {verb} {resource}"), || async {
+            allowed(client, namespace, group, resource, verb).await.then_some(())
+        })
+        .await;
+    }
+}
+
+/// Whether the apiserver's authorizer lets the operator's ServiceAccount in `namespace` do
+/// `verb` on `resource` there (a SubjectAccessReview).
+pub async fn allowed(client: &Client, namespace: &str, group: &str, resource: &str, verb: &str) -> bool {
+    let (user, groups) = service_account_user(namespace);
+    let review: SubjectAccessReview = serde_json::from_value(serde_json::json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user, "groups": groups,
+            "resourceAttributes": {"namespace": namespace, "group": group, "resource": resource, "verb": verb},
+        },
+    }))
+    .expect("SubjectAccessReview object");
+    Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .is_ok_and(|r| r.status.is_some_and(|s| s.allowed))
 }
 
 /// A kubeconfig like the current one, impersonating the operator's ServiceAccount.
@@ -194,15 +238,12 @@ fn impersonating_kubeconfig(namespace: &str, dir: &std::path::Path) -> PathBuf {
         .and_then(|c| c.context.as_ref())
         .map(|c| c.user.clone())
         .expect("current context has a user");
+    let (sa_user, sa_groups) = service_account_user(namespace);
     for auth in &mut config.auth_infos {
         if Some(&auth.name) == user.as_ref() {
             let info = auth.auth_info.get_or_insert_default();
-            info.impersonate = Some(format!("system:serviceaccount:{namespace}:course-operator"));
-            info.impersonate_groups = Some(vec![
-                "system:serviceaccounts".into(),
-                format!("system:serviceaccounts:{namespace}"),
-                "system:authenticated".into(),
-            ]);
+            info.impersonate = Some(sa_user.clone());
+            info.impersonate_groups = Some(sa_groups.clone());
         }
     }
     let path = dir.join("kubeconfig");
@@ -215,10 +256,18 @@ fn free_port() -> u16 {
 }
 
 impl Operator {
-    /// Starts the operator watching `namespace` (its Lease lives there too) and waits until it
-    /// reports ready. `extra` adds command-line options.
+    /// Starts the operator watching `namespace` (its Lease lives there too) once its RBAC is
+    /// in effect, and waits until it reports ready. `extra` adds command-line options.
     pub async fn start(client: &Client, namespace: &str, identity: &str, extra: &[&str]) -> Self {
         bind_service_account(client, namespace).await;
+        let operator = Self::spawn(namespace, identity, extra);
+        operator.wait_ready(Duration::from_secs(60)).await;
+        operator
+    }
+
+    /// Starts the operator process as the ServiceAccount of `namespace` without binding its
+    /// roles and without waiting.
+    pub fn spawn(namespace: &str, identity: &str, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("course-operator-e2e-{namespace}-{identity}"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let kubeconfig = impersonating_kubeconfig(namespace, &dir);
@@ -237,12 +286,15 @@ impl Operator {
             .stderr(log)
             .spawn()
             .expect("operator binary starts");
-        let operator = Self { process, metrics_port, _dir: tempdir::Dir(dir) };
-        eventually(Duration::from_secs(60), "operator /readyz", || async {
-            operator.get("/readyz").await.filter(|(code, _)| *code == 200).map(|_| ())
+        Self { process, metrics_port, _dir: tempdir::Dir(dir) }
+    }
+
+    /// Waits until /readyz answers 200.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        eventually(timeout, "operator /readyz", || async {
+            self.get("/readyz").await.filter(|(code, _)| *code == 200).map(|_| ())
         })
         .await;
-        operator
     }
 
     /// The operator's log so far (for assertion messages).
