@@ -95,6 +95,8 @@ fn validate_spec(spec: &CourseServiceSpec, e: &mut Errors) {
         });
     }
 
+    validate_placement(spec, e);
+
     if let Some(resources) = &spec.resources {
         validate_resources(resources, e);
     }
@@ -122,6 +124,55 @@ fn validate_spec(spec: &CourseServiceSpec, e: &mut Errors) {
     e.range(spec.disruption.max_unavailable, 1, 1000, "spec.disruption.maxUnavailable");
     validate_strategy(spec, e);
     validate_data(spec, e);
+}
+
+/// What the apiserver would refuse in a pod's nodeSelector and tolerations, caught before any
+/// child is written (a refused pod template would otherwise fail every apply).
+fn validate_placement(spec: &CourseServiceSpec, e: &mut Errors) {
+    e.check(spec.node_selector.len() <= 20, "spec.nodeSelector", || {
+        format!("may hold at most 20 labels, got {}", spec.node_selector.len())
+    });
+    e.check(spec.tolerations.len() <= 20, "spec.tolerations", || {
+        format!("may hold at most 20 tolerations, got {}", spec.tolerations.len())
+    });
+    for (key, value) in &spec.node_selector {
+        let field = format!("spec.nodeSelector[{key:?}]");
+        e.pattern(is_label_key(key), key, &field, "a label key like kubernetes.azure.com/agentpool");
+        e.pattern(is_label_value(value), value, &field, "a label value (at most 63 letters, digits, '-', '_', '.')");
+    }
+    for (i, t) in spec.tolerations.iter().enumerate() {
+        let field = format!("spec.tolerations[{i}]");
+        let operator = t.operator.as_deref().unwrap_or("Equal");
+        e.check(matches!(operator, "Equal" | "Exists"), &format!("{field}.operator"), || {
+            format!("{operator:?} must be Equal or Exists")
+        });
+        let effect = t.effect.as_deref().unwrap_or_default();
+        e.check(
+            matches!(effect, "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute"),
+            &format!("{field}.effect"),
+            || format!("{effect:?} must be NoSchedule, PreferNoSchedule or NoExecute (or empty for all)"),
+        );
+        let key = t.key.as_deref().unwrap_or_default();
+        e.check(!key.is_empty() || operator == "Exists", &format!("{field}.key"), || {
+            "may be empty only with operator Exists".into()
+        });
+        if !key.is_empty() {
+            e.pattern(
+                is_label_key(key),
+                key,
+                &format!("{field}.key"),
+                "a taint key like kubernetes.azure.com/scalesetpriority",
+            );
+        }
+        e.check(
+            operator != "Exists" || t.value.as_deref().unwrap_or_default().is_empty(),
+            &format!("{field}.value"),
+            || "must be empty with operator Exists".into(),
+        );
+        e.check(t.toleration_seconds.is_none() || effect == "NoExecute", &format!("{field}.tolerationSeconds"), || {
+            "is only allowed with effect NoExecute".into()
+        });
+    }
 }
 
 fn validate_strategy(spec: &CourseServiceSpec, e: &mut Errors) {
@@ -320,6 +371,41 @@ fn is_dns1035_label(s: &str) -> bool {
         && bytes[bytes.len() - 1] != b'-'
 }
 
+/// A label name: alphanumerics, '-', '_', '.', starting and ending alphanumeric, at most 63.
+fn is_label_name(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A label key: a name with an optional DNS-subdomain prefix (`prefix/name`).
+fn is_label_key(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((prefix, name)) => {
+            prefix.len() <= 253 && prefix.split('.').all(|part| is_dns1123_label(part)) && is_label_name(name)
+        }
+        None => is_label_name(s),
+    }
+}
+
+/// A label value: empty or a label name.
+fn is_label_value(s: &str) -> bool {
+    s.is_empty() || is_label_name(s)
+}
+
+fn is_dns1123_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let edge = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.first().is_some_and(edge)
+        && bytes.last().is_some_and(edge)
+        && bytes.iter().all(|b| edge(b) || *b == b'-')
+}
+
 fn is_zone_name(s: &str) -> bool {
     let bytes = s.as_bytes();
     let edge = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
@@ -353,6 +439,17 @@ mod tests {
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn label_keys_take_an_optional_dns_prefix() {
+        for good in ["app", "kubernetes.azure.com/agentpool", "kwok.x-k8s.io/node", "a_b.c-d"] {
+            assert!(is_label_key(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "Example.com/x", "a/b/c", "a/", "/a", &"x".repeat(64)] {
+            assert!(!is_label_key(bad), "{bad}");
+        }
+        assert!(is_label_value("") && is_label_value("courses") && !is_label_value("a b"));
     }
 
     #[test]

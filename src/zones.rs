@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Taint, Toleration};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
@@ -144,6 +144,35 @@ fn node_is_usable(node: &Node) -> bool {
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|conds| conds.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     schedulable && ready
+}
+
+/// Whether pods placed by `node_selector` and `tolerations` may be scheduled on `node`: it
+/// carries every selected label and each of its NoSchedule/NoExecute taints is tolerated
+/// (PreferNoSchedule only steers the scheduler). A zone counts for a CourseService only
+/// through such nodes: a tainted node pool staying Ready in a zone must not hide that the
+/// nodes its pods can use there are gone.
+pub fn admits(node: &Node, node_selector: &BTreeMap<String, String>, tolerations: &[Toleration]) -> bool {
+    let node_labels = node.metadata.labels.as_ref();
+    let selected = node_selector.iter().all(|(key, value)| node_labels.and_then(|l| l.get(key)) == Some(value));
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    selected
+        && taints
+            .iter()
+            .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+            .all(|taint| tolerations.iter().any(|t| tolerates(t, taint)))
+}
+
+/// The scheduler's rule: an empty key with `Exists` tolerates every taint; an empty effect
+/// every effect; `Exists` any value, `Equal` (the default) the same value.
+fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    let exists = toleration.operator.as_deref() == Some("Exists");
+    let key = match toleration.key.as_deref() {
+        None | Some("") => exists,
+        Some(key) => key == taint.key,
+    };
+    let effect = toleration.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
+    let value = exists || toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default();
+    key && effect && value
 }
 
 /// A pod of one CourseService that the scheduler reports it cannot place.
@@ -320,6 +349,51 @@ pub fn pace(split: &ZoneSplit, observed: &BTreeMap<Zone, ZoneObserved>, max_unav
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn tainted(labels: &[(&str, &str)], taints: &[(&str, &str, &str)]) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n", "labels": labels.iter().copied().collect::<BTreeMap<_, _>>()},
+            "spec": {"taints": taints.iter().map(|(key, value, effect)| serde_json::json!({
+                "key": key, "value": value, "effect": effect,
+            })).collect::<Vec<_>>()},
+        }))
+        .unwrap_or_default()
+    }
+
+    fn toleration(key: &str, operator: &str, value: &str, effect: &str) -> Toleration {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Toleration {
+            key: some(key),
+            operator: some(operator),
+            value: some(value),
+            effect: some(effect),
+            ..Toleration::default()
+        }
+    }
+
+    #[test]
+    fn a_node_admits_pods_that_select_its_labels_and_tolerate_its_scheduling_taints() {
+        let pool = [("kubernetes.azure.com/agentpool", "courses")];
+        let none = BTreeMap::new();
+        let select_pool: BTreeMap<String, String> = pool.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        assert!(admits(&tainted(&pool, &[]), &none, &[]), "no settings: any untainted node");
+        assert!(admits(&tainted(&pool, &[]), &select_pool, &[]));
+        assert!(!admits(&tainted(&[], &[]), &select_pool, &[]), "selected label missing");
+        let kwok = tainted(&[], &[("kwok.x-k8s.io/node", "fake", "NoSchedule")]);
+        assert!(!admits(&kwok, &none, &[]), "an untolerated NoSchedule taint");
+        assert!(admits(&kwok, &none, &[toleration("kwok.x-k8s.io/node", "Exists", "", "NoSchedule")]));
+        assert!(admits(&kwok, &none, &[toleration("kwok.x-k8s.io/node", "Equal", "fake", "")]), "empty effect: all");
+        assert!(
+            admits(&kwok, &none, &[toleration("kwok.x-k8s.io/node", "", "fake", "NoSchedule")]),
+            "Equal by default"
+        );
+        assert!(!admits(&kwok, &none, &[toleration("kwok.x-k8s.io/node", "Equal", "real", "NoSchedule")]), "value");
+        assert!(!admits(&kwok, &none, &[toleration("kwok.x-k8s.io/node", "Exists", "", "NoExecute")]), "effect");
+        assert!(!admits(&kwok, &none, &[toleration("other", "Exists", "", "")]), "key");
+        assert!(admits(&kwok, &none, &[toleration("", "Exists", "", "")]), "empty key with Exists: every taint");
+        let soft = tainted(&[], &[("spot", "true", "PreferNoSchedule")]);
+        assert!(admits(&soft, &none, &[]), "PreferNoSchedule does not keep pods off");
+    }
 
     fn zones(spec: &[(&str, bool)]) -> Vec<ZoneHealth> {
         spec.iter().map(|(n, h)| ZoneHealth { zone: Zone::Named((*n).to_owned()), healthy: *h }).collect()

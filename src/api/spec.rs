@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
@@ -66,6 +66,20 @@ pub struct CourseServiceSpec {
     #[schemars(length(max = 16), inner(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub zones: Vec<String>,
+
+    /// Nodes the application, cache and database pods may run on: every label here must be on
+    /// the node (as a pod's nodeSelector), e.g. an AKS node pool
+    /// (`kubernetes.azure.com/agentpool: courses`). Zones are judged by these nodes only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 20))]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Taints the application, cache and database pods tolerate (as a pod's tolerations), e.g.
+    /// a dedicated node pool's `NoSchedule` taint. Zones are judged by the nodes whose
+    /// scheduling taints these tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub tolerations: Vec<Toleration>,
 
     /// Compute resources of each application container.
     #[serde(default, skip_serializing_if = "Option::is_none")]

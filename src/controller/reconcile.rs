@@ -143,7 +143,13 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     plan::count_ready_endpoints(&mut deployments, ready_endpoints(&slices, &namespace, &name));
     let new_revision = crate::render::deployment::app_template(&crate::render::Context::new(cs)).revision;
     older_templates(ctx, &namespace, &name, &new_revision, &mut deployments).await?;
-    let mut inventory = ZoneInventory::from_nodes(nodes.iter().map(AsRef::as_ref));
+    // Zones as this CourseService's pods see them: only nodes they may be scheduled on count.
+    let mut inventory = ZoneInventory::from_nodes(
+        nodes
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|node| zones::admits(node, &cs.spec.node_selector, &cs.spec.tolerations)),
+    );
     for zone in deployments.values().map(|d| d.zone.as_str()).filter(|z| *z != Zone::Anywhere.slug()) {
         inventory.remember(zone);
     }

@@ -101,7 +101,7 @@ fn pod_spec(ctx: &Context<'_>) -> PodSpec {
         ..Probe::default()
     };
     let probes = spec.probes.clone().unwrap_or_default();
-    PodSpec {
+    ctx.placed(PodSpec {
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(30),
@@ -133,7 +133,7 @@ fn pod_spec(ctx: &Context<'_>) -> PodSpec {
             ..Volume::default()
         }]),
         ..PodSpec::default()
-    }
+    })
 }
 
 /// The wiring the operator provides (port, cache, database), then the user's variables.

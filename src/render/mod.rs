@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, PodSpec, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -57,6 +57,18 @@ impl<'a> Context<'a> {
             labels: Some(all),
             owner_references: self.owner.clone().map(|o| vec![o]),
             ..ObjectMeta::default()
+        }
+    }
+
+    /// A pod spec placed where `spec.nodeSelector` and `spec.tolerations` allow: every pod the
+    /// operator renders (app, cache, database, Jobs) goes through here, so none lands on nodes
+    /// the platform team kept it off. Empty settings add nothing (the revision stays the same).
+    pub fn placed(&self, pod: PodSpec) -> PodSpec {
+        let spec = &self.cs.spec;
+        PodSpec {
+            node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+            tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+            ..pod
         }
     }
 }

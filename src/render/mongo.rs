@@ -616,7 +616,7 @@ fn mongo_pod(ctx: &Context<'_>, main: Container, init: Container, mut volumes: V
     volumes.extend(keyfile_volumes(ctx));
     volumes.push(empty_dir(TMP_VOLUME));
     volumes.push(empty_dir(CONFIGDB_VOLUME));
-    PodSpec {
+    ctx.placed(PodSpec {
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         // A primary steps down (up to 10 s) and flushes before it exits.
@@ -626,7 +626,7 @@ fn mongo_pod(ctx: &Context<'_>, main: Container, init: Container, mut volumes: V
         containers: vec![main],
         volumes: Some(volumes),
         ..PodSpec::default()
-    }
+    })
 }
 
 /// StatefulSet `<name>-db`: one pod per data member, each with its own volume.
@@ -773,7 +773,7 @@ pub fn init_job(ctx: &Context<'_>, db: &DatabaseSpec) -> Job {
         volume_mounts: Some(vec![mount(INIT_CONFIG_VOLUME, INIT_CONFIG_MOUNT, true), mount(TMP_VOLUME, "/tmp", false)]),
         ..Container::default()
     };
-    let pod = PodSpec {
+    let pod = ctx.placed(PodSpec {
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         restart_policy: Some("Never".to_owned()),
@@ -791,7 +791,7 @@ pub fn init_job(ctx: &Context<'_>, db: &DatabaseSpec) -> Job {
             empty_dir(TMP_VOLUME),
         ]),
         ..PodSpec::default()
-    };
+    });
     Job {
         metadata: meta,
         spec: Some(JobSpec {
@@ -846,7 +846,7 @@ pub fn backup_cron_job(ctx: &Context<'_>, db: &DatabaseSpec, backup: &BackupSpec
         volume_mounts: Some(vec![mount(BACKUP_VOLUME, BACKUP_MOUNT, false), mount(TMP_VOLUME, "/tmp", false)]),
         ..Container::default()
     };
-    let pod = PodSpec {
+    let pod = ctx.placed(PodSpec {
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         restart_policy: Some("Never".to_owned()),
@@ -864,7 +864,7 @@ pub fn backup_cron_job(ctx: &Context<'_>, db: &DatabaseSpec, backup: &BackupSpec
             empty_dir(TMP_VOLUME),
         ]),
         ..PodSpec::default()
-    };
+    });
     CronJob {
         metadata: meta.clone(),
         spec: CronJobSpec {

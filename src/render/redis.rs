@@ -398,7 +398,7 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Volume::default()
     };
-    let pod = PodSpec {
+    let pod = ctx.placed(PodSpec {
         automount_service_account_token: Some(false),
         // Service links would inject REDIS_PORT=tcp://… for a Service named `redis`.
         enable_service_links: Some(false),
@@ -422,7 +422,7 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
             empty_dir(DATA_VOLUME),
         ]),
         ..PodSpec::default()
-    };
+    });
 
     StatefulSet {
         metadata: meta.clone(),
