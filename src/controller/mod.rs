@@ -3,13 +3,14 @@
 
 mod analysis;
 mod children;
+mod cli;
+mod error;
 mod fence;
 mod http;
 mod leadership;
 pub mod metrics;
 mod reconcile;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -38,106 +39,14 @@ use children::ChildStores;
 use metrics::Metrics;
 use reconcile::Context;
 
-/// Failures of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("apply {kind} {namespace}/{name}: {source}")]
-    Apply { kind: &'static str, namespace: String, name: String, source: kube::Error },
-    #[error("delete {kind} {namespace}/{name}: {source}")]
-    Delete { kind: String, namespace: String, name: String, source: kube::Error },
-    #[error("update status of CourseService {namespace}/{name}: {source}")]
-    Status { namespace: String, name: String, source: kube::Error },
-    #[error("get {kind} {namespace}/{name}: {source}")]
-    Get { kind: &'static str, namespace: String, name: String, source: kube::Error },
-    #[error("CourseService {0} has no namespace or uid")]
-    MissingNamespace(String),
-}
-
-impl Error {
-    /// The write fence's refusal behind this failure, if that is what it was.
-    pub fn fenced(&self) -> Option<&fence::Fenced> {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(error) = cause {
-            if let Some(fenced) = error.downcast_ref::<fence::Fenced>() {
-                return Some(fenced);
-            }
-            cause = error.source();
-        }
-        None
-    }
-}
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Pretty,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
-/// Options of `course-operator run`.
-#[derive(clap::Args, Debug)]
-pub struct RunArgs {
-    /// Watch CourseServices in this namespace only (default: all namespaces).
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    pub namespace: Option<String>,
-    /// Address of the /metrics, /healthz and /readyz endpoints.
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    pub metrics_addr: SocketAddr,
-    /// Log format.
-    #[arg(long, value_enum, env = "LOG_FORMAT", default_value = "pretty")]
-    pub log_format: LogFormat,
-    /// Log filter, e.g. info or course_operator=debug,kube=info.
-    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
-    /// Disable leader election (a single replica that always writes).
-    #[arg(long)]
-    pub no_leader_election: bool,
-    /// Identity in the leader Lease (default: POD_NAME, else host name and process id).
-    #[arg(long, env = "POD_NAME")]
-    pub identity: Option<String>,
-    /// Namespace of the leader Lease.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    pub lease_namespace: String,
-    /// Name of the leader Lease.
-    #[arg(long, default_value = "course-operator-leader")]
-    pub lease_name: String,
-    /// Seconds a leader's Lease lasts without renewal; a standby takes over after it expires.
-    #[arg(long, default_value_t = 10)]
-    pub lease_duration_seconds: u64,
-    /// Re-check every settled CourseService this often even without events (it writes nothing
-    /// when nothing changed).
-    #[arg(long, default_value_t = 600)]
-    pub resync_seconds: u64,
-    /// CourseServices reconciled at once.
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: u16,
-    /// A zone where a CourseService's pods stay unschedulable this long (its nodes are full,
-    /// tainted or refuse them) is lost for that service: its share moves to the other zones.
-    /// Leave room for a cluster autoscaler to add nodes first.
-    #[arg(long, default_value_t = 300)]
-    pub unschedulable_zone_seconds: u64,
-    /// A zone lost to unschedulable pods gets its share back after this long, to try again.
-    #[arg(long, default_value_t = 600)]
-    pub unschedulable_zone_retry_seconds: u64,
-}
+pub use cli::{LogFormat, RunArgs};
+pub use error::Error;
 
 /// Runs the controller until SIGTERM or Ctrl-C.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    init_tracing(&args)?;
+    cli::init_tracing(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run_controller(args))
-}
-
-fn init_tracing(args: &RunArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    }
-    .map_err(|e| anyhow::anyhow!("initialising logging: {e}"))
 }
 
 /// Objects per page of a cache's (re)list. kube's default of 500 made the initial list of a
