@@ -9,6 +9,7 @@ mod error;
 mod fence;
 mod http;
 mod leadership;
+mod memory;
 pub mod metrics;
 mod reconcile;
 mod run;

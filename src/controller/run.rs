@@ -80,8 +80,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         ),
         leader,
         synced: ready,
-        templates: Default::default(),
-        failures: Default::default(),
+        memory: Default::default(),
         resync: Duration::from_secs(args.resync_seconds),
     });
     info!(%identity, namespace = namespace.unwrap_or("<all>"), "starting controller");
