@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use super::children::ChildStores;
+use super::memory::CourseMemory;
 use super::metrics::Metrics;
 use super::reconcile;
 use crate::api::CourseService;
@@ -57,8 +58,9 @@ pub struct Stores {
 /// Builds every cache of the CourseServices in `namespace` (all namespaces if `None`) and of
 /// their children, Nodes and pods, and the Controller their changes trigger: children it owns
 /// trigger their owner; Nodes trigger every CourseService; pods and EndpointSlices (no owner
-/// reference to a CourseService) trigger the one named by their instance label.
-pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>) -> Caches {
+/// reference to a CourseService) trigger the one named by their instance label. What `memory`
+/// holds of a CourseService is forgotten when the CourseService is deleted.
+pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>, memory: Arc<CourseMemory>) -> Caches {
     // Children are watched by our managed-by label only.
     let managed = list_config().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
     let (deployments, deployment_events) =
@@ -100,7 +102,7 @@ pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>) -
     };
     let (nodes, node_events) = watch_nodes(client, metrics);
     let (app_pods, app_pod_events) = watch_app_pods(client, namespace, metrics);
-    let (courses, courses_listed, course_events) = watch_courses(client, namespace, metrics);
+    let (courses, courses_listed, course_events) = watch_courses(client, namespace, metrics, memory);
 
     let controller = Controller::for_stream(course_events, courses.clone())
         .owns_stream(deployment_events)
@@ -155,6 +157,7 @@ fn watch_courses(
     client: &Client,
     namespace: Option<&str>,
     metrics: &Arc<Metrics>,
+    memory: Arc<CourseMemory>,
 ) -> (
     Store<CourseService>,
     watch::Receiver<bool>,
@@ -169,13 +172,27 @@ fn watch_courses(
         .modify(slim_course)
         .default_backoff()
         .reflect(courses_writer)
-        .inspect(move |event| {
-            if matches!(event, Ok(watcher::Event::InitDone)) {
-                courses_listed_tx.send_replace(true);
-            }
-        })
+        .inspect(follow_courses(courses_listed_tx, memory))
         .applied_objects();
     (courses, courses_listed, retry_quietly("courseservices".into(), metrics.clone(), course_events))
+}
+
+/// Follows the CourseService watch for what its store does not tell: the end of the first
+/// list, and deletions. A deleted CourseService is never reconciled again (the operator sets
+/// no finalizer, and the Controller skips an object gone from its store), so this is the one
+/// place to forget what is remembered of it. A deletion inside a watch gap reaches no Delete
+/// event (the relist just lacks the object); its few entries stay until the process restarts.
+fn follow_courses(
+    listed: watch::Sender<bool>,
+    memory: Arc<CourseMemory>,
+) -> impl FnMut(&Result<watcher::Event<CourseService>, watcher::Error>) + Send + 'static {
+    move |event| match event {
+        Ok(watcher::Event::InitDone) => {
+            listed.send_replace(true);
+        }
+        Ok(watcher::Event::Delete(course)) => memory.forget(&ObjectRef::from_obj(course)),
+        _ => {}
+    }
 }
 
 /// The Node cache (the zone inventory) and the changes that matter to it.
@@ -397,6 +414,7 @@ fn slim_deployment(deployment: &mut Deployment) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::deployment::AppTemplate;
 
     fn pod(ready: &str, scheduled: &str, restarts: &[i32]) -> Pod {
         serde_json::from_value(serde_json::json!({
@@ -415,6 +433,47 @@ mod tests {
             },
         }))
         .expect("pod")
+    }
+
+    fn course_service(namespace: &str, name: &str) -> CourseService {
+        let manifest = format!(
+            "apiVersion: microcourses.io/v1alpha1\nkind: CourseService\n\
+             metadata: {{name: {name}, namespace: {namespace}}}\nspec: {{image: 'catalog:2'}}"
+        );
+        crate::manifest::parse(&manifest).expect("manifest")
+    }
+
+    #[test]
+    fn a_deleted_course_service_is_forgotten_and_no_other() {
+        let memory = Arc::new(CourseMemory::default());
+        let template = AppTemplate { revision: "r1".into(), pod: Default::default(), version: None };
+        for name in ["catalog", "cart"] {
+            memory.remember_template("shop", name, "r1", template.clone());
+            memory.failed(ObjectRef::new(name).within("shop"));
+        }
+        let (listed_tx, _listed) = watch::channel(false);
+        let mut follow = follow_courses(listed_tx, memory.clone());
+
+        follow(&Ok(watcher::Event::Apply(course_service("shop", "catalog"))));
+        follow(&Ok(watcher::Event::InitApply(course_service("shop", "catalog"))));
+        assert!(memory.template("shop", "catalog", "r1").is_some(), "a changed CourseService is remembered");
+        follow(&Ok(watcher::Event::Delete(course_service("shop", "catalog"))));
+
+        assert_eq!(memory.template("shop", "catalog", "r1"), None, "the deleted one's template");
+        assert_eq!(memory.failed(ObjectRef::new("catalog").within("shop")), 1, "the deleted one's failures");
+        assert!(memory.template("shop", "cart", "r1").is_some(), "the other one's template");
+        assert_eq!(memory.failed(ObjectRef::new("cart").within("shop")), 2, "the other one's failures");
+    }
+
+    #[test]
+    fn the_course_services_are_listed_at_the_end_of_the_first_list() {
+        let (listed_tx, listed) = watch::channel(false);
+        let mut follow = follow_courses(listed_tx, Arc::default());
+        follow(&Ok(watcher::Event::Init));
+        follow(&Ok(watcher::Event::InitApply(course_service("shop", "catalog"))));
+        assert!(!*listed.borrow());
+        follow(&Ok(watcher::Event::InitDone));
+        assert!(*listed.borrow());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use super::caches::{self, Caches, Stores};
 use super::cli::{self, RunArgs};
+use super::memory::CourseMemory;
 use super::metrics::{self, Metrics};
 use super::reconcile::{self, Context};
 use super::{fence, http, leadership};
@@ -47,8 +48,10 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     let Candidacy { leader, joined, lease_task, always_leader: _always_leader } =
         candidacy(&args, lease_client, &identity, &metrics);
 
-    // 3. caches, and the Controller their changes trigger
-    let Caches { stores, controller } = caches::build(&client, namespace, &metrics);
+    // 3. caches, and the Controller their changes trigger; what the reconciler remembers of a
+    // CourseService goes when the CourseService does
+    let memory = Arc::new(CourseMemory::default());
+    let Caches { stores, controller } = caches::build(&client, namespace, &metrics, memory.clone());
 
     // 4. readiness: only once every cache has synced and the leader Lease has been reached
     let ready = Arc::new(AtomicBool::new(false));
@@ -80,7 +83,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         ),
         leader,
         synced: ready,
-        memory: Default::default(),
+        memory,
         resync: Duration::from_secs(args.resync_seconds),
     });
     info!(%identity, namespace = namespace.unwrap_or("<all>"), "starting controller");
