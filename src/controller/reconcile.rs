@@ -1,8 +1,8 @@
 //! One reconcile of one CourseService: observe → validate/plan/render (pure) → apply → status.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -20,6 +20,7 @@ use tracing::{debug, info, instrument, warn};
 
 use super::Error;
 use super::children::{self, ChildStores, Owner};
+use super::memory::CourseMemory;
 use super::metrics::{Metrics, Outcome};
 use crate::api::{CourseService, RolloutPhase};
 use crate::labels;
@@ -57,11 +58,8 @@ pub struct Context {
     /// True once every cache has finished its first list: before that, a missing child may
     /// only be missing from the cache, and applying "again" would be wasted (or stale) writes.
     pub synced: Arc<AtomicBool>,
-    /// Pod templates of older revisions still running (by namespace, instance and revision):
-    /// the Deployment cache keeps no templates, so one is fetched when a rollout first needs it.
-    pub templates: Mutex<HashMap<(String, String, String), AppTemplate>>,
-    /// Consecutive failures per object, for exponential back-off.
-    pub failures: Mutex<HashMap<ObjectRef<CourseService>, u32>>,
+    /// Older revisions' templates and failure counts, per CourseService.
+    pub memory: Arc<CourseMemory>,
     /// Re-check a settled CourseService this often even without events (a drift safety net
     /// that writes nothing when nothing changed).
     pub resync: Duration,
@@ -105,7 +103,7 @@ pub async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Acti
     };
     ctx.metrics.reconciled(outcome, started.elapsed());
     let reconciled = result?;
-    ctx.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&ObjectRef::from_obj(&*cs));
+    ctx.memory.succeeded(&ObjectRef::from_obj(&*cs));
     Ok(match reconciled {
         Reconciled::Applied { progressing, requeue } => {
             let fallback = if progressing { PROGRESS_POLL } else { ctx.resync };
@@ -117,10 +115,8 @@ pub async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Acti
 
 /// Exponential back-off per object: 1 s, 2 s, 4 s … capped at [`MAX_BACKOFF`].
 pub fn error_policy(cs: Arc<CourseService>, error: &Error, ctx: Arc<Context>) -> Action {
-    let mut failures = ctx.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let count = failures.entry(ObjectRef::from_obj(&*cs)).or_insert(0);
-    *count = count.saturating_add(1);
-    let delay = Duration::from_secs(1u64 << (*count - 1).min(9)).min(MAX_BACKOFF);
+    let count = ctx.memory.failed(ObjectRef::from_obj(&*cs));
+    let delay = Duration::from_secs(1u64 << count.saturating_sub(1).min(9)).min(MAX_BACKOFF);
     warn!(namespace = cs.namespace().unwrap_or_default(), name = cs.name_any(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -130,7 +126,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     let name = cs.name_any();
     let namespace = cs.namespace().ok_or_else(|| Error::MissingNamespace(name.clone()))?;
     if cs.metadata.deletion_timestamp.is_some() {
-        forget_templates(ctx, &namespace, &name, |_| false);
+        ctx.memory.forget(&ObjectRef::from_obj(cs));
         return Ok(Reconciled::Deleting);
     }
     let uid = cs.uid().ok_or_else(|| Error::MissingNamespace(name.clone()))?;
@@ -265,7 +261,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
 }
 
 /// Gives one Deployment of every older revision in `deployments` its pod template, from
-/// `ctx.templates` or, the first time, from the apiserver (one GET per revision per process).
+/// `ctx.memory` or, the first time, from the apiserver (one GET per revision per process).
 /// Templates of revisions no longer running are forgotten. A failed GET fails the reconcile:
 /// without its template an older revision would look no longer desired and be scaled away.
 async fn older_templates(
@@ -276,11 +272,9 @@ async fn older_templates(
     deployments: &mut BTreeMap<String, plan::ObservedDeployment>,
 ) -> Result<(), Error> {
     let running: std::collections::BTreeSet<String> = deployments.values().map(|d| d.revision.clone()).collect();
-    forget_templates(ctx, namespace, instance, |revision| running.contains(revision));
+    ctx.memory.keep_templates(namespace, instance, |revision| running.contains(revision));
     for revision in running.iter().filter(|r| *r != new_revision) {
-        let key = (namespace.to_owned(), instance.to_owned(), revision.clone());
-        let cached = ctx.templates.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key).cloned();
-        let template = match cached {
+        let template = match ctx.memory.template(namespace, instance, revision) {
             Some(template) => Some(template),
             None => fetch_template(ctx, namespace, revision, deployments).await?,
         };
@@ -288,7 +282,7 @@ async fn older_templates(
         if let Some(d) = deployments.values_mut().find(|d| d.revision == *revision) {
             d.template = Some(template.clone());
         }
-        ctx.templates.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, template);
+        ctx.memory.remember_template(namespace, instance, revision, template);
     }
     Ok(())
 }
@@ -313,14 +307,6 @@ async fn fetch_template(
         }
     }
     Ok(None)
-}
-
-/// Drops the remembered templates of one CourseService whose revision fails `keep`.
-fn forget_templates(ctx: &Context, namespace: &str, instance: &str, keep: impl Fn(&str) -> bool) {
-    ctx.templates
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .retain(|(ns, name, revision), _| ns != namespace || name != instance || keep(revision));
 }
 
 /// Names of the Ready pods behind one CourseService's Services.

@@ -1,0 +1,499 @@
+//! The reflector caches every replica keeps warm, slimmed to what a reconcile reads, and the
+//! Controller their changes trigger.
+
+use std::sync::Arc;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::watch;
+use tracing::warn;
+
+use super::children::ChildStores;
+use super::memory::CourseMemory;
+use super::metrics::Metrics;
+use super::reconcile;
+use crate::api::CourseService;
+use crate::labels;
+
+/// Objects per page of a cache's (re)list. kube's default of 500 made the initial list of a
+/// 1000-CourseService fleet the operator's memory peak: a page of 500 whole Deployments
+/// (templates included, before slimming) is ~20 MB of transient heap, twice the steady heap
+/// of every cache together; at 100 per page the peak is a fifth of that, for 30 list requests
+/// instead of 6.
+const LIST_PAGE_SIZE: u32 = 100;
+
+/// Every cache, and the Controller fed by their changes.
+pub struct Caches {
+    pub stores: Stores,
+    /// Not running yet: nothing is listed or watched before it runs.
+    pub controller: Controller<CourseService>,
+}
+
+/// What a reconcile reads instead of the apiserver. Each field is a handle: clones are cheap.
+#[derive(Clone)]
+pub struct Stores {
+    /// Turns true at the end of the first CourseService list: readiness cannot wait on that
+    /// store itself (see `watch_courses`).
+    courses_listed: watch::Receiver<bool>,
+    pub children: ChildStores,
+    pub nodes: Store<Node>,
+    /// Application pods (all CourseServices), slimmed to what the unschedulable-zone check and
+    /// the rollout's restart limit read.
+    pub app_pods: Store<Pod>,
+    /// EndpointSlices of the operator's Services (all CourseServices).
+    pub endpoint_slices: Store<EndpointSlice>,
+}
+
+/// Builds every cache of the CourseServices in `namespace` (all namespaces if `None`) and of
+/// their children, Nodes and pods, and the Controller their changes trigger: children it owns
+/// trigger their owner; Nodes trigger every CourseService; pods and EndpointSlices (no owner
+/// reference to a CourseService) trigger the one named by their instance label. What `memory`
+/// holds of a CourseService is forgotten when the CourseService is deleted.
+pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>, memory: Arc<CourseMemory>) -> Caches {
+    // Children are watched by our managed-by label only.
+    let managed = list_config().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    let (deployments, deployment_events) =
+        watch_children::<Deployment>(client, namespace, &managed, metrics, slim_deployment);
+    let (statefulsets, statefulset_events) =
+        watch_children::<StatefulSet>(client, namespace, &managed, metrics, slim_meta);
+    let (jobs, job_events) = watch_children::<Job>(client, namespace, &managed, metrics, slim_meta);
+    let (services, service_events) =
+        watch_children::<PartialObjectMeta<Service>>(client, namespace, &managed, metrics, slim_meta);
+    let (pdbs, pdb_events) =
+        watch_children::<PartialObjectMeta<PodDisruptionBudget>>(client, namespace, &managed, metrics, slim_meta);
+    let (hpas, hpa_events) =
+        watch_children::<PartialObjectMeta<HorizontalPodAutoscaler>>(client, namespace, &managed, metrics, slim_meta);
+    let (configmaps, configmap_events) =
+        watch_children::<PartialObjectMeta<ConfigMap>>(client, namespace, &managed, metrics, slim_meta);
+    let (secrets, secret_events) = watch_children::<Secret>(client, namespace, &managed, metrics, slim_meta);
+    let (cronjobs, cronjob_events) =
+        watch_children::<PartialObjectMeta<CronJob>>(client, namespace, &managed, metrics, slim_meta);
+    let (network_policies, network_policy_events) =
+        watch_children::<PartialObjectMeta<NetworkPolicy>>(client, namespace, &managed, metrics, slim_meta);
+    // The EndpointSlices of our Services carry the Services' labels: their Ready endpoints
+    // are the freshest readiness signal for the rollout gates.
+    let (endpoint_slices, endpoint_slice_events) =
+        watch_children::<EndpointSlice>(client, namespace, &managed, metrics, slim_endpoint_slice);
+    let (pvcs, pvc_events) =
+        watch_children::<PartialObjectMeta<PersistentVolumeClaim>>(client, namespace, &managed, metrics, slim_meta);
+    let children = ChildStores {
+        deployments,
+        statefulsets,
+        jobs,
+        services,
+        pdbs,
+        hpas,
+        configmaps,
+        secrets,
+        cronjobs,
+        network_policies,
+        pvcs,
+    };
+    let (nodes, node_events) = watch_nodes(client, metrics);
+    let (app_pods, app_pod_events) = watch_app_pods(client, namespace, metrics);
+    let (courses, courses_listed, course_events) = watch_courses(client, namespace, metrics, memory);
+
+    let controller = Controller::for_stream(course_events, courses.clone())
+        .owns_stream(deployment_events)
+        .owns_stream(statefulset_events)
+        .owns_stream(job_events)
+        .owns_stream(service_events)
+        .owns_stream(pdb_events)
+        .owns_stream(hpa_events)
+        .owns_stream(configmap_events)
+        .owns_stream(secret_events)
+        .owns_stream(cronjob_events)
+        .owns_stream(network_policy_events)
+        .owns_stream(pvc_events)
+        .watches_stream(node_events, move |_: Node| {
+            courses.state().iter().map(|cs| ObjectRef::from_obj(cs.as_ref())).collect::<Vec<_>>()
+        })
+        .watches_stream(app_pod_events, |pod: Pod| course_of(&pod))
+        .watches_stream(endpoint_slice_events, |slice: EndpointSlice| course_of(&slice));
+    let stores = Stores { courses_listed, children, nodes, app_pods, endpoint_slices };
+    Caches { stores, controller }
+}
+
+impl Stores {
+    /// Waits until every cache has finished its first list; false if one never will.
+    pub async fn synced(mut self) -> bool {
+        let courses_synced = self.courses_listed.wait_for(|listed| *listed).await.is_ok();
+        let c = &self.children;
+        let synced = futures::future::try_join_all([
+            self.nodes.wait_until_ready().boxed(),
+            self.app_pods.wait_until_ready().boxed(),
+            self.endpoint_slices.wait_until_ready().boxed(),
+            c.deployments.wait_until_ready().boxed(),
+            c.statefulsets.wait_until_ready().boxed(),
+            c.jobs.wait_until_ready().boxed(),
+            c.services.wait_until_ready().boxed(),
+            c.pdbs.wait_until_ready().boxed(),
+            c.hpas.wait_until_ready().boxed(),
+            c.configmaps.wait_until_ready().boxed(),
+            c.secrets.wait_until_ready().boxed(),
+            c.cronjobs.wait_until_ready().boxed(),
+            c.network_policies.wait_until_ready().boxed(),
+            c.pvcs.wait_until_ready().boxed(),
+        ])
+        .await;
+        courses_synced && synced.is_ok()
+    }
+}
+
+/// The CourseService cache, a flag that turns true at the end of its first list, and its
+/// changes.
+fn watch_courses(
+    client: &Client,
+    namespace: Option<&str>,
+    metrics: &Arc<Metrics>,
+    memory: Arc<CourseMemory>,
+) -> (
+    Store<CourseService>,
+    watch::Receiver<bool>,
+    impl futures::Stream<Item = Result<CourseService, watcher::Error>> + Send + 'static,
+) {
+    let (courses, courses_writer) = reflector::store();
+    // The Controller itself waits on this store's readiness; a second waiter on the same store
+    // can miss the wake-up (one waker per store), so our own readiness check watches for the
+    // end of the first list in the stream instead.
+    let (courses_listed_tx, courses_listed) = watch::channel(false);
+    let course_events = watcher(api::<CourseService>(client, namespace), list_config())
+        .modify(slim_course)
+        .default_backoff()
+        .reflect(courses_writer)
+        .inspect(follow_courses(courses_listed_tx, memory))
+        .applied_objects();
+    (courses, courses_listed, retry_quietly("courseservices".into(), metrics.clone(), course_events))
+}
+
+/// Follows the CourseService watch for what its store does not tell: the end of the first
+/// list, and deletions. A deleted CourseService is never reconciled again (the operator sets
+/// no finalizer, and the Controller skips an object gone from its store), so this is the one
+/// place to forget what is remembered of it. A deletion inside a watch gap reaches no Delete
+/// event (the relist just lacks the object); its few entries stay until the process restarts.
+fn follow_courses(
+    listed: watch::Sender<bool>,
+    memory: Arc<CourseMemory>,
+) -> impl FnMut(&Result<watcher::Event<CourseService>, watcher::Error>) + Send + 'static {
+    move |event| match event {
+        Ok(watcher::Event::InitDone) => {
+            listed.send_replace(true);
+        }
+        Ok(watcher::Event::Delete(course)) => memory.forget(&ObjectRef::from_obj(course)),
+        _ => {}
+    }
+}
+
+/// The Node cache (the zone inventory) and the changes that matter to it.
+fn watch_nodes(
+    client: &Client,
+    metrics: &Arc<Metrics>,
+) -> (Store<Node>, impl futures::Stream<Item = Result<Node, watcher::Error>> + Send + 'static) {
+    let (nodes, nodes_writer) = reflector::store();
+    let node_events = watcher(Api::<Node>::all(client.clone()), list_config())
+        .modify(slim_node)
+        .default_backoff()
+        .reflect(nodes_writer)
+        .applied_objects()
+        .predicate_filter(node_fingerprint, Default::default());
+    (nodes, retry_quietly("nodes".into(), metrics.clone(), node_events))
+}
+
+/// Application pods, slimmed to a few hundred bytes each; only changes that matter to a
+/// reconcile (unschedulable, restarts) trigger one.
+fn watch_app_pods(
+    client: &Client,
+    namespace: Option<&str>,
+    metrics: &Arc<Metrics>,
+) -> (Store<Pod>, impl futures::Stream<Item = Result<Pod, watcher::Error>> + Send + 'static) {
+    let app_pods_config = list_config().labels(&format!(
+        "{}={},{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGER,
+        labels::COMPONENT,
+        labels::Component::App.as_str()
+    ));
+    let (app_pods, app_pods_writer) = reflector::store();
+    let app_pod_events = watcher(api::<Pod>(client, namespace), app_pods_config)
+        .modify(slim_pod)
+        .default_backoff()
+        .reflect(app_pods_writer)
+        .applied_objects()
+        .predicate_filter(pod_fingerprint, Default::default());
+    (app_pods, retry_quietly("pods".into(), metrics.clone(), app_pod_events))
+}
+
+/// A reflector cache of one kind of child and the stream of its changes.
+fn watch_children<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    config: &watcher::Config,
+    metrics: &Arc<Metrics>,
+    slim: fn(&mut K),
+) -> (reflector::Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let events = watcher(api::<K>(client, namespace), config.clone()).modify(slim).default_backoff().reflect(writer);
+    (reader, retry_quietly(K::plural(&()).into_owned(), metrics.clone(), events.applied_objects()))
+}
+
+/// Counts, logs and drops a cache's failed list/watch requests; the cache retries them on its
+/// own back-off. An error must never reach the Controller: kube-runtime pauses *every* trigger
+/// stream behind one shared back-off per error, so after an apiserver restart the dozen failed
+/// watches were consumed one back-off step at a time and the CourseService watch stayed paused
+/// for minutes (measured: the first scale request after a restart waited > 60 s).
+fn retry_quietly<K>(
+    resource: String,
+    metrics: Arc<Metrics>,
+    events: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Send + 'static,
+{
+    events.filter_map(move |event| {
+        futures::future::ready(match event {
+            Ok(object) => Some(Ok(object)),
+            Err(error) => {
+                metrics.watch_error(&resource);
+                warn!(%resource, %error, "watch failed; retrying with back-off");
+                None
+            }
+        })
+    })
+}
+
+/// The CourseService an object without an owner reference to it (a pod, an EndpointSlice)
+/// belongs to: the one named by its instance label, in its namespace.
+fn course_of<K: Resource>(object: &K) -> Option<ObjectRef<CourseService>> {
+    let instance = object.labels().get(labels::INSTANCE)?;
+    Some(ObjectRef::new(instance).within(object.meta().namespace.as_deref()?))
+}
+
+fn list_config() -> watcher::Config {
+    watcher::Config::default().page_size(LIST_PAGE_SIZE)
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// What about a Node matters for the zone inventory; other changes (heartbeats, images) do not
+/// trigger reconciles.
+fn node_fingerprint(node: &Node) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    node.metadata.labels.as_ref().and_then(|l| l.get(labels::TOPOLOGY_ZONE)).hash(&mut hasher);
+    node.spec.as_ref().and_then(|s| s.unschedulable).hash(&mut hasher);
+    let ready =
+        node.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    ready.map(|c| c.status.as_str()).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// Memory: the inventory needs labels, spec and conditions, not images or managed fields.
+fn slim_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    node.metadata.annotations = None;
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+        status.volumes_attached = None;
+        status.volumes_in_use = None;
+    }
+}
+
+/// Memory: of an application pod, the unschedulable-zone check reads labels, the creation
+/// time and the PodScheduled condition, and the rollout's restart limit the restart counts.
+fn slim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    pod.metadata.owner_references = None;
+    pod.spec = None;
+    let restarts = reconcile::restarts(pod);
+    if let Some(status) = pod.status.as_mut() {
+        *status = k8s_openapi::api::core::v1::PodStatus {
+            conditions: status.conditions.take().map(|c| c.into_iter().filter(|c| c.type_ == "PodScheduled").collect()),
+            container_statuses: Some(vec![k8s_openapi::api::core::v1::ContainerStatus {
+                restart_count: restarts,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+    }
+}
+
+/// What about an application pod matters to a reconcile: being unschedulable (and since when)
+/// and its restarts. Readiness reaches the operator through EndpointSlices instead, so a pod
+/// turning Ready triggers no second reconcile.
+fn pod_fingerprint(pod: &Pod) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let scheduled = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
+    scheduled
+        .map(|c| (&c.status, &c.reason, c.last_transition_time.as_ref().map(|t| t.0.as_second())))
+        .hash(&mut hasher);
+    reconcile::restarts(pod).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// Memory: of an EndpointSlice the rollout gates read which pods are Ready.
+fn slim_endpoint_slice(slice: &mut EndpointSlice) {
+    slice.metadata.managed_fields = None;
+    slice.metadata.annotations = None;
+    slice.metadata.owner_references = None;
+    slice.ports = None;
+    for endpoint in slice.endpoints.iter_mut().flatten() {
+        endpoint.addresses = Vec::new();
+        endpoint.hints = None;
+        endpoint.hostname = None;
+        endpoint.node_name = None;
+        endpoint.deprecated_topology = None;
+        if let Some(target) = endpoint.target_ref.as_mut() {
+            *target = k8s_openapi::api::core::v1::ObjectReference { name: target.name.take(), ..Default::default() };
+        }
+    }
+}
+
+/// Memory: managed fields are the largest part of a cached object and are never read.
+fn slim_meta<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
+/// Memory: a CourseService as the reconciler reads it, without managed fields or the copy of
+/// the whole object `kubectl apply` leaves in an annotation.
+fn slim_course(cs: &mut CourseService) {
+    cs.metadata.managed_fields = None;
+    if let Some(annotations) = cs.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Memory: of a Deployment the operator reads labels, owners, its applied hash, replicas and
+/// the replica counts. The pod template (over half of a Deployment) is dropped: the current
+/// revision's is rendered from the spec, and an older revision's is fetched once when a
+/// rollout needs it (`reconcile::older_templates`).
+fn slim_deployment(deployment: &mut Deployment) {
+    deployment.metadata.managed_fields = None;
+    if let Some(annotations) = deployment.metadata.annotations.as_mut() {
+        annotations.retain(|key, _| key == labels::APPLIED_HASH);
+    }
+    deployment.spec.template = Default::default();
+    if let Some(status) = deployment.status.as_mut() {
+        status.conditions = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::deployment::AppTemplate;
+
+    fn pod(ready: &str, scheduled: &str, restarts: &[i32]) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "catalog-a-1", "namespace": "shop", "labels": {"app.kubernetes.io/instance": "catalog"},
+                "annotations": {"big": "x"}},
+            "spec": {"containers": [{"name": "app", "image": "catalog:1"}]},
+            "status": {
+                "phase": "Running",
+                "conditions": [
+                    {"type": "Ready", "status": ready},
+                    {"type": "PodScheduled", "status": scheduled, "reason": "Unschedulable"},
+                ],
+                "containerStatuses": restarts.iter().enumerate().map(|(i, r)| serde_json::json!({
+                    "name": format!("c{i}"), "image": "catalog:1", "imageID": "", "ready": true, "restartCount": r,
+                })).collect::<Vec<_>>(),
+            },
+        }))
+        .expect("pod")
+    }
+
+    fn course_service(namespace: &str, name: &str) -> CourseService {
+        let manifest = format!(
+            "apiVersion: microcourses.io/v1alpha1\nkind: CourseService\n\
+             metadata: {{name: {name}, namespace: {namespace}}}\nspec: {{image: 'catalog:2'}}"
+        );
+        crate::manifest::parse(&manifest).expect("manifest")
+    }
+
+    #[test]
+    fn a_deleted_course_service_is_forgotten_and_no_other() {
+        let memory = Arc::new(CourseMemory::default());
+        let template = AppTemplate { revision: "r1".into(), pod: Default::default(), version: None };
+        for name in ["catalog", "cart"] {
+            memory.remember_template("shop", name, "r1", template.clone());
+            memory.failed(ObjectRef::new(name).within("shop"));
+        }
+        let (listed_tx, _listed) = watch::channel(false);
+        let mut follow = follow_courses(listed_tx, memory.clone());
+
+        follow(&Ok(watcher::Event::Apply(course_service("shop", "catalog"))));
+        follow(&Ok(watcher::Event::InitApply(course_service("shop", "catalog"))));
+        assert!(memory.template("shop", "catalog", "r1").is_some(), "a changed CourseService is remembered");
+        follow(&Ok(watcher::Event::Delete(course_service("shop", "catalog"))));
+
+        assert_eq!(memory.template("shop", "catalog", "r1"), None, "the deleted one's template");
+        assert_eq!(memory.failed(ObjectRef::new("catalog").within("shop")), 1, "the deleted one's failures");
+        assert!(memory.template("shop", "cart", "r1").is_some(), "the other one's template");
+        assert_eq!(memory.failed(ObjectRef::new("cart").within("shop")), 2, "the other one's failures");
+    }
+
+    #[test]
+    fn the_course_services_are_listed_at_the_end_of_the_first_list() {
+        let (listed_tx, listed) = watch::channel(false);
+        let mut follow = follow_courses(listed_tx, Arc::default());
+        follow(&Ok(watcher::Event::Init));
+        follow(&Ok(watcher::Event::InitApply(course_service("shop", "catalog"))));
+        assert!(!*listed.borrow());
+        follow(&Ok(watcher::Event::InitDone));
+        assert!(*listed.borrow());
+    }
+
+    #[test]
+    fn a_slim_pod_keeps_its_labels_scheduling_and_restarts_only() {
+        let mut slim = pod("True", "False", &[2, 3]);
+        slim_pod(&mut slim);
+        assert_eq!(reconcile::restarts(&slim), 5);
+        assert!(slim.spec.is_none() && slim.metadata.annotations.is_none());
+        let status = slim.status.as_ref().expect("status");
+        let kept: Vec<&str> = status.conditions.iter().flatten().map(|c| c.type_.as_str()).collect();
+        assert_eq!(kept, ["PodScheduled"]);
+        assert_eq!(status.phase, None);
+        assert_eq!(slim.labels().get(labels::INSTANCE).map(String::as_str), Some("catalog"));
+    }
+
+    #[test]
+    fn only_scheduling_and_restarts_change_a_pods_fingerprint() {
+        let base = pod_fingerprint(&pod("False", "False", &[0]));
+        assert_eq!(base, pod_fingerprint(&pod("True", "False", &[0])), "readiness comes from EndpointSlices");
+        assert_ne!(base, pod_fingerprint(&pod("False", "True", &[0])), "scheduled");
+        assert_ne!(base, pod_fingerprint(&pod("False", "False", &[1])), "restarted");
+    }
+}

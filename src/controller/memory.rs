@@ -1,0 +1,138 @@
+//! What the reconciler remembers of each CourseService between reconciles. Nothing here is
+//! needed for correctness (a restart loses it all): a template is fetched again, a back-off
+//! starts over. It only has to be forgotten when its CourseService goes.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use kube::runtime::reflector::ObjectRef;
+
+use crate::api::CourseService;
+use crate::render::deployment::AppTemplate;
+
+/// Namespace, instance (CourseService name) and revision.
+type TemplateKey = (String, String, String);
+
+/// Per-CourseService memory of the reconciler, shared by every reconcile.
+#[derive(Default)]
+pub struct CourseMemory {
+    /// Pod templates of older revisions still running (by namespace, instance and revision):
+    /// the Deployment cache keeps no templates, so one is fetched when a rollout first needs it.
+    templates: Mutex<HashMap<TemplateKey, AppTemplate>>,
+    /// Consecutive failures per object, for exponential back-off.
+    failures: Mutex<HashMap<ObjectRef<CourseService>, u32>>,
+}
+
+impl CourseMemory {
+    /// The remembered template of one revision of a CourseService.
+    pub fn template(&self, namespace: &str, instance: &str, revision: &str) -> Option<AppTemplate> {
+        lock(&self.templates).get(&key(namespace, instance, revision)).cloned()
+    }
+
+    pub fn remember_template(&self, namespace: &str, instance: &str, revision: &str, template: AppTemplate) {
+        lock(&self.templates).insert(key(namespace, instance, revision), template);
+    }
+
+    /// Drops the remembered templates of one CourseService whose revision fails `keep`.
+    pub fn keep_templates(&self, namespace: &str, instance: &str, keep: impl Fn(&str) -> bool) {
+        lock(&self.templates).retain(|(ns, name, revision), _| ns != namespace || name != instance || keep(revision));
+    }
+
+    /// Counts one more consecutive failure of `course`; returns how many there have been.
+    pub fn failed(&self, course: ObjectRef<CourseService>) -> u32 {
+        let mut failures = lock(&self.failures);
+        let count = failures.entry(course).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    /// A success ends the run of failures: the next back-off starts from the shortest.
+    pub fn succeeded(&self, course: &ObjectRef<CourseService>) {
+        lock(&self.failures).remove(course);
+    }
+
+    /// Forgets everything remembered about `course`: it no longer exists (or is going), and a
+    /// CourseService created later under its name starts afresh.
+    pub fn forget(&self, course: &ObjectRef<CourseService>) {
+        lock(&self.failures).remove(course);
+        let namespace = course.namespace.as_deref();
+        lock(&self.templates).retain(|(ns, name, _), _| Some(ns.as_str()) != namespace || *name != course.name);
+    }
+}
+
+fn key(namespace: &str, instance: &str, revision: &str) -> TemplateKey {
+    (namespace.to_owned(), instance.to_owned(), revision.to_owned())
+}
+
+/// A panic while a map was held leaves it usable: every update is a single insert or remove.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(revision: &str) -> AppTemplate {
+        AppTemplate { revision: revision.into(), pod: Default::default(), version: None }
+    }
+
+    fn course(namespace: &str, name: &str) -> ObjectRef<CourseService> {
+        ObjectRef::new(name).within(namespace)
+    }
+
+    /// Two CourseServices, each with two remembered revisions and a failure.
+    fn two_courses() -> CourseMemory {
+        let memory = CourseMemory::default();
+        for (namespace, name) in [("shop", "catalog"), ("shop", "cart")] {
+            for revision in ["r1", "r2"] {
+                memory.remember_template(namespace, name, revision, template(revision));
+            }
+            memory.failed(course(namespace, name));
+        }
+        memory
+    }
+
+    #[test]
+    fn forgetting_a_course_service_drops_its_templates_and_failures_and_nothing_else() {
+        let memory = two_courses();
+        memory.failed(course("shop", "cart"));
+
+        memory.forget(&course("shop", "catalog"));
+
+        for revision in ["r1", "r2"] {
+            assert_eq!(memory.template("shop", "catalog", revision), None, "{revision} of the forgotten one");
+            assert_eq!(memory.template("shop", "cart", revision), Some(template(revision)), "{revision} of the other");
+        }
+        assert_eq!(memory.failed(course("shop", "catalog")), 1, "the forgotten one's back-off starts over");
+        assert_eq!(memory.failed(course("shop", "cart")), 3, "the other's failures still count");
+    }
+
+    #[test]
+    fn a_course_service_of_the_same_name_elsewhere_is_not_forgotten() {
+        let memory = two_courses();
+        memory.remember_template("school", "catalog", "r1", template("r1"));
+        memory.failed(course("school", "catalog"));
+
+        memory.forget(&course("shop", "catalog"));
+
+        assert_eq!(memory.template("school", "catalog", "r1"), Some(template("r1")));
+        assert_eq!(memory.failed(course("school", "catalog")), 2);
+    }
+
+    #[test]
+    fn only_revisions_still_running_keep_their_templates() {
+        let memory = two_courses();
+        memory.keep_templates("shop", "catalog", |revision| revision == "r2");
+        assert_eq!(memory.template("shop", "catalog", "r1"), None);
+        assert_eq!(memory.template("shop", "catalog", "r2"), Some(template("r2")));
+        assert_eq!(memory.template("shop", "cart", "r1"), Some(template("r1")), "another CourseService's");
+    }
+
+    #[test]
+    fn a_success_ends_the_run_of_failures() {
+        let memory = two_courses();
+        memory.succeeded(&course("shop", "catalog"));
+        assert_eq!(memory.failed(course("shop", "catalog")), 1);
+    }
+}
