@@ -384,9 +384,7 @@ fn is_label_name(s: &str) -> bool {
 /// A label key: a name with an optional DNS-subdomain prefix (`prefix/name`).
 fn is_label_key(s: &str) -> bool {
     match s.split_once('/') {
-        Some((prefix, name)) => {
-            prefix.len() <= 253 && prefix.split('.').all(|part| is_dns1123_label(part)) && is_label_name(name)
-        }
+        Some((prefix, name)) => prefix.len() <= 253 && prefix.split('.').all(is_dns1123_label) && is_label_name(name),
         None => is_label_name(s),
     }
 }

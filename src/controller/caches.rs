@@ -307,8 +307,14 @@ where
 fn node_fingerprint(node: &Node) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    node.metadata.labels.as_ref().and_then(|l| l.get(labels::TOPOLOGY_ZONE)).hash(&mut hasher);
+    // Every label and taint: a CourseService's nodeSelector and tolerations decide which
+    // nodes (so which zones) it may use.
+    node.metadata.labels.hash(&mut hasher);
     node.spec.as_ref().and_then(|s| s.unschedulable).hash(&mut hasher);
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    for taint in taints {
+        (&taint.key, &taint.value, &taint.effect).hash(&mut hasher);
+    }
     let ready =
         node.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
     ready.map(|c| c.status.as_str()).hash(&mut hasher);

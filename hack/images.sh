@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Builds the local OCI images without a registry or a container engine and imports them into
+# the containerd of every real node (hack/nodes.sh).
+#
+#   hack/images.sh build     build the image archives into ${COURSE_OPERATOR_CACHE}/images
+#   hack/images.sh import    build, then import every archive into each running node's containerd
+#   hack/images.sh list      print the image references, one per line
+#
+# Each image is a root filesystem assembled from files of this machine (our binaries and the
+# shared libraries `ldd` names for them; Debian packages unpacked with dpkg-deb for Redis),
+# turned into an OCI layout with umoci and into a docker archive with skopeo, which
+# `ctr images import` loads. Nothing is pulled.
+set -euo pipefail
+
+HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$HACK_DIR/.." && pwd)
+CACHE_ROOT=${COURSE_OPERATOR_CACHE:-$HOME/.cache/course-operator}
+IMAGES_DIR=$CACHE_ROOT/images
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE_ROOT/cargo-target}
+NODES_DIR=$REPO_ROOT/.cluster/nodes
+
+# name -> reference (the kubelets' sandbox image is localhost/pause:dev)
+IMAGES=(pause test-server course-operator redis)
+ref() { echo "localhost/$1:dev"; }
+
+log() { printf '[images] %s\n' "$*" >&2; }
+die() { printf '[images] ERROR: %s\n' "$*" >&2; exit 1; }
+
+need() { command -v "$1" >/dev/null || die "$1 missing: run hack/install-deps.sh"; }
+
+# copy_with_libs <rootfs> <binary> <dest path in rootfs>: the binary and every shared library
+# ldd names for it (with the dynamic loader), at their host paths.
+copy_with_libs() {
+  local rootfs=$1 bin=$2 dest=$3 lib
+  install -D -m 0755 "$bin" "$rootfs$dest"
+  for lib in $(ldd "$bin" | grep -oE '/[^ ]+' | sort -u); do
+    [[ -e $rootfs$lib ]] || install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$lib"
+  done
+}
+
+# base_rootfs <rootfs>: directories and the files every image needs.
+base_rootfs() {
+  local rootfs=$1
+  mkdir -p "$rootfs"/{tmp,etc,data}
+  chmod 1777 "$rootfs/tmp"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\nredis:x:999:999:redis:/data:/sbin/nologin\n' >"$rootfs/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:65532:\nredis:x:999:\n' >"$rootfs/etc/group"
+  printf 'hosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
+}
+
+# Debian packages for the Redis image: the servers, a shell and the tools its scripts use.
+REDIS_PACKAGES=(redis-server redis-tools dash coreutils grep sed)
+
+rootfs_redis() {
+  local rootfs=$1 debs=$IMAGES_DIR/debs pkg deb bin
+  mkdir -p "$debs"
+  for pkg in "${REDIS_PACKAGES[@]}"; do
+    if ! compgen -G "$debs/${pkg}_*.deb" >/dev/null; then
+      (cd "$debs" && apt-get download "$pkg" >/dev/null 2>&1) || die "apt-get download $pkg failed (run apt-get update)"
+    fi
+  done
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$rootfs"; done
+  ln -sf dash "$rootfs/bin/sh"
+  # Shared libraries of every binary in the image, from this (same Debian release) machine.
+  for bin in "$rootfs"/usr/bin/* "$rootfs"/bin/*; do
+    [[ -f $bin && ! -L $bin ]] || continue
+    ldd "$bin" >/dev/null 2>&1 || continue
+    local lib
+    for lib in $(ldd "$bin" | grep -oE '/[^ ]+' | sort -u); do
+      [[ -e $rootfs$lib ]] || install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$lib"
+    done
+  done
+  # The chart and the rendered StatefulSet use the official image's layout: data in /data.
+  mkdir -p "$rootfs/data"
+  chown 999:999 "$rootfs/data"
+}
+
+# build_image <name>: the archive $IMAGES_DIR/<name>.tar, rebuilt when its inputs changed.
+build_image() {
+  local name=$1 work=$IMAGES_DIR/work/$name layout bundle archive=$IMAGES_DIR/$1.tar
+  local entrypoint=() user=0 env=()
+  layout=$work/oci
+  bundle=$work/bundle
+  rm -rf "$work"
+  mkdir -p "$work"
+  umoci init --layout "$layout" >/dev/null
+  umoci new --image "$layout:dev" >/dev/null
+  umoci unpack --image "$layout:dev" "$bundle" >/dev/null
+  local rootfs=$bundle/rootfs
+  base_rootfs "$rootfs"
+  case $name in
+    pause)
+      copy_with_libs "$rootfs" "$CARGO_TARGET_DIR/debug/pause" /pause
+      entrypoint=(/pause) ;;
+    test-server)
+      copy_with_libs "$rootfs" "$CARGO_TARGET_DIR/debug/test-server" /test-server
+      entrypoint=(/test-server); user=65532 ;;
+    course-operator)
+      copy_with_libs "$rootfs" "$CARGO_TARGET_DIR/debug/course-operator" /course-operator
+      entrypoint=(/course-operator run); user=65532 ;;
+    redis)
+      rootfs_redis "$rootfs"
+      entrypoint=(redis-server); user=999; env=(--config.env PATH=/usr/local/bin:/usr/bin:/bin) ;;
+    *) die "unknown image $name" ;;
+  esac
+  # Debug binaries carry their symbols; the images do not need them.
+  find "$rootfs" -maxdepth 1 -type f -perm -u+x -exec strip --strip-debug {} + 2>/dev/null || true
+  umoci repack --image "$layout:dev" "$bundle" >/dev/null
+  local args=(--image "$layout:dev" --config.user "$user" --config.workingdir /data)
+  local e
+  for e in "${entrypoint[@]}"; do args+=(--config.entrypoint "$e"); done
+  umoci config "${args[@]}" "${env[@]}" >/dev/null
+  rm -f "$archive"
+  skopeo copy --quiet "oci:$layout:dev" "docker-archive:$archive:$(ref "$name")" >/dev/null
+  rm -rf "$work"
+  log "  $(ref "$name") ($(du -h "$archive" | cut -f1))"
+}
+
+do_build() {
+  need umoci; need skopeo; need dpkg-deb; need apt-get; need strip
+  mkdir -p "$IMAGES_DIR"
+  log "building the binaries (cargo build --bins)"
+  (cd "$REPO_ROOT" && CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --quiet --bins)
+  log "building images into $IMAGES_DIR"
+  local name
+  for name in "${IMAGES[@]}"; do build_image "$name"; done
+}
+
+do_import() {
+  local sock name imported=0
+  for sock in "$NODES_DIR"/*/containerd/containerd.sock; do
+    [[ -S $sock ]] || continue
+    for name in "${IMAGES[@]}"; do
+      ctr -a "$sock" -n k8s.io images import --no-unpack=false "$IMAGES_DIR/$name.tar" >/dev/null \
+        || die "import of $name into $sock failed"
+    done
+    imported=$((imported + 1))
+  done
+  (( imported > 0 )) || die "no running real node (no containerd socket under $NODES_DIR): run hack/cluster.sh up"
+  log "imported ${#IMAGES[@]} images into $imported nodes"
+}
+
+case ${1:-} in
+  build) do_build ;;
+  import) do_build; do_import; for name in "${IMAGES[@]}"; do ref "$name"; done ;;
+  import-only) do_import ;;
+  list) for name in "${IMAGES[@]}"; do ref "$name"; done ;;
+  *) echo "usage: $0 build|import|import-only|list" >&2; exit 2 ;;
+esac
