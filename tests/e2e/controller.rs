@@ -372,7 +372,8 @@ async fn an_operator_started_before_its_rbac_waits_and_leads_without_a_restart()
         );
         let mut operator = Operator::spawn(&ns, "early", &[]);
         let refusals = eventually(Duration::from_secs(20), "refused Lease requests counted", || async {
-            let refused = operator.counter("course_operator_leader_election_errors_total", "phase=\"Join\"").await;
+            let refused =
+                operator.try_counter("course_operator_leader_election_errors_total", "phase=\"Join\"").await?;
             (refused >= 2.0).then_some(refused)
         })
         .await;

@@ -129,20 +129,18 @@ async fn losing_a_zone_moves_its_replicas_and_they_come_back() {
     }
 }
 
-/// Sets (or, with `None`, clears) the NoSchedule taints of every node in `zone`.
-async fn taint_zone(client: &Client, zone: &str, taint: Option<&str>) {
+/// Sets the allocatable CPU of every node in `zone` (the kwok nodes report 4 CPUs): a zone
+/// whose nodes stay Ready, untainted and schedulable but have no room left. (A taint would not
+/// do: a node whose taint a CourseService does not tolerate is not among its nodes at all.)
+async fn set_zone_cpu(client: &Client, zone: &str, cpu: &str) {
     let nodes: Api<Node> = Api::all(client.clone());
     let list = nodes
-        .list(&ListParams::default().labels(&format!("topology.kubernetes.io/zone={zone}")))
+        .list(&ListParams::default().labels(&format!("topology.kubernetes.io/zone={zone},type=kwok")))
         .await
         .expect("list nodes");
-    let taints = match taint {
-        Some(key) => serde_json::json!([{"key": key, "value": "true", "effect": "NoSchedule"}]),
-        None => serde_json::Value::Null,
-    };
     for node in list.items {
-        let patch = serde_json::json!({"spec": {"taints": taints}});
-        nodes.patch(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.expect("taint node");
+        let patch = serde_json::json!({"status": {"allocatable": {"cpu": cpu}}});
+        nodes.patch_status(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.expect("node cpu");
     }
 }
 
@@ -156,17 +154,19 @@ async fn a_zone_whose_pods_stay_unschedulable_is_lost_and_retried() {
             let flags = ["--unschedulable-zone-seconds", "5", "--unschedulable-zone-retry-seconds", "20"];
             let _operator = Operator::start(&client, &ns, "solo", &flags).await;
             let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
-            cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "catalog:1", "replicas": 3})))
-                .await;
+            let spec = serde_json::json!({
+                "image": "catalog:1", "replicas": 3, "resources": {"requests": {"cpu": "1"}},
+            });
+            cluster::apply(&api, course("catalog", &ns, spec)).await;
             eventually(CONVERGE, "1 Ready pod in each zone", || async {
                 let z = zones(&api, "catalog").await;
                 (z.len() == 3 && z.iter().all(|(_, d, r, _)| *d == 1 && *r == 1)).then_some(())
             })
             .await;
 
-            // zone-c's nodes stay Ready and schedulable, but refuse new pods: scaling up leaves
-            // its new pod Pending (Unschedulable) while the other zones' start.
-            taint_zone(&client, "zone-c", Some("e2e.microcourses.io/full")).await;
+            // zone-c's nodes stay Ready and schedulable, but are full: scaling up leaves its new
+            // pod (1 CPU) Pending (Unschedulable) while the other zones' start.
+            set_zone_cpu(&client, "zone-c", "500m").await;
             let scale = serde_json::json!({"spec": {"replicas": 6}});
             api.patch_scale("catalog", &PatchParams::default(), &Patch::Merge(&scale)).await.expect("scale");
             let scaled_at = Instant::now();
@@ -185,20 +185,20 @@ async fn a_zone_whose_pods_stay_unschedulable_is_lost_and_retried() {
             assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "ZoneLost"));
             assert!(degraded.message.contains("unschedulable in zone(s) zone-c"), "{}", degraded.message);
 
-            // The zone accepts pods again: after the retry period its share comes back.
-            taint_zone(&client, "zone-c", None).await;
+            // The zone has room again: after the retry period its share comes back.
+            set_zone_cpu(&client, "zone-c", "4").await;
             let untainted_at = Instant::now();
             eventually(CONVERGE, "2 Ready pods in each zone again", || async {
                 let z = zones(&api, "catalog").await;
                 (z.len() == 3 && z.iter().all(|(_, d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
             })
             .await;
-            eprintln!("unschedulable zone: back to 2/2/2 {:?} after the taint was removed", untainted_at.elapsed());
+            eprintln!("unschedulable zone: back to 2/2/2 {:?} after the zone had room again", untainted_at.elapsed());
             assert_eq!(condition(&api, "catalog", "Degraded").await, Some(("False".into(), "AllZonesHealthy".into())));
         },
     )))
     .await;
-    taint_zone(&client, "zone-c", None).await;
+    set_zone_cpu(&client, "zone-c", "4").await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

@@ -314,13 +314,22 @@ impl Operator {
         Some((code, body))
     }
 
-    /// Sum of a counter family on /metrics whose labels contain `label_filter`.
+    /// Sum of the samples of metric `family` (the whole name, e.g. `..._total`) on /metrics
+    /// whose labels contain `label_filter`.
     pub async fn counter(&self, family: &str, label_filter: &str) -> f64 {
-        let (_, body) = self.get("/metrics").await.expect("metrics answer");
-        body.lines()
-            .filter(|l| l.starts_with(family) && l.contains(label_filter))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        self.try_counter(family, label_filter).await.expect("metrics answer")
+    }
+
+    /// Like [`Self::counter`], `None` while the metrics port does not answer yet.
+    pub async fn try_counter(&self, family: &str, label_filter: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await?;
+        Some(
+            body.lines()
+                .filter(|l| l.strip_prefix(family).is_some_and(|rest| rest.starts_with([' ', '{'])))
+                .filter(|l| l.contains(label_filter))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        )
     }
 
     /// Write requests (create, update, patch, delete) made so far.
