@@ -1211,7 +1211,7 @@ async fn zone_loss_in(client: &Client, settings: &Settings, ns: &str, scenario: 
         .await?;
     let nodes: Api<Node> = Api::all(client.clone());
     let zone_a: Vec<String> = nodes
-        .list(&ListParams::default().labels("topology.kubernetes.io/zone=zone-a"))
+        .list(&ListParams::default().labels("topology.kubernetes.io/zone=zone-a,type=kwok"))
         .await?
         .items
         .iter()

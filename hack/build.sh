@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the local control-plane binaries from the Go module proxy.
 #
-#   hack/build.sh [component...]     components: kubernetes etcd kwok metrics-server helm (default: all)
+#   hack/build.sh [component...]     components: kubernetes etcd kwok metrics-server helm coredns (default: all)
 #   hack/build.sh --list             print "<component> <bin dir>" for every component
 #
 # Each component lands in ${COURSE_OPERATOR_CACHE:-~/.cache/course-operator}/<component>-<version>/bin.
@@ -14,7 +14,7 @@ HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HACK_DIR/versions.env"
 
 CACHE_ROOT=${COURSE_OPERATOR_CACHE:-$HOME/.cache/course-operator}
-ALL_COMPONENTS=(kubernetes etcd kwok metrics-server helm)
+ALL_COMPONENTS=(kubernetes etcd kwok metrics-server helm coredns)
 
 log() { printf '[build] %s\n' "$*" >&2; }
 die() { printf '[build] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -26,17 +26,19 @@ component_version() {
     kwok) echo "$KWOK_VERSION" ;;
     metrics-server) echo "$METRICS_SERVER_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
+    coredns) echo "$COREDNS_VERSION" ;;
     *) die "unknown component '$1' (known: ${ALL_COMPONENTS[*]})" ;;
   esac
 }
 
 component_bins() {
   case $1 in
-    kubernetes) echo "kube-apiserver kube-controller-manager kube-scheduler kubectl" ;;
+    kubernetes) echo "kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy" ;;
     etcd) echo "etcd etcdctl" ;;
     kwok) echo "kwok kwokctl" ;;
     metrics-server) echo "metrics-server" ;;
     helm) echo "helm" ;;
+    coredns) echo "coredns" ;;
   esac
 }
 
@@ -140,13 +142,15 @@ build_kubernetes() {
     ldflags+=" -X $p.gitVersion=$v -X $p.gitMajor=$major -X $p.gitMinor=$minor"
     ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
   done
-  log "  go build (one invocation, shared compile) of kube-apiserver kube-controller-manager kube-scheduler kubectl"
+  log "  go build (one invocation, shared compile) of kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy"
   (cd "$src" && run_go "$dir/build.log" "kubernetes $v" build -mod=mod -v -trimpath \
     -ldflags "$ldflags" -o "$dir/bin/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler \
-    k8s.io/kubernetes/cmd/kubectl)
+    k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-proxy)
 }
 
 build_etcd() {
@@ -222,6 +226,12 @@ build_helm() {
   go_install "$1" "helm $v" \
     "-s -w -X helm.sh/helm/v$major/internal/version.version=$v" \
     "helm.sh/helm/v$major/cmd/helm@$v"
+}
+
+build_coredns() {
+  local v=$COREDNS_VERSION
+  go_install "$1" "coredns $v" "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$v" \
+    "github.com/coredns/coredns@$v"
 }
 
 # --- main -----------------------------------------------------------------------

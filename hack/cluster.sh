@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Local Kubernetes control plane with simulated (kwok) nodes, run as plain processes on 127.0.0.1.
+# Local Kubernetes control plane with simulated (kwok) nodes, run as plain processes on 127.0.0.1,
+# and three real nodes (kubelet + containerd per zone, kube-proxy, CoreDNS; hack/nodes.sh).
 #
 #   hack/cluster.sh up       build what is missing, start the cluster (or reuse a healthy one), wait
 #                            until it is usable; last stdout line: export KUBECONFIG=<abs path>
@@ -106,6 +107,17 @@ componentsPatches:
   - key: node-ip
     value: 127.0.0.1
     override: true
+  # only the simulated nodes: the real ones (hack/nodes.sh) have kubelets of their own
+  - key: manage-all-nodes
+    value: "false"
+    override: true
+  - key: manage-nodes-with-annotation-selector
+    value: kwok.x-k8s.io/node=fake
+- name: kube-apiserver
+  extraArgs:
+  # logs/exec reach a real kubelet by its address (its host name does not resolve)
+  - key: kubelet-preferred-address-types
+    value: InternalIP,Hostname
 - name: kube-controller-manager
   extraArgs:
   # CSR signing (kwokctl already passes the service-account key and root CA)
@@ -162,6 +174,7 @@ is_healthy() {
   kc get --raw /readyz --request-timeout=5s >/dev/null 2>&1 || return 1
   [[ $(ready_nodes) -ge $NODE_COUNT ]] || return 1
   kc get --raw /apis/metrics.k8s.io/v1beta1/nodes --request-timeout=5s >/dev/null 2>&1 || return 1
+  "$HACK_DIR/nodes.sh" status || return 1
 }
 
 # Every control-plane process kwokctl started is still running (nothing supervises them here:
@@ -228,6 +241,8 @@ alive() {
 
 do_down() {
   local pids pid i out
+  # real nodes first: they need the apiserver to delete their Node objects
+  "$HACK_DIR/nodes.sh" down || log "real nodes: down reported an error; continuing"
   pids=$(our_pids)
   if [[ -x $KWOKCTL && -d $KWOK_CLUSTER_DIR ]]; then
     log "kwokctl delete cluster $CLUSTER_NAME"
@@ -277,6 +292,7 @@ create_and_wait() {
   wait_for "default ServiceAccount" 60 kc get serviceaccount default -n default || { FAILED_BECAUSE="no default ServiceAccount"; return 1; }
   wait_for "metrics API (metrics.k8s.io)" 90 kc get --raw /apis/metrics.k8s.io/v1beta1/nodes \
     || { FAILED_BECAUSE="metrics API not available"; return 1; }
+  "$HACK_DIR/nodes.sh" up || { FAILED_BECAUSE="real nodes did not come up"; return 1; }
 }
 
 do_up() {
@@ -293,6 +309,7 @@ do_up() {
   fi
 
   "$HACK_DIR/build.sh"
+  "$HACK_DIR/images.sh" build
   link_tools
   write_kwokctl_config "$KWOKCTL_CONFIG"
   log "checking kwokctl dry-run for downloads"

@@ -10,7 +10,7 @@ REPO_ROOT=$(cd "$HACK_DIR/.." && pwd)
 STATE_DIR=$REPO_ROOT/.cluster
 PID_FILE=$STATE_DIR/operator.pid
 LOG_FILE=$STATE_DIR/operator.log
-SAMPLE=${DEMO_SAMPLE:-$REPO_ROOT/manifests/samples/rolling-autoscaled.yaml}
+SAMPLE=${DEMO_SAMPLE:-$HACK_DIR/manifests/demo.yaml}
 NAMESPACE=${DEMO_NAMESPACE:-demo}
 OPERATOR=${CARGO_TARGET_DIR:-$HOME/.cache/course-operator/cargo-target}/debug/course-operator
 

@@ -151,8 +151,17 @@ where
         .with_context(|| format!("apply {name}"))
 }
 
-/// A CourseService manifest.
+/// A CourseService manifest, placed on the simulated (kwok) nodes: they are tainted so that
+/// CourseServices without placement settings land on the real nodes.
 pub fn course(name: &str, namespace: &str, spec: serde_json::Value) -> serde_json::Value {
+    let mut spec = spec;
+    if let Some(fields) = spec.as_object_mut() {
+        fields.insert("nodeSelector".into(), serde_json::json!({"type": "kwok"}));
+        fields.insert(
+            "tolerations".into(),
+            serde_json::json!([{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]),
+        );
+    }
     serde_json::json!({
         "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
         "metadata": {"name": name, "namespace": namespace},

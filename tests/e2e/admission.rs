@@ -99,6 +99,8 @@ async fn a_zone_spread_deployment_lands_one_pod_per_zone() {
                         "metadata": {"labels": labels},
                         "spec": {
                             "containers": [{"name": "app", "image": "registry.example.com/spread:1"}],
+                            "nodeSelector": {"type": "kwok"},
+                            "tolerations": [{"key": fixtures::KWOK_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
                             "topologySpreadConstraints": [{
                                 "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
                                 "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": labels},

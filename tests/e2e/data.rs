@@ -14,12 +14,13 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
 use crate::cluster::{self, CLUSTER, Operator, eventually};
+use crate::fixtures::on_kwok;
 use course_operator::api::CourseService;
 
 const CONVERGE: Duration = Duration::from_secs(120);
 
 fn course(namespace: &str, members: i32) -> serde_json::Value {
-    serde_json::json!({
+    on_kwok(serde_json::json!({
         "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
         "metadata": {"name": "academy", "namespace": namespace},
         "spec": {
@@ -29,7 +30,7 @@ fn course(namespace: &str, members: i32) -> serde_json::Value {
             "database": {"enabled": true, "members": members, "storage": "1Gi",
                          "backup": {"schedule": "0 3 * * *", "keep": 7}},
         },
-    })
+    }))
 }
 
 async fn ready_sets(client: &Client, ns: &str) -> BTreeMap<String, (i32, i32)> {

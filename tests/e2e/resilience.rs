@@ -9,17 +9,18 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
 use crate::cluster::{self, CLUSTER, Operator, eventually};
+use crate::fixtures::on_kwok;
 use crate::fixtures::repo_root;
 use course_operator::api::CourseService;
 
 const CONVERGE: Duration = Duration::from_secs(120);
 
 fn course(name: &str, namespace: &str, spec: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
+    on_kwok(serde_json::json!({
         "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
-    })
+    }))
 }
 
 /// Zone → (desired, ready, lost) from the CourseService status.
@@ -57,7 +58,7 @@ async fn losing_a_zone_moves_its_replicas_and_they_come_back() {
     let client = cluster::client().await;
     let nodes: Api<Node> = Api::all(client.clone());
     let zone_a: Vec<String> = nodes
-        .list(&ListParams::default().labels("topology.kubernetes.io/zone=zone-a"))
+        .list(&ListParams::default().labels("topology.kubernetes.io/zone=zone-a,type=kwok"))
         .await
         .expect("nodes")
         .items

@@ -16,6 +16,7 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
 use crate::cluster::{self, CLUSTER, Operator, eventually};
+use crate::fixtures::on_kwok;
 use course_operator::api::{CourseService, RolloutPhase};
 
 const ROLLOUT: Duration = Duration::from_secs(120);
@@ -31,11 +32,11 @@ fn course(
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
     }
-    serde_json::json!({
+    on_kwok(serde_json::json!({
         "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
-    })
+    }))
 }
 
 fn ready_endpoints(slices: &[EndpointSlice]) -> usize {

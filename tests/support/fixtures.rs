@@ -57,3 +57,21 @@ pub fn invalid_cases() -> Vec<InvalidCase> {
     let text = std::fs::read_to_string(&path).expect("invalid-specs.yaml readable");
     serde_saphyr::from_str(&text).expect("invalid-specs.yaml parses")
 }
+
+/// The simulated nodes' taint (hack/manifests/nodes.yaml): workloads opt in to kwok.
+pub const KWOK_TAINT: &str = "kwok.x-k8s.io/node";
+
+/// A CourseService manifest placed on the simulated (kwok) nodes, through the placement fields
+/// a platform team would use for a node pool: `spec.nodeSelector` and `spec.tolerations`.
+/// Without them a CourseService lands on the real nodes.
+#[allow(dead_code)] // not every test binary including this module places CourseServices
+pub fn on_kwok(mut manifest: serde_json::Value) -> serde_json::Value {
+    if let Some(spec) = manifest.get_mut("spec").and_then(serde_json::Value::as_object_mut) {
+        spec.insert("nodeSelector".into(), serde_json::json!({"type": "kwok"}));
+        spec.insert(
+            "tolerations".into(),
+            serde_json::json!([{"key": KWOK_TAINT, "operator": "Exists", "effect": "NoSchedule"}]),
+        );
+    }
+    manifest
+}
