@@ -95,7 +95,7 @@ cgroup_create() {
   local name=$1 h
   for h in /sys/fs/cgroup/*/; do
     [[ -d $h && ! -L ${h%/} ]] || continue
-    [[ $h == */unified/ || $h == */systemd/ ]] && continue
+    [[ $h == */unified/ ]] && continue   # the cgroup2 mount holds no controllers here
     mkdir -p "$h$name"
     if [[ -f ${h}cpuset.cpus ]]; then
       [[ -s $h$name/cpuset.cpus && $(cat "$h$name/cpuset.cpus") != "" ]] || cat "${h}cpuset.cpus" >"$h$name/cpuset.cpus"
@@ -452,7 +452,8 @@ remove_kube_chains() {
   local table chain
   for table in filter nat mangle; do
     # jumps from the built-in chains first, then the chains themselves
-    iptables -t "$table" -S 2>/dev/null | grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .* -j KUBE-' \
+    { iptables -t "$table" -S 2>/dev/null || true; } \
+      | { grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .* -j KUBE-' || true; } \
       | sed 's/^-A/-D/' | while read -r rule; do
         # shellcheck disable=SC2086
         iptables -t "$table" $rule 2>/dev/null || true
