@@ -259,6 +259,11 @@ fn validate_data(spec: &CourseServiceSpec, e: &mut Errors) {
         e.check(bytes.is_some_and(|b| b >= 1 << 20), "spec.cache.maxMemory", || {
             format!("{:?} must be a memory size of at least 1Mi", cache.max_memory.0)
         });
+        if let Some(image) = &cache.image {
+            e.check(!image.is_empty() && !image.contains(char::is_whitespace), "spec.cache.image", || {
+                format!("{image:?} must be an image reference without white space")
+            });
+        }
     }
     if let Some(db) = &spec.database {
         e.range(db.members, 1, 50, "spec.database.members");

@@ -435,6 +435,12 @@ pub struct CacheSpec {
         "message": "spec.cache.maxMemory must be a memory size of at least 1Mi, e.g. 256Mi",
     }]))]
     pub max_memory: Quantity,
+    /// Image with redis-server, redis-sentinel, redis-cli and a POSIX shell (default: the
+    /// official Redis image). For a private registry or an air-gapped cluster, point it at a
+    /// mirror of the same image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), pattern(r"^\S+$"))]
+    pub image: Option<String>,
 }
 
 /// MongoDB replica set.

@@ -333,7 +333,7 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
     redis_env.push(env_value("PRESTOP_WAIT_SECONDS", PRESTOP_WAIT_SECONDS));
     let redis = Container {
         name: REDIS_CONTAINER.to_owned(),
-        image: Some(REDIS_IMAGE.to_owned()),
+        image: Some(cache.image.clone().unwrap_or_else(|| REDIS_IMAGE.to_owned())),
         command: Some(script_command("redis-start.sh")),
         ports: Some(vec![ContainerPort {
             name: Some(REDIS_PORT_NAME.to_owned()),
@@ -370,7 +370,7 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
     sentinel_env.push(env_value("FAILOVER_TIMEOUT_MILLISECONDS", FAILOVER_TIMEOUT_MILLISECONDS));
     let sentinel = Container {
         name: SENTINEL_CONTAINER.to_owned(),
-        image: Some(REDIS_IMAGE.to_owned()),
+        image: Some(cache.image.clone().unwrap_or_else(|| REDIS_IMAGE.to_owned())),
         command: Some(script_command("sentinel-start.sh")),
         ports: Some(vec![ContainerPort {
             name: Some(SENTINEL_PORT_NAME.to_owned()),
@@ -452,7 +452,13 @@ mod tests {
     use super::*;
 
     fn cache(replicas: i32, max_memory: &str) -> CacheSpec {
-        CacheSpec { enabled: true, replicas, ttl_seconds: 300, max_memory: Quantity(max_memory.to_owned()) }
+        CacheSpec {
+            enabled: true,
+            replicas,
+            ttl_seconds: 300,
+            max_memory: Quantity(max_memory.to_owned()),
+            image: None,
+        }
     }
 
     #[test]

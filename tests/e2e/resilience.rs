@@ -114,8 +114,8 @@ async fn losing_a_zone_moves_its_replicas_and_they_come_back() {
     .await;
     // Whatever happened, the cluster gets its nodes back for the other tests.
     restore_nodes(&client).await;
-    eventually(CONVERGE, "every node Ready again", || async {
-        let list = nodes.list(&ListParams::default()).await.ok()?;
+    eventually(CONVERGE, "every kwok node Ready again", || async {
+        let list = nodes.list(&ListParams::default().labels("type=kwok")).await.ok()?;
         let ready = list.items.iter().filter(|n| {
             n.status
                 .as_ref()
