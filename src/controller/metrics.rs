@@ -96,7 +96,7 @@ impl Default for Metrics {
         let leader_election_errors = Family::<PhaseLabel, Counter>::default();
         // Both series exist from the start at 0, so an alert on their rate sees the first failure.
         for phase in [ElectionPhase::Join, ElectionPhase::Renew] {
-            leader_election_errors.get_or_create(&PhaseLabel { phase });
+            drop(leader_election_errors.get_or_create(&PhaseLabel { phase }));
         }
         registry.register("reconciles", "CourseService reconciles by result", reconciles.clone());
         registry.register(

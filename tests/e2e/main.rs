@@ -9,5 +9,6 @@ mod fixtures;
 mod admission;
 mod controller;
 mod data;
+mod real_nodes;
 mod resilience;
 mod rollouts;

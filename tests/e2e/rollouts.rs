@@ -48,7 +48,7 @@ fn ready_endpoints(slices: &[EndpointSlice]) -> usize {
 }
 
 /// Polls the Ready endpoints behind a Service every 100 ms and remembers the fewest seen.
-struct EndpointWatch {
+pub(crate) struct EndpointWatch {
     stop: Arc<AtomicBool>,
     min_ready: Arc<AtomicUsize>,
     samples: Arc<AtomicUsize>,
@@ -56,7 +56,7 @@ struct EndpointWatch {
 }
 
 impl EndpointWatch {
-    fn start(client: &Client, namespace: &str, service: &str) -> Self {
+    pub(crate) fn start(client: &Client, namespace: &str, service: &str) -> Self {
         let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
         let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
         let (stop, min_ready, samples) =
@@ -78,7 +78,7 @@ impl EndpointWatch {
     }
 
     /// Stops polling; returns (fewest Ready endpoints seen, samples taken).
-    async fn finish(self) -> (usize, usize) {
+    pub(crate) async fn finish(self) -> (usize, usize) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.task.await;
         (self.min_ready.load(Ordering::SeqCst), self.samples.load(Ordering::SeqCst))
@@ -86,7 +86,7 @@ impl EndpointWatch {
 }
 
 /// Waits until the main Service has Ready endpoints (the starting point of every rollout).
-async fn wait_endpoints(client: &Client, ns: &str, service: &str, count: usize) {
+pub(crate) async fn wait_endpoints(client: &Client, ns: &str, service: &str, count: usize) {
     let api: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
     let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
     eventually(ROLLOUT, &format!("{count} Ready endpoints behind {service}"), || async {

@@ -1,0 +1,232 @@
+//! The operator's children on the real nodes (kubelet + containerd per zone, hack/nodes.sh):
+//! what kwok hides. Readiness probes really run (a readiness delay is visible), traffic really
+//! reaches the pods through kube-proxy, and a stopped kubelet is a real zone loss. Every
+//! CourseService here has no placement settings, so it lands on the real nodes as a user's
+//! first one would, running the locally built test server (hack/images.sh).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::ListParams;
+use kube::{Api, Client};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::cluster::{self, CLUSTER, Operator, eventually};
+use crate::fixtures::repo_root;
+use crate::rollouts::{EndpointWatch, wait_endpoints};
+use course_operator::api::{CourseService, RolloutPhase};
+
+/// The test server image hack/images.sh imports into every real node.
+const TEST_SERVER: &str = "localhost/test-server:dev";
+const READY_DELAY_SECONDS: i64 = 3;
+const CONVERGE: Duration = Duration::from_secs(180);
+const REAL_NODES: [&str; 3] = ["real-zone-a", "real-zone-b", "real-zone-c"];
+
+fn course(name: &str, namespace: &str, replicas: i32, version: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "image": TEST_SERVER,
+            "replicas": replicas,
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+            "env": [
+                {"name": "READY_DELAY_SECONDS", "value": READY_DELAY_SECONDS.to_string()},
+                {"name": "VERSION", "value": version},
+            ],
+            "probes": {"readinessPath": "/healthz"},
+            "disruption": {"maxUnavailable": 1},
+            "strategy": {"type": "Rolling", "rolling": {"maxSurge": 1, "maxUnavailable": 0, "zoneByZone": true}},
+        },
+    })
+}
+
+/// A Ready application pod.
+#[derive(Debug)]
+struct ReadyPod {
+    name: String,
+    node: String,
+    revision: String,
+    /// Seconds from its container's start to Ready.
+    delay: i64,
+}
+
+/// Application pods of `name` that are Ready.
+async fn ready_pods(client: &Client, ns: &str, name: &str) -> Vec<ReadyPod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=app");
+    let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else { return Vec::new() };
+    list.items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let status = p.status.as_ref()?;
+            let ready = status.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready" && c.status == "True")?;
+            let ready_at = ready.last_transition_time.as_ref()?.0;
+            let started =
+                status.container_statuses.as_ref()?.first()?.state.as_ref()?.running.as_ref()?.started_at.as_ref()?.0;
+            Some(ReadyPod {
+                name: p.metadata.name.clone()?,
+                node: p.spec.as_ref()?.node_name.clone()?,
+                revision: p.metadata.labels.as_ref()?.get("microcourses.io/revision")?.clone(),
+                delay: ready_at.as_second() - started.as_second(),
+            })
+        })
+        .collect()
+}
+
+/// Zone → (desired, ready, lost) from the CourseService status.
+async fn zones(api: &Api<CourseService>, name: &str) -> BTreeMap<String, (i32, i32, bool)> {
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|cs| cs.status)
+        .map(|s| s.zones.into_iter().map(|z| (z.name, (z.desired, z.ready, z.lost))).collect())
+        .unwrap_or_default()
+}
+
+/// `GET path` on `host:port` from this machine: (status code, body).
+async fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    let connect = tokio::net::TcpStream::connect((host, port));
+    let mut stream = tokio::time::timeout(Duration::from_secs(3), connect).await.ok()?.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(3), stream.read_to_string(&mut response)).await.ok()?.ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
+}
+
+fn nodes_sh(args: &[&str]) {
+    let status = Command::new(repo_root().join("hack/nodes.sh")).args(args).status();
+    assert!(status.is_ok_and(|s| s.success()), "hack/nodes.sh {args:?} failed");
+}
+
+#[tokio::test]
+async fn a_course_service_without_placement_runs_probed_pods_on_the_real_nodes_of_every_zone() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("real", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course("catalog", &ns, 3, "1")).await;
+
+        let pods = eventually(CONVERGE, "3 Ready pods", || async {
+            let pods = ready_pods(&client, &ns, "catalog").await;
+            (pods.len() == 3).then_some(pods)
+        })
+        .await;
+        let nodes: BTreeSet<&str> = pods.iter().map(|p| p.node.as_str()).collect();
+        assert_eq!(nodes, REAL_NODES.into_iter().collect(), "one pod on each real node: {pods:?}");
+        // The readiness probe really ran: no pod was Ready before the server said so. (Both
+        // timestamps are truncated to the second, so the floor is one second lower.)
+        for pod in &pods {
+            assert!(pod.delay >= READY_DELAY_SECONDS - 1, "{} was Ready {}s after it started", pod.name, pod.delay);
+        }
+        let status = zones(&api, "catalog").await;
+        assert_eq!(status.values().map(|(d, r, _)| (*d, *r)).collect::<Vec<_>>(), vec![(1, 1); 3], "{status:?}");
+
+        // Traffic reaches every pod through the Service's cluster IP (kube-proxy).
+        let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+        let service = services.get("catalog").await.expect("main Service");
+        let ip = service.spec.as_ref().and_then(|s| s.cluster_ip.clone()).expect("cluster IP");
+        let port = service.spec.as_ref().and_then(|s| s.ports.as_ref()?.first().map(|p| p.port)).expect("port");
+        let mut answered = BTreeSet::new();
+        for _ in 0..60 {
+            let (code, body) =
+                http_get(&ip, u16::try_from(port).expect("port"), "/").await.expect("the Service answers");
+            assert_eq!(code, 200, "{body}");
+            answered.insert(body.trim().trim_start_matches("ok from ").to_owned());
+        }
+        let expected: BTreeSet<String> = pods.iter().map(|p| p.name.clone()).collect();
+        assert_eq!(answered, expected, "every pod serves through the Service");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_rolling_update_on_real_pods_keeps_every_replica_serving() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("real-rolling", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course("catalog", &ns, 3, "1")).await;
+        wait_endpoints(&client, &ns, "catalog", 3).await;
+        let old = eventually(CONVERGE, "a settled first revision", || async {
+            let rollout = api.get("catalog").await.ok()?.status?.rollout?;
+            (rollout.phase == RolloutPhase::Healthy).then_some(rollout.stable_revision?)
+        })
+        .await;
+
+        let watch = EndpointWatch::start(&client, &ns, "catalog");
+        let started = Instant::now();
+        cluster::apply(&api, course("catalog", &ns, 3, "2")).await;
+        let new = eventually(CONVERGE, "the rollout to finish on the new revision", || async {
+            let rollout = api.get("catalog").await.ok()?.status?.rollout?;
+            let stable = rollout.stable_revision?;
+            (rollout.phase == RolloutPhase::Healthy && stable != old).then_some(stable)
+        })
+        .await;
+        eventually(CONVERGE, "3 Ready pods, all of the new revision", || async {
+            let pods = ready_pods(&client, &ns, "catalog").await;
+            (pods.len() == 3 && pods.iter().all(|p| p.revision == new)).then_some(())
+        })
+        .await;
+        let took = started.elapsed();
+        let (min_ready, samples) = watch.finish().await;
+        eprintln!("real-node rolling update: {took:?}, fewest Ready endpoints {min_ready} over {samples} samples");
+        // maxUnavailable 0 with a surge of 1: all three keep serving while each zone moves.
+        assert!(min_ready >= 3, "Ready endpoints fell to {min_ready}, below replicas - maxUnavailable = 3");
+        let expected = took.as_millis() / 1000;
+        assert!(samples as u128 >= expected, "the endpoint sampler took {samples} samples in {took:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stopping_a_real_kubelet_loses_its_zone_and_restarting_it_brings_the_share_back() {
+    let _exclusive = CLUSTER.write().await;
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(cluster::with_namespace(
+        "real-zone-loss",
+        |client, ns| async move {
+            let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+            let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+            cluster::apply(&api, course("catalog", &ns, 6, "1")).await;
+            eventually(CONVERGE, "2 Ready pods in each zone", || async {
+                let z = zones(&api, "catalog").await;
+                (z.len() == 3 && z.values().all(|(d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
+            })
+            .await;
+
+            nodes_sh(&["stop-kubelet", "c"]);
+            let stopped = Instant::now();
+            eventually(CONVERGE, "zone-c lost and its share Ready in zone-a/zone-b", || async {
+                let z = zones(&api, "catalog").await;
+                let lost = z.get("zone-c").is_some_and(|(d, _, lost)| *d == 0 && *lost);
+                let moved = ["zone-a", "zone-b"].iter().all(|zone| z.get(*zone) == Some(&(3, 3, false)));
+                (lost && moved).then_some(())
+            })
+            .await;
+            let lost_after = stopped.elapsed();
+
+            nodes_sh(&["start-kubelet", "c"]);
+            let restarted = Instant::now();
+            eventually(CONVERGE, "2 Ready pods in each zone again", || async {
+                let z = zones(&api, "catalog").await;
+                (z.len() == 3 && z.values().all(|(d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
+            })
+            .await;
+            eprintln!(
+                "real zone loss: kubelet stopped → share Ready elsewhere {lost_after:?}; restarted → back to 2/2/2 {:?}",
+                restarted.elapsed()
+            );
+        },
+    )))
+    .await;
+    // Whatever happened, the node gets its kubelet back for the other tests.
+    nodes_sh(&["start-kubelet", "c"]);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
