@@ -88,6 +88,12 @@ options:
   kubeAuthorization: true
   kubeAdmission: true
   quietPull: true
+  # A real node (hack/nodes.sh) whose kubelet stops is NotReady 40 s after its last Lease
+  # renewal, as on a cloud cluster (kwokctl's default heartbeat factor of 5 would make it
+  # 200 s); the kwok controller renews the simulated nodes' 40 s Leases well within that.
+  heartbeatFactor: 1
+  kubeControllerManagerNodeMonitorPeriodMilliseconds: 5000
+  kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 40000
   enable:
   - metrics-server
   etcdBinary: $ETCD_BIN/etcd

@@ -132,14 +132,20 @@ async fn a_course_service_without_placement_runs_probed_pods_on_the_real_nodes_o
         let service = services.get("catalog").await.expect("main Service");
         let ip = service.spec.as_ref().and_then(|s| s.cluster_ip.clone()).expect("cluster IP");
         let port = service.spec.as_ref().and_then(|s| s.ports.as_ref()?.first().map(|p| p.port)).expect("port");
+        let expected: BTreeSet<String> = pods.iter().map(|p| p.name.clone()).collect();
+        // kube-proxy programs new endpoints within a second or two of their becoming Ready.
+        wait_endpoints(&client, &ns, "catalog", 3).await;
+        let port = u16::try_from(port).expect("port");
         let mut answered = BTreeSet::new();
-        for _ in 0..60 {
-            let (code, body) =
-                http_get(&ip, u16::try_from(port).expect("port"), "/").await.expect("the Service answers");
+        let mut requests = 0;
+        let started = Instant::now();
+        while answered != expected && started.elapsed() < Duration::from_secs(30) {
+            let (code, body) = http_get(&ip, port, "/").await.expect("the Service answers");
             assert_eq!(code, 200, "{body}");
             answered.insert(body.trim().trim_start_matches("ok from ").to_owned());
+            requests += 1;
         }
-        let expected: BTreeSet<String> = pods.iter().map(|p| p.name.clone()).collect();
+        eprintln!("{requests} requests through the Service reached {} pods", answered.len());
         assert_eq!(answered, expected, "every pod serves through the Service");
     })
     .await;
