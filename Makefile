@@ -9,7 +9,7 @@ LOCAL_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 OPERATOR := $(CARGO_TARGET_DIR)/debug/course-operator
 CARGO_TEST_THREADS ?= 8
 
-.PHONY: help deps build crd lint unit e2e test cluster cluster-down demo demo-down bench chaos
+.PHONY: help deps build crd lint unit e2e test cluster cluster-down images demo demo-down bench chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -42,6 +42,9 @@ test: deps lint unit ## Everything CI runs: lint, unit, local cluster up, e2e, c
 
 cluster: ## Build (first time) and start the local 3-zone control plane
 	hack/cluster.sh up
+
+images: build ## Build the local images and import them into every real node; prints their references
+	hack/images.sh import
 
 cluster-down: ## Stop the local control plane and delete its state
 	hack/cluster.sh down

@@ -13,7 +13,10 @@ log() { printf '[install-deps] %s\n' "$*" >&2; }
 SUDO=()
 if [[ $(id -u) != 0 ]]; then SUDO=(sudo); fi
 
-packages=(ca-certificates procps iproute2)
+# The real nodes (hack/nodes.sh): containerd + runc + CNI plugins, iptables/conntrack for
+# kube-proxy; the local images (hack/images.sh): umoci, skopeo, strip (binutils).
+packages=(ca-certificates procps iproute2 containerd runc containernetworking-plugins conntrack iptables
+  umoci skopeo binutils)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
