@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::ListParams;
+use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -235,4 +235,158 @@ async fn stopping_a_real_kubelet_loses_its_zone_and_restarting_it_brings_the_sha
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+#[tokio::test]
+async fn the_hpa_scales_up_on_real_cpu_and_every_zone_follows() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("real-hpa", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let mut manifest = course("catalog", &ns, 3, "1");
+        manifest["spec"]["autoscaling"] =
+            serde_json::json!({"minReplicas": 3, "maxReplicas": 6, "targetCPUUtilizationPercentage": 50});
+        cluster::apply(&api, manifest).await;
+        wait_endpoints(&client, &ns, "catalog", 3).await;
+        let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+        let service = services.get("catalog").await.expect("main Service");
+        let ip = service.spec.as_ref().and_then(|s| s.cluster_ip.clone()).expect("cluster IP");
+
+        // Real CPU: clients keep asking the pods to burn 200 ms each, far above 50 % of the
+        // 10m they request, until the HPA has raised spec.replicas.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load: Vec<_> = (0..3)
+            .map(|_| {
+                let (ip, stop) = (ip.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut served = 0u32;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        if http_get(&ip, 80, "/burn?ms=200").await.is_some_and(|(code, _)| code == 200) {
+                            served += 1;
+                        }
+                    }
+                    served
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        let scaled = eventually(Duration::from_secs(240), "the HPA to raise spec.replicas above 3", || async {
+            let replicas = api.get("catalog").await.ok()?.spec.replicas;
+            (replicas > 3).then_some(replicas)
+        })
+        .await;
+        let reaction = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut burns = 0;
+        for task in load {
+            burns += task.await.expect("load task");
+        }
+        assert!(burns > 0, "no burn request was served");
+        // The operator splits the HPA's count over the zones and every new pod becomes Ready.
+        eventually(CONVERGE, "the zones to follow the HPA", || async {
+            let z = zones(&api, "catalog").await;
+            let desired: i32 = z.values().map(|(d, _, _)| *d).sum();
+            let ready: i32 = z.values().map(|(_, r, _)| *r).sum();
+            (z.len() == 3 && desired >= scaled && ready == desired && z.values().all(|(d, ..)| *d >= 1)).then_some(())
+        })
+        .await;
+        eprintln!(
+            "real-CPU HPA: spec.replicas 3 → {scaled} {reaction:?} after the load started ({burns} burns served)"
+        );
+    })
+    .await;
+}
+
+/// One Redis/Sentinel command over RESP (inline form) to `ip:port`; the raw reply.
+async fn redis(ip: &str, port: u16, command: &str) -> Option<String> {
+    let connect = tokio::net::TcpStream::connect((ip, port));
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), connect).await.ok()?.ok()?;
+    stream.write_all(format!("{command}\r\nQUIT\r\n").as_bytes()).await.ok()?;
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_string(&mut reply)).await.ok()?.ok()?;
+    Some(reply)
+}
+
+/// Cache pod name → pod IP, of the Ready cache pods.
+async fn cache_pods(client: &Client, ns: &str, name: &str) -> BTreeMap<String, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=cache");
+    let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else { return BTreeMap::new() };
+    list.items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let status = p.status?;
+            let ready = status.conditions?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            ready.then_some((p.metadata.name?, status.pod_ip?))
+        })
+        .collect()
+}
+
+/// The pod every Sentinel names as master (its announced host name starts with the pod name),
+/// when they all agree and that pod's Redis says it is the master.
+async fn agreed_master(pods: &BTreeMap<String, String>, master_name: &str) -> Option<String> {
+    let mut named = BTreeSet::new();
+    for ip in pods.values() {
+        let reply = redis(ip, 26379, &format!("SENTINEL get-master-addr-by-name {master_name}")).await?;
+        let host = reply.lines().nth(2)?.trim_end().to_owned();
+        named.insert(host.split('.').next()?.to_owned());
+    }
+    let master = (named.len() == 1).then(|| named.pop_first()).flatten()?;
+    let role = redis(pods.get(&master)?, 6379, "ROLE").await?;
+    role.contains("master").then_some(master)
+}
+
+#[tokio::test]
+async fn the_redis_cache_runs_in_real_pods_and_a_deleted_master_is_replaced() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("real-cache", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let mut manifest = course("catalog", &ns, 3, "1");
+        manifest["spec"]["cache"] =
+            serde_json::json!({"enabled": true, "replicas": 3, "maxMemory": "32Mi", "image": "localhost/redis:dev"});
+        cluster::apply(&api, manifest).await;
+        let master_name = "catalog-cache";
+
+        let (pods, master) = eventually(CONVERGE, "3 Ready cache pods agreeing on a master", || async {
+            let pods = cache_pods(&client, &ns, "catalog").await;
+            if pods.len() != 3 {
+                return None;
+            }
+            let master = agreed_master(&pods, master_name).await?;
+            Some((pods, master))
+        })
+        .await;
+        let replicas = pods.keys().filter(|p| **p != master).count();
+        for (pod, ip) in pods.iter().filter(|(p, _)| **p != master) {
+            let role = redis(ip, 6379, "ROLE").await.unwrap_or_default();
+            assert!(role.contains("slave"), "{pod} is not a replica: {role:?}");
+        }
+        assert_eq!(replicas, 2);
+
+        // Delete the master pod (its preStop hook hands the role over); a replica takes over
+        // and the Sentinels follow.
+        let cache: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        cache.delete(&master, &DeleteParams::default()).await.expect("delete the master pod");
+        let deleted = Instant::now();
+        let (new_master, failover) = eventually(CONVERGE, "another cache pod to be master", || async {
+            let pods = cache_pods(&client, &ns, "catalog").await;
+            let survivors: BTreeMap<String, String> = pods.into_iter().filter(|(p, _)| *p != master).collect();
+            let new_master = agreed_master(&survivors, master_name).await?;
+            Some((new_master, deleted.elapsed()))
+        })
+        .await;
+        // The deleted pod comes back (same name) and rejoins as a replica of the new master.
+        eventually(CONVERGE, "the old master back as a replica", || async {
+            let pods = cache_pods(&client, &ns, "catalog").await;
+            let ip = pods.get(&master)?;
+            let role = redis(ip, 6379, "ROLE").await?;
+            (pods.len() == 3 && role.contains("slave") && agreed_master(&pods, master_name).await? == new_master)
+                .then_some(())
+        })
+        .await;
+        eprintln!("real-pod Redis: master {master} deleted → {new_master} master after {failover:?}; {master} rejoined as a replica after {:?}", deleted.elapsed());
+    })
+    .await;
 }
