@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the local control-plane binaries from the Go module proxy.
 #
-#   hack/build.sh [component...]     components: kubernetes etcd kwok metrics-server helm coredns (default: all)
+#   hack/build.sh [component...]     components: kubernetes etcd kwok metrics-server helm coredns metallb (default: all)
 #   hack/build.sh --list             print "<component> <bin dir>" for every component
 #
 # Each component lands in ${COURSE_OPERATOR_CACHE:-~/.cache/course-operator}/<component>-<version>/bin.
@@ -14,7 +14,7 @@ HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HACK_DIR/versions.env"
 
 CACHE_ROOT=${COURSE_OPERATOR_CACHE:-$HOME/.cache/course-operator}
-ALL_COMPONENTS=(kubernetes etcd kwok metrics-server helm coredns)
+ALL_COMPONENTS=(kubernetes etcd kwok metrics-server helm coredns metallb)
 
 log() { printf '[build] %s\n' "$*" >&2; }
 die() { printf '[build] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -27,6 +27,7 @@ component_version() {
     metrics-server) echo "$METRICS_SERVER_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;;
+    metallb) echo "$METALLB_VERSION" ;;
     *) die "unknown component '$1' (known: ${ALL_COMPONENTS[*]})" ;;
   esac
 }
@@ -39,6 +40,7 @@ component_bins() {
     metrics-server) echo "metrics-server" ;;
     helm) echo "helm" ;;
     coredns) echo "coredns" ;;
+    metallb) echo "controller" ;;
   esac
 }
 
@@ -48,6 +50,7 @@ component_dir() { echo "$CACHE_ROOT/$1-$(component_version "$1")"; }
 component_files() {
   case $1 in
     kwok) echo "$KWOK_STAGE_FILES" ;;
+    metallb) echo "crds.yaml" ;;
   esac
 }
 
@@ -232,6 +235,20 @@ build_coredns() {
   local v=$COREDNS_VERSION
   go_install "$1" "coredns $v" "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$v" \
     "github.com/coredns/coredns@$v"
+}
+
+# MetalLB's controller (the address allocator of LoadBalancer Services) and its CRDs. The
+# speaker is not needed: clients on this machine reach a LoadBalancer address through
+# kube-proxy's rules, which match it before any routing.
+build_metallb() {
+  local v=$METALLB_VERSION moddir f
+  go_install "$1" "metallb $v" "-s -w" "go.universe.tf/metallb/controller@$v"
+  moddir="$GOMODCACHE/go.universe.tf/metallb@$v"
+  [[ -d $moddir ]] || "$GO" mod download "go.universe.tf/metallb@$v"
+  : >"$1/crds.yaml"
+  for f in "$moddir"/config/crd/bases/*.yaml; do
+    { echo "---"; cat "$f"; } >>"$1/crds.yaml"
+  done
 }
 
 # --- main -----------------------------------------------------------------------

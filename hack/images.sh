@@ -48,8 +48,9 @@ base_rootfs() {
   printf 'hosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
 }
 
-# Debian packages for the Redis image: the servers, a shell and the tools its scripts use.
-REDIS_PACKAGES=(redis-server redis-tools dash coreutils grep sed)
+# Debian packages for the Redis image: the servers, a shell and the tools its scripts use
+# (getent comes with libc-bin).
+REDIS_PACKAGES=(redis-server redis-sentinel redis-tools dash coreutils grep sed libc-bin)
 
 rootfs_redis() {
   local rootfs=$1 debs=$IMAGES_DIR/debs pkg deb bin

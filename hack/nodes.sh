@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real nodes beside the kwok ones: one per zone (real-zone-a/b/c), each its own containerd and
-# kubelet on this machine, plus one kube-proxy (iptables) and CoreDNS for the whole cluster.
+# kubelet on this machine, plus one kube-proxy (iptables), CoreDNS and MetalLB's controller (the
+# addresses of LoadBalancer Services) for the whole cluster.
 # Called by hack/cluster.sh (`up` after the control plane, `down` before it).
 #
 #   hack/nodes.sh up        start the nodes, kube-proxy and CoreDNS; import the local images
@@ -28,6 +29,7 @@ NODES_DIR=$STATE_DIR/nodes
 KUBECONFIG_FILE=$STATE_DIR/kubeconfig
 K8S_BIN=$CACHE_ROOT/kubernetes-$KUBERNETES_VERSION/bin
 COREDNS_BIN=$CACHE_ROOT/coredns-$COREDNS_VERSION/bin
+METALLB_DIR=$CACHE_ROOT/metallb-$METALLB_VERSION
 CNI_BIN_DIR=${CNI_BIN_DIR:-/usr/lib/cni}
 
 ZONES=(a b c)
@@ -36,6 +38,11 @@ ZONES=(a b c)
 POD_SUPERNET=10.244.0.0/16
 CLUSTER_DNS=10.0.0.10
 COREDNS_PORT=1053
+# LoadBalancer addresses (MetalLB pool), routed to an empty bridge so that clients on this
+# machine reach them (this kernel has no dummy interfaces); kube-proxy's rules take it from there.
+LB_CIDR=172.30.255.0/24
+LB_RANGE=172.30.255.10-172.30.255.250
+LB_LINK=co-lb0
 SYSCTLS=(kernel.panic_on_oops kernel.panic vm.overcommit_memory net.ipv4.ip_forward
   net.ipv4.conf.all.route_localnet net.bridge.bridge-nf-call-iptables)
 
@@ -308,6 +315,31 @@ ports:
 EOF
 }
 
+# --- MetalLB (its controller only: the address allocator) -------------------------------------
+start_metallb() {
+  mkdir -p "$NODES_DIR/metallb"
+  ip link show "$LB_LINK" >/dev/null 2>&1 || ip link add "$LB_LINK" type bridge
+  ip link set "$LB_LINK" up
+  ip route replace "$LB_CIDR" dev "$LB_LINK"
+  kc apply --server-side --force-conflicts -f "$METALLB_DIR/crds.yaml" >/dev/null
+  kc wait --for condition=Established --timeout=60s crd/ipaddresspools.metallb.io >/dev/null
+  cat >"$NODES_DIR/metallb/pool.yaml" <<POOL
+apiVersion: v1
+kind: Namespace
+metadata: {name: metallb-system}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: local, namespace: metallb-system}
+spec:
+  addresses: [$LB_RANGE]
+POOL
+  kc apply -f "$NODES_DIR/metallb/pool.yaml" >/dev/null
+  start_daemon "$NODES_DIR/metallb/pid" "$NODES_DIR/metallb/log" \
+    env KUBECONFIG="$KUBECONFIG_FILE" "$METALLB_DIR/bin/controller" \
+    --namespace metallb-system --webhook-mode disabled --port 7472 --log-level warn
+}
+
 # --- sysctls ---------------------------------------------------------------------------------
 record_sysctls() {
   local f=$NODES_DIR/sysctls.before s
@@ -348,6 +380,7 @@ do_up() {
   done
   [[ -x $K8S_BIN/kubelet && -x $K8S_BIN/kube-proxy ]] || die "kubelet/kube-proxy not built: run hack/build.sh"
   [[ -x $COREDNS_BIN/coredns ]] || die "coredns not built: run hack/build.sh"
+  [[ -x $METALLB_DIR/bin/controller ]] || die "MetalLB's controller not built: run hack/build.sh"
   [[ -x $CNI_BIN_DIR/bridge ]] || die "CNI plugins missing in $CNI_BIN_DIR: run hack/install-deps.sh"
   mkdir -p "$NODES_DIR"
   record_sysctls
@@ -380,6 +413,8 @@ do_up() {
   start_daemon "$NODES_DIR/coredns/pid" "$NODES_DIR/coredns/log" \
     "$COREDNS_BIN/coredns" -conf "$NODES_DIR/coredns/Corefile"
 
+  start_metallb
+
   wait_for "3 real nodes Ready" 120 real_nodes_ready || { tail_logs; die "real nodes not Ready"; }
   wait_for "CoreDNS listening" 30 coredns_answers || { tail_logs; die "CoreDNS not answering"; }
   log "real nodes up in $(( SECONDS - t0 ))s: $(for z in "${ZONES[@]}"; do printf '%s ' "$(node_name "$z")"; done)"
@@ -387,7 +422,7 @@ do_up() {
 
 tail_logs() {
   local f
-  for f in "$NODES_DIR"/*/*.log "$NODES_DIR"/kube-proxy/log "$NODES_DIR"/coredns/log; do
+  for f in "$NODES_DIR"/*/*.log "$NODES_DIR"/kube-proxy/log "$NODES_DIR"/coredns/log "$NODES_DIR"/metallb/log; do
     [[ -f $f ]] || continue
     log "---- last lines of $f"
     tail -n 15 "$f" >&2
@@ -416,6 +451,8 @@ do_down() {
   local z dir m
   log "stopping real nodes"
   stop_pidfile "$NODES_DIR/coredns/pid"
+  stop_pidfile "$NODES_DIR/metallb/pid"
+  ip link delete "$LB_LINK" 2>/dev/null || true
   if [[ -f $NODES_DIR/kube-proxy/pid ]]; then
     stop_pidfile "$NODES_DIR/kube-proxy/pid"
     [[ -x $K8S_BIN/kube-proxy ]] && "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true

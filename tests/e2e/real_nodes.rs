@@ -127,11 +127,16 @@ async fn a_course_service_without_placement_runs_probed_pods_on_the_real_nodes_o
         let status = zones(&api, "catalog").await;
         assert_eq!(status.values().map(|(d, r, _)| (*d, *r)).collect::<Vec<_>>(), vec![(1, 1); 3], "{status:?}");
 
-        // Traffic reaches every pod through the Service's cluster IP (kube-proxy).
+        // Traffic reaches every pod as users send it: to the LoadBalancer address (MetalLB's
+        // controller allocates it, kube-proxy routes it).
         let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-        let service = services.get("catalog").await.expect("main Service");
-        let ip = service.spec.as_ref().and_then(|s| s.cluster_ip.clone()).expect("cluster IP");
-        let port = service.spec.as_ref().and_then(|s| s.ports.as_ref()?.first().map(|p| p.port)).expect("port");
+        let (ip, port) = eventually(Duration::from_secs(30), "a LoadBalancer address", || async {
+            let service = services.get("catalog").await.ok()?;
+            let ip = service.status?.load_balancer?.ingress?.first()?.ip.clone()?;
+            let port = service.spec?.ports?.first()?.port;
+            Some((ip, port))
+        })
+        .await;
         let expected: BTreeSet<String> = pods.iter().map(|p| p.name.clone()).collect();
         // kube-proxy programs new endpoints within a second or two of their becoming Ready.
         wait_endpoints(&client, &ns, "catalog", 3).await;
@@ -140,13 +145,13 @@ async fn a_course_service_without_placement_runs_probed_pods_on_the_real_nodes_o
         let mut requests = 0;
         let started = Instant::now();
         while answered != expected && started.elapsed() < Duration::from_secs(30) {
-            let (code, body) = http_get(&ip, port, "/").await.expect("the Service answers");
+            let (code, body) = http_get(&ip, port, "/").await.expect("the LoadBalancer address answers");
             assert_eq!(code, 200, "{body}");
             answered.insert(body.trim().trim_start_matches("ok from ").to_owned());
             requests += 1;
         }
-        eprintln!("{requests} requests through the Service reached {} pods", answered.len());
-        assert_eq!(answered, expected, "every pod serves through the Service");
+        eprintln!("{requests} requests to the LoadBalancer address {ip} reached {} pods", answered.len());
+        assert_eq!(answered, expected, "every pod serves through the LoadBalancer address");
     })
     .await;
 }
@@ -297,14 +302,22 @@ async fn the_hpa_scales_up_on_real_cpu_and_every_zone_follows() {
     .await;
 }
 
-/// One Redis/Sentinel command over RESP (inline form) to `ip:port`; the raw reply.
+/// One Redis/Sentinel command over RESP (inline form) to `ip:port`; the raw reply, read until
+/// the server pauses (Sentinel does not know QUIT, so the connection is not closed for us).
 async fn redis(ip: &str, port: u16, command: &str) -> Option<String> {
     let connect = tokio::net::TcpStream::connect((ip, port));
     let mut stream = tokio::time::timeout(Duration::from_secs(2), connect).await.ok()?.ok()?;
-    stream.write_all(format!("{command}\r\nQUIT\r\n").as_bytes()).await.ok()?;
-    let mut reply = String::new();
-    tokio::time::timeout(Duration::from_secs(2), stream.read_to_string(&mut reply)).await.ok()?.ok()?;
-    Some(reply)
+    stream.write_all(format!("{command}\r\n").as_bytes()).await.ok()?;
+    let mut reply = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let wait = |got: &[u8]| Duration::from_millis(if got.is_empty() { 2000 } else { 200 });
+    while let Ok(read) = tokio::time::timeout(wait(&reply), stream.read(&mut buffer)).await {
+        match read.ok()? {
+            0 => break,
+            n => reply.extend_from_slice(&buffer[..n]),
+        }
+    }
+    (!reply.is_empty()).then(|| String::from_utf8_lossy(&reply).into_owned())
 }
 
 /// Cache pod name → pod IP, of the Ready cache pods.
