@@ -376,20 +376,34 @@ fn is_dns1035_label(s: &str) -> bool {
         && bytes[bytes.len() - 1] != b'-'
 }
 
-/// A label name: alphanumerics, '-', '_', '.', starting and ending alphanumeric, at most 63.
-fn is_label_name(s: &str) -> bool {
+/// At most 63 bytes, starting and ending with an `edge` byte, with `edge` or `inner` bytes
+/// between: the shape of every Kubernetes name part.
+fn is_token(s: &str, edge: fn(&u8) -> bool, inner: &[u8]) -> bool {
     let bytes = s.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes.first().is_some_and(edge)
+        && bytes.last().is_some_and(edge)
+        && bytes.iter().all(|b| edge(b) || inner.contains(b))
+}
+
+fn is_lower_alphanumeric(b: &u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+/// A label name: alphanumerics with '-', '_', '.' between.
+fn is_label_name(s: &str) -> bool {
+    is_token(s, u8::is_ascii_alphanumeric, b"-_.")
 }
 
 /// A label key: a name with an optional DNS-subdomain prefix (`prefix/name`).
 fn is_label_key(s: &str) -> bool {
     match s.split_once('/') {
-        Some((prefix, name)) => prefix.len() <= 253 && prefix.split('.').all(is_dns1123_label) && is_label_name(name),
+        Some((prefix, name)) => {
+            prefix.len() <= 253
+                && prefix.split('.').all(|part| is_token(part, is_lower_alphanumeric, b"-"))
+                && is_label_name(name)
+        }
         None => is_label_name(s),
     }
 }
@@ -399,24 +413,8 @@ fn is_label_value(s: &str) -> bool {
     s.is_empty() || is_label_name(s)
 }
 
-fn is_dns1123_label(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    let edge = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes.first().is_some_and(edge)
-        && bytes.last().is_some_and(edge)
-        && bytes.iter().all(|b| edge(b) || *b == b'-')
-}
-
 fn is_zone_name(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    let edge = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes.first().is_some_and(edge)
-        && bytes.last().is_some_and(edge)
-        && bytes.iter().all(|b| edge(b) || *b == b'-' || *b == b'.')
+    is_token(s, is_lower_alphanumeric, b"-.")
 }
 
 fn is_major_minor(s: &str) -> bool {
