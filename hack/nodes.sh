@@ -479,7 +479,13 @@ do_down() {
     ip link delete "$(bridge_name "$z")" 2>/dev/null || true
     cgroup_remove "$(cgroup_name "$z")"
   done
-  rm -rf /var/log/containers /var/log/pods 2>/dev/null || true
+  # The kubelets link every container log into /var/log/containers (a fixed path): remove our
+  # links only, and the directory if nothing else uses it.
+  local link
+  for link in /var/log/containers/*.log; do
+    if [[ -L $link && $(readlink "$link") == "$NODES_DIR"/* ]]; then rm -f "$link"; fi
+  done
+  rmdir /var/log/containers 2>/dev/null || true
   restore_sysctls
   rm -rf "$NODES_DIR"
   log "real nodes down"
