@@ -141,10 +141,16 @@ async fn a_course_service_without_placement_runs_probed_pods_on_the_real_nodes_o
         // kube-proxy programs new endpoints within a second or two of their becoming Ready.
         wait_endpoints(&client, &ns, "catalog", 3).await;
         let port = u16::try_from(port).expect("port");
+        // kube-proxy routes the address a moment after MetalLB has written it; from the first
+        // answer on, every request must be answered.
+        eventually(Duration::from_secs(30), "the LoadBalancer address to answer", || async {
+            http_get(&ip, port, "/").await.filter(|(code, _)| *code == 200)
+        })
+        .await;
         let mut answered = BTreeSet::new();
         let mut requests = 0;
         let started = Instant::now();
-        while answered != expected && started.elapsed() < Duration::from_secs(30) {
+        while answered != expected && started.elapsed() < Duration::from_secs(60) {
             let (code, body) = http_get(&ip, port, "/").await.expect("the LoadBalancer address answers");
             assert_eq!(code, 200, "{body}");
             answered.insert(body.trim().trim_start_matches("ok from ").to_owned());
