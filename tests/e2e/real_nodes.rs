@@ -13,7 +13,7 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::cluster::{self, CLUSTER, Operator, eventually};
+use crate::cluster::{self, CLUSTER, Operator, eventually, http_get};
 use crate::fixtures::repo_root;
 use crate::rollouts::{EndpointWatch, wait_endpoints};
 use course_operator::api::{CourseService, RolloutPhase};
@@ -85,18 +85,6 @@ async fn zones(api: &Api<CourseService>, name: &str) -> BTreeMap<String, (i32, i
         .and_then(|cs| cs.status)
         .map(|s| s.zones.into_iter().map(|z| (z.name, (z.desired, z.ready, z.lost))).collect())
         .unwrap_or_default()
-}
-
-/// `GET path` on `host:port` from this machine: (status code, body).
-async fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
-    let connect = tokio::net::TcpStream::connect((host, port));
-    let mut stream = tokio::time::timeout(Duration::from_secs(3), connect).await.ok()?.ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(3), stream.read_to_string(&mut response)).await.ok()?.ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
 }
 
 fn nodes_sh(args: &[&str]) {

@@ -118,6 +118,20 @@ where
         .unwrap_or_else(|e| panic!("apply {name}: {e}"))
 }
 
+/// `GET path` on `host:port` over HTTP/1.0 from this machine: (status code, body); `None` when
+/// nothing answers within 3 s.
+pub async fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    let connect = tokio::net::TcpStream::connect((host, port));
+    let mut stream = tokio::time::timeout(Duration::from_secs(3), connect).await.ok()?.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(3), stream.read_to_string(&mut response)).await.ok()?.ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((code, body))
+}
+
 /// The operator binary, run out of cluster against KUBECONFIG but impersonating its own
 /// ServiceAccount bound to manifests/rbac/clusterrole.yaml, so missing permissions fail tests.
 pub struct Operator {
@@ -304,14 +318,7 @@ impl Operator {
 
     /// GET on the metrics port: (status code, body).
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await.ok()?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        let code = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-        Some((code, body))
+        http_get("127.0.0.1", self.metrics_port, path).await
     }
 
     /// Sum of the samples of metric `family` (the whole name, e.g. `..._total`) on /metrics
