@@ -74,6 +74,7 @@ log "children"
 cat >&2 <<MSG
 
 The operator keeps running in the background (pid $(cat "$PID_FILE")). Try:
+  curl http://$("$KUBECTL" get service "$name" -n "$NAMESPACE" -o jsonpath='{.status.loadBalancer.ingress[0].ip}')/
   export KUBECONFIG=$KUBECONFIG
   $KUBECTL scale courseservice $name -n $NAMESPACE --replicas=9
   $KUBECTL get deployments -n $NAMESPACE -w
