@@ -49,7 +49,10 @@ log "installing the CourseService CRD"
 
 stop_operator
 log "starting the operator (log: $LOG_FILE, metrics: http://127.0.0.1:8080/metrics)"
-nohup "$OPERATOR" run --metrics-addr 127.0.0.1:8080 --lease-namespace default >"$LOG_FILE" 2>&1 &
+"$KUBECTL" create namespace "$NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+# Only the demo namespace: a `make test` on the same cluster runs operators of its own in the
+# test namespaces, and a second writer there would fight them.
+nohup "$OPERATOR" run --namespace "$NAMESPACE" --metrics-addr 127.0.0.1:8080 --lease-namespace "$NAMESPACE" >"$LOG_FILE" 2>&1 &
 echo $! >"$PID_FILE"
 for _ in $(seq 100); do
   curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && break
@@ -58,7 +61,6 @@ for _ in $(seq 100); do
 done
 
 log "applying $(basename "$SAMPLE") in namespace $NAMESPACE"
-"$KUBECTL" create namespace "$NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 "$KUBECTL" apply --server-side --field-manager=course-operator-demo -n "$NAMESPACE" -f "$SAMPLE" >/dev/null
 name=$("$KUBECTL" get -n "$NAMESPACE" -f "$SAMPLE" -o jsonpath='{.metadata.name}')
 "$KUBECTL" wait -n "$NAMESPACE" --for=condition=Available --timeout=120s "courseservice/$name" >/dev/null
