@@ -28,11 +28,12 @@ crd: build ## Regenerate crds/ from the Rust types, the chart's copy and manifes
 	hack/gen-install.sh --write
 
 lint: ## cargo fmt --check and clippy -D warnings
-	cargo fmt --check
-	cargo clippy --all-targets --all-features -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 unit: ## Unit, property, snapshot, packaging and real-Redis tests (no cluster)
 	cargo test --lib --bins --test offline --test packaging --test data_redis
+	cargo test -p course-app
 
 e2e: build ## E2E tier against the cluster in KUBECONFIG (default: the local one)
 	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} cargo test --features e2e --test e2e -- --test-threads=$(CARGO_TEST_THREADS)
