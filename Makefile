@@ -21,7 +21,7 @@ deps: ## Install what a fresh machine lacks (rustfmt/clippy, Debian packages, cl
 	hack/build.sh
 
 build: ## Build the operator (debug)
-	cargo build --bins
+	cargo build --workspace --bins
 
 crd: build ## Regenerate crds/ from the Rust types, the chart's copy and manifests/install.yaml
 	$(OPERATOR) crd > crds/courseservices.microcourses.io.yaml

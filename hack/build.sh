@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the local control-plane binaries from the Go module proxy.
 #
-#   hack/build.sh [component...]     components: kubernetes etcd kwok metrics-server helm coredns metallb (default: all)
+#   hack/build.sh [component...]     components: kubernetes etcd kwok metrics-server helm coredns metallb ferretdb vegeta (default: all)
 #   hack/build.sh --list             print "<component> <bin dir>" for every component
 #
 # Each component lands in ${COURSE_OPERATOR_CACHE:-~/.cache/course-operator}/<component>-<version>/bin.
@@ -14,7 +14,7 @@ HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HACK_DIR/versions.env"
 
 CACHE_ROOT=${COURSE_OPERATOR_CACHE:-$HOME/.cache/course-operator}
-ALL_COMPONENTS=(kubernetes etcd kwok metrics-server helm coredns metallb)
+ALL_COMPONENTS=(kubernetes etcd kwok metrics-server helm coredns metallb ferretdb vegeta)
 
 log() { printf '[build] %s\n' "$*" >&2; }
 die() { printf '[build] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -28,6 +28,8 @@ component_version() {
     helm) echo "$HELM_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;;
     metallb) echo "$METALLB_VERSION" ;;
+    ferretdb) echo "$FERRETDB_VERSION" ;;
+    vegeta) echo "$VEGETA_VERSION" ;;
     *) die "unknown component '$1' (known: ${ALL_COMPONENTS[*]})" ;;
   esac
 }
@@ -41,6 +43,8 @@ component_bins() {
     helm) echo "helm" ;;
     coredns) echo "coredns" ;;
     metallb) echo "controller" ;;
+    ferretdb) echo "ferretdb" ;;
+    vegeta) echo "vegeta" ;;
   esac
 }
 
@@ -249,6 +253,26 @@ build_metallb() {
   for f in "$moddir"/config/crd/bases/*.yaml; do
     { echo "---"; cat "$f"; } >>"$1/crds.yaml"
   done
+}
+
+# FerretDB embeds build/version/version.txt, which its module archive leaves empty, and panics
+# at start without it: build from a writable copy of the module with the version written in.
+build_ferretdb() {
+  local v=$FERRETDB_VERSION moddir src
+  moddir="$GOMODCACHE/github.com/!ferret!d!b/!ferret!d!b@$v"
+  [[ -d $moddir ]] || "$GO" mod download "github.com/FerretDB/FerretDB@$v"
+  src="$1/src"
+  rm -rf "$src"
+  mkdir -p "$1/bin"
+  cp -r "$moddir" "$src"
+  chmod -R u+w "$src"
+  echo "$v" >"$src/build/version/version.txt"
+  (cd "$src" && run_go "$1/build.log" "ferretdb $v" build -v -trimpath -ldflags "-s -w" -o "$1/bin/ferretdb" ./cmd/ferretdb)
+  rm -rf "$src"
+}
+
+build_vegeta() {
+  go_install "$1" "vegeta $VEGETA_VERSION" "-s -w" "github.com/tsenart/vegeta/v12@$VEGETA_VERSION"
 }
 
 # --- main -----------------------------------------------------------------------

@@ -14,14 +14,20 @@ set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$HACK_DIR/.." && pwd)
+# shellcheck source=hack/versions.env
+source "$HACK_DIR/versions.env"
 CACHE_ROOT=${COURSE_OPERATOR_CACHE:-$HOME/.cache/course-operator}
 IMAGES_DIR=$CACHE_ROOT/images
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE_ROOT/cargo-target}
 NODES_DIR=$REPO_ROOT/.cluster/nodes
 
-# name -> reference (the kubelets' sandbox image is localhost/pause:dev)
-IMAGES=(pause test-server course-operator redis)
-ref() { echo "localhost/$1:dev"; }
+# name[:tag] -> reference localhost/name:tag (tag dev when absent; the kubelets' sandbox image is
+# localhost/pause:dev). course-app:dev2 is the same binary with another version string, for
+# rollouts that users can tell apart (X-Course-Version).
+IMAGES=(pause test-server course-operator redis course-app course-app:dev2 ferretdb)
+ref() { if [[ $1 == *:* ]]; then echo "localhost/$1"; else echo "localhost/$1:dev"; fi; }
+archive() { echo "$IMAGES_DIR/${1/:/-}.tar"; }
+FERRETDB_BIN=$CACHE_ROOT/ferretdb-${FERRETDB_VERSION}/bin/ferretdb
 
 log() { printf '[images] %s\n' "$*" >&2; }
 die() { printf '[images] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -78,7 +84,8 @@ rootfs_redis() {
 
 # build_image <name>: the archive $IMAGES_DIR/<name>.tar, rebuilt when its inputs changed.
 build_image() {
-  local name=$1 work=$IMAGES_DIR/work/$name layout bundle archive=$IMAGES_DIR/$1.tar
+  local name=$1 work=$IMAGES_DIR/work/${1/:/-} layout bundle archive
+  archive=$(archive "$name")
   local entrypoint=() user=0 env=()
   layout=$work/oci
   bundle=$work/bundle
@@ -102,6 +109,18 @@ build_image() {
     redis)
       rootfs_redis "$rootfs"
       entrypoint=(redis-server); user=999; env=(--config.env PATH=/usr/local/bin:/usr/bin:/bin) ;;
+    course-app|course-app:dev2)
+      copy_with_libs "$rootfs" "$CARGO_TARGET_DIR/debug/course-app" /course-app
+      entrypoint=(/course-app); user=65532; env=(--config.env "COURSE_VERSION=${name#course-app:}")
+      [[ $name == *:* ]] || env=(--config.env COURSE_VERSION=dev) ;;
+    ferretdb)
+      # static Go binary (pure-Go SQLite); data under /state (mount a volume there)
+      [[ -x $FERRETDB_BIN ]] || die "$FERRETDB_BIN missing: run hack/build.sh ferretdb"
+      install -D -m 0755 "$FERRETDB_BIN" "$rootfs/ferretdb"
+      install -d -o 65532 -g 65532 "$rootfs/state"
+      entrypoint=(/ferretdb --handler=sqlite --sqlite-url=file:/state/ --state-dir=/state
+        --listen-addr=:27017 --debug-addr=:8088 --telemetry=disable)
+      user=65532 ;;
     *) die "unknown image $name" ;;
   esac
   # Debug binaries carry their symbols; the images do not need them.
@@ -110,6 +129,7 @@ build_image() {
   local args=(--image "$layout:dev" --config.user "$user" --config.workingdir /data)
   local e
   for e in "${entrypoint[@]}"; do args+=(--config.entrypoint "$e"); done
+  [[ $name == ferretdb ]] && args=(--image "$layout:dev" --config.user "$user" --config.workingdir /state)
   umoci config "${args[@]}" "${env[@]}" >/dev/null
   rm -f "$archive"
   skopeo copy --quiet "oci:$layout:dev" "docker-archive:$archive:$(ref "$name")" >/dev/null
@@ -120,8 +140,9 @@ build_image() {
 do_build() {
   need umoci; need skopeo; need dpkg-deb; need apt-get; need strip
   mkdir -p "$IMAGES_DIR"
-  log "building the binaries (cargo build --bins)"
-  (cd "$REPO_ROOT" && CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --quiet --bins)
+  log "building the binaries (cargo build --workspace --bins) and FerretDB (hack/build.sh ferretdb)"
+  (cd "$REPO_ROOT" && CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --quiet --workspace --bins)
+  "$HACK_DIR/build.sh" ferretdb
   log "building images into $IMAGES_DIR"
   local name
   for name in "${IMAGES[@]}"; do build_image "$name"; done
@@ -132,7 +153,7 @@ do_import() {
   for sock in "$NODES_DIR"/*/containerd/containerd.sock; do
     [[ -S $sock ]] || continue
     for name in "${IMAGES[@]}"; do
-      ctr -a "$sock" -n k8s.io images import --no-unpack=false "$IMAGES_DIR/$name.tar" >/dev/null \
+      ctr -a "$sock" -n k8s.io images import --no-unpack=false "$(archive "$name")" >/dev/null \
         || die "import of $name into $sock failed"
     done
     imported=$((imported + 1))

@@ -162,12 +162,20 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
                 ComponentStatus { desired: c.replicas, ready: set.ready }
             });
             status.database = cs.spec.database.as_ref().filter(|d| d.enabled).map(|d| {
+                if let Some(external) = &d.external {
+                    let secret = &external.uri_secret;
+                    return DatabaseStatus {
+                        external: Some(format!("{}/{}", secret.name, secret.key)),
+                        ..DatabaseStatus::default()
+                    };
+                }
                 let set = input.observed.statefulsets.get(&names::database(name)).copied().unwrap_or_default();
                 let init = plan.children.iter().find(|c| c.kind() == "Job").map(|c| c.name().to_owned());
                 DatabaseStatus {
                     members: d.members,
                     ready: set.ready,
                     initialized: init.is_some_and(|job| input.observed.succeeded_jobs.contains(&job)),
+                    external: None,
                 }
             });
         }

@@ -286,6 +286,27 @@ fn validate_data(spec: &CourseServiceSpec, e: &mut Errors) {
             );
             e.range(backup.keep, 1, 365, "spec.database.backup.keep");
         }
+        if let Some(external) = &db.external {
+            e.check(db.backup.is_none(), "spec.database.backup", || {
+                "backups are taken of the operator's own replica set; back up an external database with its provider's tools".into()
+            });
+            let secret = &external.uri_secret;
+            e.pattern(
+                secret.name.len() <= 253
+                    && secret.name.split('.').all(|part| is_token(part, is_lower_alphanumeric, b"-")),
+                &secret.name,
+                "spec.database.external.uriSecret.name",
+                "a Secret name (a DNS subdomain)",
+            );
+            e.pattern(
+                secret.key.len() <= 253
+                    && !secret.key.is_empty()
+                    && secret.key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)),
+                &secret.key,
+                "spec.database.external.uriSecret.key",
+                "a Secret key (alphanumerics, '-', '_', '.')",
+            );
+        }
     }
 }
 

@@ -219,3 +219,39 @@ fn autoscaled_sample_targets_the_course_service_scale_subresource() {
     assert_eq!(hpa.spec.scale_target_ref.api_version.as_deref(), Some("microcourses.io/v1alpha1"));
     assert_eq!(hpa.spec.max_replicas, 30);
 }
+
+#[test]
+fn an_external_database_renders_no_database_objects_and_waits_for_its_secret() {
+    let text = std::fs::read_to_string(fixtures::repo_root().join("manifests/samples/external-database.yaml"))
+        .expect("sample");
+    let cs = manifest::parse(&text).expect("parse");
+    let zones = ZoneInventory::healthy_zones(&["zone-a", "zone-b"]).for_spec(&[]);
+    let found = plan::Observed { external_database: Some(Ok(())), ..plan::Observed::default() };
+    let plan = plan::plan(&cs, &zones, &found).expect("plan");
+    let database_kinds = ["StatefulSet", "Job", "CronJob", "Secret", "PersistentVolumeClaim", "ConfigMap"];
+    let stray: Vec<String> = plan
+        .children
+        .iter()
+        .filter(|c| database_kinds.contains(&c.kind()) && !c.name().contains("cache"))
+        .map(|c| format!("{} {}", c.kind(), c.name()))
+        .collect();
+    assert!(stray.is_empty(), "database objects rendered for an external database: {stray:?}");
+    let deployments: Vec<&Child> = plan.children.iter().filter(|c| c.kind() == "Deployment").collect();
+    assert_eq!(deployments.len(), 2);
+    for child in deployments {
+        let Child::Deployment(deployment) = child else { unreachable!() };
+        let pod = deployment.spec.template.spec.as_ref().expect("pod spec");
+        let env = pod.containers[0].env.as_ref().expect("env");
+        let uri = env.iter().find(|e| e.name == "MONGODB_URI").expect("MONGODB_URI");
+        let selector = uri.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).expect("from a Secret");
+        assert_eq!((selector.name.as_str(), selector.key.as_str()), ("course-db", "uri"));
+    }
+
+    let missing = plan::Observed {
+        external_database: Some(Err("Secret \"course-db\" not found in namespace courses".into())),
+        ..plan::Observed::default()
+    };
+    let invalid = plan::plan(&cs, &zones, &missing).expect_err("a missing Secret holds the plan");
+    assert_eq!(invalid.0[0].field, "spec.database.external.uriSecret");
+    assert!(invalid.to_string().contains("not found"), "{invalid}");
+}

@@ -443,13 +443,18 @@ pub struct CacheSpec {
     pub image: Option<String>,
 }
 
-/// MongoDB replica set.
+/// The application's database: a MongoDB replica set run by the operator, or an external
+/// Mongo-API database (`external`).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "self.members % 2 == 1 || self.arbiter",
     "message": "spec.database.members must be odd, or set spec.database.arbiter: true, so elections keep a majority",
     "fieldPath": ".members",
+}, {
+    "rule": "!has(self.external) || !has(self.backup)",
+    "message": "spec.database.backup: backups are taken of the operator's own replica set; back up an external database with its provider's tools",
+    "fieldPath": ".backup",
 }]))]
 pub struct DatabaseSpec {
     /// Run the database.
@@ -479,6 +484,36 @@ pub struct DatabaseSpec {
     /// Scheduled mongodump backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
+    /// Use an existing Mongo-API database (Azure Cosmos DB for MongoDB, MongoDB Atlas, FerretDB,
+    /// any MongoDB-compatible endpoint) instead of running a replica set: the operator renders
+    /// no database objects and wires `MONGODB_URI` from this Secret. The replica-set fields
+    /// (members, arbiter, version, storage) are then ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalDatabaseSpec>,
+}
+
+/// An existing database the application connects to.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalDatabaseSpec {
+    /// The key of a Secret in the CourseService's namespace holding the connection string,
+    /// e.g. `mongodb+srv://user:password@cluster0.example.mongodb.net/courses`.
+    pub uri_secret: SecretKeySelector,
+}
+
+/// One key of a Secret in the same namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeySelector {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+    /// Key within the Secret's data.
+    #[schemars(length(min = 1, max = 253), pattern(r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
 }
 
 /// Scheduled backups.

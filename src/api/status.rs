@@ -143,4 +143,8 @@ pub struct DatabaseStatus {
     /// The replica set has been initiated with the current member list.
     #[serde(default)]
     pub initialized: bool,
+    /// An external database is used: the Secret key (`name/key`) its connection string is
+    /// read from. Absent for the operator's own replica set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<String>,
 }

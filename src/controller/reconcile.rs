@@ -69,8 +69,9 @@ pub struct Context {
 enum Reconciled {
     /// Children applied; more to do while `progressing`; a timed step wants a look at `requeue`.
     Applied { progressing: bool, requeue: Option<Duration> },
-    /// The spec is invalid: nothing was touched.
-    Invalid,
+    /// The spec is invalid: nothing was touched. `recheck` when what is missing is outside
+    /// the spec (an external database's Secret, which the operator does not watch).
+    Invalid { recheck: Option<Duration> },
     /// Being deleted: garbage collection removes the children.
     Deleting,
 }
@@ -97,7 +98,7 @@ pub async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Acti
         return Ok(Action::requeue(FENCE_RETRY));
     }
     let outcome = match &result {
-        Ok(Reconciled::Invalid) => Outcome::InvalidSpec,
+        Ok(Reconciled::Invalid { .. }) => Outcome::InvalidSpec,
         Ok(_) => Outcome::Success,
         Err(_) => Outcome::Error,
     };
@@ -109,7 +110,8 @@ pub async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Acti
             let fallback = if progressing { PROGRESS_POLL } else { ctx.resync };
             Action::requeue(requeue.map_or(fallback, |r| r.min(fallback)))
         }
-        Reconciled::Invalid | Reconciled::Deleting => Action::await_change(),
+        Reconciled::Invalid { recheck: Some(after) } => Action::requeue(after),
+        Reconciled::Invalid { recheck: None } | Reconciled::Deleting => Action::await_change(),
     })
 }
 
@@ -161,7 +163,12 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     unschedulable.apply(&mut zones);
     let handled = cs.status.as_ref().and_then(|s| s.rollout.as_ref()).and_then(|r| r.last_action.as_deref());
     let action = cs.annotations().get(ACTION_ANNOTATION).filter(|a| Some(a.as_str()) != handled).cloned();
-    let database_credentials = cs.spec.database.as_ref().filter(|d| d.enabled).map(|_| {
+    let external = cs.spec.database.as_ref().filter(|d| d.enabled).and_then(|d| d.external.as_ref());
+    let external_database = match external {
+        Some(external) => Some(uri_secret_present(&ctx.client, &namespace, &external.uri_secret).await),
+        None => None,
+    };
+    let database_credentials = cs.spec.database.as_ref().filter(|d| d.enabled && d.external.is_none()).map(|_| {
         let secret =
             ctx.children.secrets.get(&ObjectRef::new(&mongo::credentials_secret_name(&name)).within(&namespace));
         // Generated only when no Secret exists; apply creates it once and never overwrites it.
@@ -188,6 +195,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         statefulsets: observed_statefulsets(&ctx.children, &namespace, &uid),
         succeeded_jobs: succeeded_jobs(&ctx.children, &namespace, &uid),
         database_credentials,
+        external_database,
         action,
         now: Some(now),
         unschedulable,
@@ -200,7 +208,8 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     let reconciled = match &planned {
         Err(invalid) => {
             warn!(%invalid, "invalid spec: no child is touched");
-            Reconciled::Invalid
+            let waits_for_secret = matches!(observed.external_database, Some(Err(_)));
+            Reconciled::Invalid { recheck: waits_for_secret.then_some(EXTERNAL_SECRET_RECHECK) }
         }
         Ok(plan) => {
             let mut writes = 0usize;
@@ -421,4 +430,27 @@ async fn publish_transitions(
             warn!(%error, "could not publish event");
         }
     }
+}
+
+/// How often a CourseService waiting for its external database's Secret looks again.
+const EXTERNAL_SECRET_RECHECK: Duration = Duration::from_secs(15);
+
+/// Whether the Secret key holding an external database's connection string exists. One GET
+/// per reconcile of such a CourseService (user Secrets are not cached); never logs a value.
+async fn uri_secret_present(
+    client: &Client,
+    namespace: &str,
+    selector: &crate::api::SecretKeySelector,
+) -> Result<(), String> {
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+        .get_opt(&selector.name)
+        .await
+        .map_err(|error| match error {
+            kube::Error::Api(status) => format!("Secret {:?} could not be read: {}", selector.name, status.reason),
+            other => format!("Secret {:?} could not be read: {other}", selector.name),
+        })?
+        .ok_or_else(|| format!("Secret {:?} not found in namespace {namespace}", selector.name))?;
+    let present = secret.data.as_ref().and_then(|d| d.get(&selector.key)).is_some_and(|v| !v.0.is_empty())
+        || secret.string_data.as_ref().and_then(|d| d.get(&selector.key)).is_some_and(|v| !v.is_empty());
+    if present { Ok(()) } else { Err(format!("Secret {:?} has no key {:?}", selector.name, selector.key)) }
 }

@@ -152,16 +152,17 @@ fn env(ctx: &Context<'_>) -> Vec<EnvVar> {
         env.push(value("CACHE_MASTER_NAME", names::cache_master(ctx.name)));
         env.push(value("CACHE_TTL_SECONDS", cache.ttl_seconds.to_string()));
     }
-    if spec.database.as_ref().is_some_and(|d| d.enabled) {
+    if let Some(db) = spec.database.as_ref().filter(|d| d.enabled) {
+        // the operator's replica set: the app user's Secret; an external database: the user's
+        let (name, key) = match &db.external {
+            Some(external) => (external.uri_secret.name.clone(), external.uri_secret.key.clone()),
+            None => (names::database_app_secret(ctx.name), names::DATABASE_URI_KEY.to_owned()),
+        };
         env.push(EnvVar {
             name: "MONGODB_URI".to_owned(),
             value: None,
             value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: names::database_app_secret(ctx.name),
-                    key: names::DATABASE_URI_KEY.to_owned(),
-                    optional: Some(false),
-                }),
+                secret_key_ref: Some(SecretKeySelector { name, key, optional: Some(false) }),
                 ..EnvVarSource::default()
             }),
         });

@@ -948,6 +948,7 @@ mod tests {
             storage: Quantity("10Gi".to_owned()),
             storage_class_name: None,
             backup: None,
+            external: None,
         }
     }
 
