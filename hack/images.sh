@@ -2,8 +2,9 @@
 # Builds the local OCI images without a registry or a container engine and imports them into
 # the containerd of every real node (hack/nodes.sh).
 #
-#   hack/images.sh build     build the image archives into ${COURSE_OPERATOR_CACHE}/images
-#   hack/images.sh import    build, then import every archive into each running node's containerd
+#   hack/images.sh build [name...]    build the image archives into ${COURSE_OPERATOR_CACHE}/images
+#   hack/images.sh import [name...]   build, then import the archives into each running node's containerd
+#                                     (names as listed by `list` without localhost/; default: all)
 #   hack/images.sh list      print the image references, one per line
 #
 # Each image is a root filesystem assembled from files of this machine (our binaries and the
@@ -126,10 +127,11 @@ build_image() {
   # Debug binaries carry their symbols; the images do not need them.
   find "$rootfs" -maxdepth 1 -type f -perm -u+x -exec strip --strip-debug {} + 2>/dev/null || true
   umoci repack --image "$layout:dev" "$bundle" >/dev/null
-  local args=(--image "$layout:dev" --config.user "$user" --config.workingdir /data)
+  local workdir=/data
+  [[ $name == ferretdb ]] && workdir=/state
+  local args=(--image "$layout:dev" --config.user "$user" --config.workingdir "$workdir")
   local e
   for e in "${entrypoint[@]}"; do args+=(--config.entrypoint "$e"); done
-  [[ $name == ferretdb ]] && args=(--image "$layout:dev" --config.user "$user" --config.workingdir /state)
   umoci config "${args[@]}" "${env[@]}" >/dev/null
   rm -f "$archive"
   skopeo copy --quiet "oci:$layout:dev" "docker-archive:$archive:$(ref "$name")" >/dev/null
@@ -145,27 +147,34 @@ do_build() {
   "$HACK_DIR/build.sh" ferretdb
   log "building images into $IMAGES_DIR"
   local name
-  for name in "${IMAGES[@]}"; do build_image "$name"; done
+  for name in "$@"; do build_image "$name"; done
 }
 
 do_import() {
-  local sock name imported=0
+  local sock name imported=0 names=("$@")
   for sock in "$NODES_DIR"/*/containerd/containerd.sock; do
     [[ -S $sock ]] || continue
-    for name in "${IMAGES[@]}"; do
+    for name in "${names[@]}"; do
       ctr -a "$sock" -n k8s.io images import --no-unpack=false "$(archive "$name")" >/dev/null \
         || die "import of $name into $sock failed"
     done
     imported=$((imported + 1))
   done
   (( imported > 0 )) || die "no running real node (no containerd socket under $NODES_DIR): run hack/cluster.sh up"
-  log "imported ${#IMAGES[@]} images into $imported nodes"
+  log "imported ${#names[@]} images into $imported nodes"
 }
 
-case ${1:-} in
-  build) do_build ;;
-  import) do_build; do_import; for name in "${IMAGES[@]}"; do ref "$name"; done ;;
-  import-only) do_import ;;
+command=${1:-}
+shift || true
+selected=("$@")
+(( ${#selected[@]} )) || selected=("${IMAGES[@]}")
+for name in "${selected[@]}"; do
+  [[ " ${IMAGES[*]} " == *" $name "* ]] || die "unknown image $name (known: ${IMAGES[*]})"
+done
+case $command in
+  build) do_build "${selected[@]}" ;;
+  import) do_build "${selected[@]}"; do_import "${selected[@]}"; for name in "${selected[@]}"; do ref "$name"; done ;;
+  import-only) do_import "${selected[@]}" ;;
   list) for name in "${IMAGES[@]}"; do ref "$name"; done ;;
   *) echo "usage: $0 build|import|import-only|list" >&2; exit 2 ;;
 esac

@@ -12,3 +12,4 @@ mod data;
 mod real_nodes;
 mod resilience;
 mod rollouts;
+mod traffic;

@@ -45,16 +45,16 @@ fn course(name: &str, namespace: &str, replicas: i32, version: &str) -> serde_js
 
 /// A Ready application pod.
 #[derive(Debug)]
-struct ReadyPod {
+pub(crate) struct ReadyPod {
     name: String,
     node: String,
-    revision: String,
+    pub(crate) revision: String,
     /// Seconds from its container's start to Ready.
     delay: i64,
 }
 
 /// Application pods of `name` that are Ready.
-async fn ready_pods(client: &Client, ns: &str, name: &str) -> Vec<ReadyPod> {
+pub(crate) async fn ready_pods(client: &Client, ns: &str, name: &str) -> Vec<ReadyPod> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=app");
     let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else { return Vec::new() };
@@ -315,7 +315,7 @@ async fn redis(ip: &str, port: u16, command: &str) -> Option<String> {
 }
 
 /// Cache pod name → pod IP, of the Ready cache pods.
-async fn cache_pods(client: &Client, ns: &str, name: &str) -> BTreeMap<String, String> {
+pub(crate) async fn cache_pods(client: &Client, ns: &str, name: &str) -> BTreeMap<String, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=cache");
     let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else { return BTreeMap::new() };
@@ -332,7 +332,7 @@ async fn cache_pods(client: &Client, ns: &str, name: &str) -> BTreeMap<String, S
 
 /// The pod every Sentinel names as master (its announced host name starts with the pod name),
 /// when they all agree and that pod's Redis says it is the master.
-async fn agreed_master(pods: &BTreeMap<String, String>, master_name: &str) -> Option<String> {
+pub(crate) async fn agreed_master(pods: &BTreeMap<String, String>, master_name: &str) -> Option<String> {
     let mut named = BTreeSet::new();
     for ip in pods.values() {
         let reply = redis(ip, 26379, &format!("SENTINEL get-master-addr-by-name {master_name}")).await?;

@@ -121,9 +121,25 @@ where
 /// `GET path` on `host:port` over HTTP/1.0 from this machine: (status code, body); `None` when
 /// nothing answers within 3 s.
 pub async fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(host, port, "GET", path, None).await
+}
+
+/// One HTTP/1.0 request with an optional JSON body: (status code, body); `None` when nothing
+/// answers within 3 s.
+pub async fn http_request(
+    host: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Option<(u16, String)> {
     let connect = tokio::net::TcpStream::connect((host, port));
     let mut stream = tokio::time::timeout(Duration::from_secs(3), connect).await.ok()?.ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    let body = json.unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = String::new();
     tokio::time::timeout(Duration::from_secs(3), stream.read_to_string(&mut response)).await.ok()?.ok()?;

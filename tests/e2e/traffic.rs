@@ -1,0 +1,458 @@
+//! The course app on the real nodes, as its users see it: requests through the LoadBalancer
+//! address, sent and counted by vegeta (an existing load generator, built by hack/build.sh),
+//! while the cluster changes under them. FerretDB (localhost/ferretdb:dev) is the external
+//! Mongo-API database; the operator runs the app and its Redis Sentinel cache.
+//!
+//! Invariants asserted per scenario: no failed request (a non-2xx answer or a connection
+//! error), every acknowledged write readable afterwards; p50/p99 latency and where reads were
+//! served from are printed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::api::DeleteParams;
+use kube::{Api, Client};
+
+use crate::cluster::{self, CLUSTER, Operator, eventually, http_get, http_request};
+use crate::fixtures::repo_root;
+use crate::real_nodes::{agreed_master, cache_pods, ready_pods};
+use crate::rollouts::wait_endpoints;
+use course_operator::api::{CourseService, RolloutPhase};
+
+const CONVERGE: Duration = Duration::from_secs(240);
+/// Requests per second of the steady mix (reads of the list, reads of one course, creates).
+const RATE: u32 = 30;
+
+/// The vegeta binary hack/build.sh built (the version pinned in hack/versions.env).
+fn vegeta() -> PathBuf {
+    let versions = std::fs::read_to_string(repo_root().join("hack/versions.env")).expect("hack/versions.env");
+    let version = versions
+        .lines()
+        .find_map(|l| l.strip_prefix("VEGETA_VERSION="))
+        .expect("VEGETA_VERSION in hack/versions.env")
+        .trim()
+        .to_owned();
+    let cache = std::env::var("COURSE_OPERATOR_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/course-operator"));
+    let bin = cache.join(format!("vegeta-{version}/bin/vegeta"));
+    assert!(bin.is_file(), "{} missing: run hack/build.sh vegeta (hack/cluster.sh up does)", bin.display());
+    bin
+}
+
+/// FerretDB (SQLite backend, data in an emptyDir) as a Deployment and Service, and the Secret
+/// holding its connection string: the "existing database" of `spec.database.external`.
+async fn ferretdb(client: &Client, ns: &str) {
+    let labels = serde_json::json!({"app": "ferretdb"});
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    cluster::apply(
+        &deployments,
+        serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "ferretdb", "namespace": ns},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532},
+                        "containers": [{
+                            "name": "ferretdb", "image": "localhost/ferretdb:dev",
+                            "ports": [{"containerPort": 27017, "name": "mongodb"}],
+                            "readinessProbe": {"tcpSocket": {"port": 27017}, "periodSeconds": 2},
+                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+                            "volumeMounts": [{"name": "state", "mountPath": "/state"}],
+                        }],
+                        "volumes": [{"name": "state", "emptyDir": {}}],
+                    },
+                },
+            },
+        }),
+    )
+    .await;
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    cluster::apply(
+        &services,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "ferretdb", "namespace": ns},
+            "spec": {"selector": labels, "ports": [{"port": 27017, "targetPort": 27017, "name": "mongodb"}]},
+        }),
+    )
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    cluster::apply(
+        &secrets,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "course-db", "namespace": ns},
+            "stringData": {"uri": format!("mongodb://ferretdb.{ns}.svc.cluster.local:27017/courses")},
+        }),
+    )
+    .await;
+    wait_endpoints(client, ns, "ferretdb", 1).await;
+}
+
+fn course_app(ns: &str, image: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
+        "metadata": {"name": "courses", "namespace": ns},
+        "spec": {
+            "image": image,
+            "replicas": 3,
+            "resources": {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+            "probes": {"readinessPath": "/readyz", "livenessPath": "/healthz"},
+            "disruption": {"maxUnavailable": 1},
+            "strategy": {"type": "Rolling", "rolling": {"maxSurge": 1, "maxUnavailable": 0, "zoneByZone": true}},
+            "cache": {"enabled": true, "replicas": 3, "ttlSeconds": 60, "maxMemory": "32Mi", "image": "localhost/redis:dev"},
+            "database": {"external": {"uriSecret": {"name": "course-db", "key": "uri"}}},
+        },
+    })
+}
+
+/// One vegeta attack running in the background.
+struct Load {
+    process: Child,
+    dir: PathBuf,
+    started: Instant,
+}
+
+/// What vegeta saw between `start` and `stop`.
+#[derive(Debug, Default)]
+struct Report {
+    requests: usize,
+    /// "METHOD url → code error" of each failed request (first 20).
+    failures: Vec<String>,
+    failed: usize,
+    p50: Duration,
+    p99: Duration,
+    /// Ids of the courses whose creation was acknowledged (201).
+    created: Vec<String>,
+    /// X-Course-Version → answers, in time order of first appearance.
+    versions: BTreeMap<String, usize>,
+    /// Version of the last answers (the final tenth of the run).
+    final_versions: BTreeMap<String, usize>,
+    /// X-Cache of reads → count.
+    cache: BTreeMap<String, usize>,
+    /// X-Cache of the reads in the final tenth of the run.
+    final_cache: BTreeMap<String, usize>,
+    /// First and last answer served around the cache (`bypass`), seconds from the start.
+    bypass_window: Option<(f64, f64)>,
+}
+
+impl Load {
+    /// A steady mix against `base`: the list, one course, and (with `writes`) a create, in turn.
+    fn start(base: &str, course_id: &str, name: &str, writes: bool) -> Load {
+        let dir = std::env::temp_dir().join(format!("course-traffic-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let body = dir.join("course.json");
+        std::fs::write(&body, r#"{"title":"Load test","description":"written under traffic","durationMinutes":15}"#)
+            .expect("body");
+        let mut targets = format!("GET {base}/courses\n\nGET {base}/courses/{course_id}\n");
+        if writes {
+            targets += &format!("\nPOST {base}/courses\nContent-Type: application/json\n@{}\n", body.display());
+        }
+        std::fs::write(dir.join("targets"), targets).expect("targets");
+        let process = Command::new(vegeta())
+            .args(["attack", "-targets", "targets", "-output", "results.bin", "-timeout", "10s", "-duration", "0"])
+            .arg(format!("-rate={RATE}/s"))
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vegeta attack");
+        Load { process, dir, started: Instant::now() }
+    }
+
+    /// Stops the attack (SIGINT: vegeta finishes in-flight requests and writes them) and
+    /// reads every result.
+    fn stop(self) -> Report {
+        let elapsed = self.started.elapsed();
+        let pid = self.process.id().to_string();
+        assert!(Command::new("kill").args(["-INT", &pid]).status().is_ok_and(|s| s.success()), "kill -INT vegeta");
+        let output = self.process.wait_with_output().expect("vegeta exits");
+        assert!(output.status.success(), "vegeta attack failed: {}", String::from_utf8_lossy(&output.stderr));
+        let encoded = Command::new(vegeta())
+            .args(["encode", "--to", "json", "results.bin"])
+            .current_dir(&self.dir)
+            .output()
+            .expect("vegeta encode");
+        assert!(encoded.status.success(), "vegeta encode: {}", String::from_utf8_lossy(&encoded.stderr));
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let report = report(&String::from_utf8_lossy(&encoded.stdout));
+        // vegeta keeps its rate or says why not: a run that sent fewer than 90 % of its
+        // requests measured less than it claims
+        let expected = elapsed.as_secs_f64() * f64::from(RATE);
+        assert!(
+            report.requests as f64 >= 0.9 * expected,
+            "vegeta sent {} requests in {elapsed:?}, fewer than 90 % of {expected:.0}",
+            report.requests
+        );
+        report
+    }
+}
+
+fn header<'a>(result: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    result["headers"][name][0].as_str()
+}
+
+fn report(lines: &str) -> Report {
+    use base64_body::decode;
+    let results: Vec<serde_json::Value> = lines.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mut report = Report { requests: results.len(), ..Report::default() };
+    let mut latencies: Vec<u64> = results.iter().filter_map(|r| r["latency"].as_u64()).collect();
+    latencies.sort_unstable();
+    let quantile = |q: f64| {
+        let index = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
+        Duration::from_nanos(latencies.get(index).copied().unwrap_or_default())
+    };
+    report.p50 = quantile(0.50);
+    report.p99 = quantile(0.99);
+    let start = results.iter().filter_map(|r| r["timestamp"].as_str()).min().map(str::to_owned);
+    let seconds = |r: &serde_json::Value| -> f64 {
+        let parse = |t: &str| t.parse::<k8s_openapi::jiff::Timestamp>().ok();
+        match (r["timestamp"].as_str().and_then(parse), start.as_deref().and_then(parse)) {
+            (Some(t), Some(s)) => (t - s).total(k8s_openapi::jiff::Unit::Second).unwrap_or_default(),
+            _ => 0.0,
+        }
+    };
+    let final_tenth = results.len() - results.len() / 10;
+    for (index, result) in results.iter().enumerate() {
+        let code = result["code"].as_u64().unwrap_or_default();
+        let error = result["error"].as_str().unwrap_or_default();
+        let method = result["method"].as_str().unwrap_or_default();
+        if !(200..300).contains(&code) || !error.is_empty() {
+            report.failed += 1;
+            if report.failures.len() < 20 {
+                let url = result["url"].as_str().unwrap_or_default();
+                report.failures.push(format!("{method} {url} → {code} {error}"));
+            }
+            continue;
+        }
+        if let Some(version) = header(result, "X-Course-Version") {
+            *report.versions.entry(version.to_owned()).or_default() += 1;
+            if index >= final_tenth {
+                *report.final_versions.entry(version.to_owned()).or_default() += 1;
+            }
+        }
+        if let Some(cache) = header(result, "X-Cache") {
+            *report.cache.entry(cache.to_owned()).or_default() += 1;
+            if index >= final_tenth {
+                *report.final_cache.entry(cache.to_owned()).or_default() += 1;
+            }
+            if cache == "bypass" {
+                let at = seconds(result);
+                let window = report.bypass_window.get_or_insert((at, at));
+                window.0 = window.0.min(at);
+                window.1 = window.1.max(at);
+            }
+        }
+        if method == "POST" && code == 201 {
+            let body = result["body"].as_str().and_then(decode).unwrap_or_default();
+            let created: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            if let Some(id) = created["id"].as_str() {
+                report.created.push(id.to_owned());
+            }
+        }
+    }
+    report
+}
+
+/// vegeta's JSON encodes bodies in standard base64; a small decoder keeps the test
+/// dependency-free.
+mod base64_body {
+    pub fn decode(text: &str) -> Option<Vec<u8>> {
+        let value = |c: u8| -> Option<u32> {
+            Some(match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                _ => return None,
+            } as u32)
+        };
+        let bytes: Vec<u8> = text.bytes().filter(|b| *b != b'=').collect();
+        let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+        for chunk in bytes.chunks(4) {
+            let mut n = 0u32;
+            for (i, c) in chunk.iter().enumerate() {
+                n |= value(*c)? << (18 - 6 * i);
+            }
+            out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn decodes_standard_base64() {
+        assert_eq!(decode("eyJpZCI6IjEifQ==").unwrap(), br#"{"id":"1"}"#);
+        assert_eq!(decode("YWJj").unwrap(), b"abc");
+    }
+}
+
+/// Revision labels of every application pod, terminating ones included.
+async fn app_pod_revisions(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=app");
+    let list =
+        pods.list(&kube::api::ListParams::default().labels(&selector)).await.map(|l| l.items).unwrap_or_default();
+    list.iter()
+        .map(|p| {
+            p.metadata.labels.as_ref().and_then(|l| l.get("microcourses.io/revision")).cloned().unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Every acknowledged write can be read back through the LoadBalancer address.
+async fn assert_readable(ip: &str, port: u16, ids: &[String]) {
+    for id in ids {
+        let answer = http_get(ip, port, &format!("/courses/{id}")).await;
+        assert!(matches!(answer, Some((200, _))), "acknowledged course {id} is not readable: {answer:?}");
+    }
+}
+
+fn print(scenario: &str, report: &Report) {
+    let reads: usize = report.cache.values().sum();
+    let hits = report.cache.get("hit").copied().unwrap_or_default();
+    eprintln!(
+        "traffic [{scenario}]: {} requests at {RATE}/s, {} failed, p50 {:?}, p99 {:?}, {} creates acknowledged, versions {:?} (last tenth {:?}), reads {:?} (hit ratio {:.2}), bypass window {:?}",
+        report.requests,
+        report.failed,
+        report.p50,
+        report.p99,
+        report.created.len(),
+        report.versions,
+        report.final_versions,
+        report.cache,
+        hits as f64 / reads.max(1) as f64,
+        report.bypass_window,
+    );
+}
+
+fn assert_no_failure(scenario: &str, report: &Report) {
+    assert_eq!(report.failed, 0, "[{scenario}] failed requests: {:#?}", report.failures);
+}
+
+#[tokio::test]
+async fn the_course_app_answers_every_request_through_a_rolling_update_and_a_cache_failover() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("traffic", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        ferretdb(&client, &ns).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course_app(&ns, "localhost/course-app:dev")).await;
+        wait_endpoints(&client, &ns, "courses", 3).await;
+        let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+        let (ip, port) = eventually(Duration::from_secs(60), "a LoadBalancer address", || async {
+            let service = services.get("courses").await.ok()?;
+            let ip = service.status?.load_balancer?.ingress?.first()?.ip.clone()?;
+            Some((ip, u16::try_from(service.spec?.ports?.first()?.port).ok()?))
+        })
+        .await;
+        eventually(Duration::from_secs(60), "the course list through the LoadBalancer", || async {
+            http_get(&ip, port, "/courses").await.filter(|(code, _)| *code == 200)
+        })
+        .await;
+        let status = api.get("courses").await.expect("course service").status.and_then(|s| s.database);
+        assert_eq!(
+            status.and_then(|d| d.external).as_deref(),
+            Some("course-db/uri"),
+            "status names the external database"
+        );
+
+        // A few courses before the traffic starts; one of them is read by the load.
+        let mut seeded = Vec::new();
+        for title in ["Kubernetes operators", "Rust for services", "Redis in practice"] {
+            let body = format!(r#"{{"title":"{title}","description":"seed","durationMinutes":60}}"#);
+            let (code, answer) =
+                http_request(&ip, port, "POST", "/courses", Some(&body)).await.expect("create answers");
+            assert_eq!(code, 201, "{answer}");
+            let created: serde_json::Value = serde_json::from_str(&answer).expect("created course");
+            seeded.push(created["id"].as_str().expect("id").to_owned());
+        }
+        let base = format!("http://{ip}:{port}");
+
+        // 0. Steady reads (no writes): what the cache saves.
+        let steady = Load::start(&base, &seeded[0], "steady", false);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let steady = steady.stop();
+        print("steady reads", &steady);
+        assert_no_failure("steady reads", &steady);
+        let hits = steady.cache.get("hit").copied().unwrap_or_default();
+        assert!(hits * 10 >= steady.requests * 9, "fewer than 90 % of steady reads hit the cache: {:?}", steady.cache);
+
+        // 1. A zone-by-zone rolling update to a new version under load.
+        let load = Load::start(&base, &seeded[0], "rolling", true);
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let old_revision = api.get("courses").await.ok().and_then(|cs| cs.status?.rollout?.stable_revision);
+        assert!(old_revision.is_some(), "a stable revision before the update");
+        cluster::apply(&api, course_app(&ns, "localhost/course-app:dev2")).await;
+        eventually(CONVERGE, "the rollout to course-app:dev2 to finish", || async {
+            let rollout = api.get("courses").await.ok()?.status?.rollout?;
+            let done = rollout.phase == RolloutPhase::Healthy && rollout.new_revision == rollout.stable_revision;
+            let new = rollout.stable_revision.filter(|r| Some(r) != old_revision.as_ref())?;
+            let ready = ready_pods(&client, &ns, "courses").await;
+            // every old pod gone, not only unready: a draining pod still answers
+            let all = app_pod_revisions(&client, &ns, "courses").await;
+            (done && ready.len() == 3 && all.iter().all(|r| *r == new)).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let rolling = load.stop();
+        print("rolling update", &rolling);
+        assert_no_failure("rolling update", &rolling);
+        assert!(
+            rolling.versions.contains_key("dev") && rolling.versions.contains_key("dev2"),
+            "{:?}",
+            rolling.versions
+        );
+        assert_eq!(
+            rolling.final_versions.keys().collect::<Vec<_>>(),
+            ["dev2"],
+            "only the new version serves at the end"
+        );
+        assert!(!rolling.created.is_empty(), "no create was acknowledged");
+        assert_readable(&ip, port, &rolling.created).await;
+
+        // 2. The Redis master pod deleted under load: reads fall back to the database, writes
+        // keep landing, then the cache serves again from the new master.
+        let pods = cache_pods(&client, &ns, "courses").await;
+        let master = eventually(CONVERGE, "the Sentinels agreeing on a master", || async {
+            agreed_master(&cache_pods(&client, &ns, "courses").await, "courses-cache").await
+        })
+        .await;
+        assert_eq!(pods.len(), 3);
+        let load = Load::start(&base, &seeded[1], "failover", true);
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let cache: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        cache.delete(&master, &DeleteParams::default()).await.expect("delete the Redis master pod");
+        let deleted = Instant::now();
+        let new_master = eventually(CONVERGE, "another cache pod to be master", || async {
+            let survivors: BTreeMap<String, String> =
+                cache_pods(&client, &ns, "courses").await.into_iter().filter(|(p, _)| *p != master).collect();
+            agreed_master(&survivors, "courses-cache").await
+        })
+        .await;
+        let failover = deleted.elapsed();
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let failover_load = load.stop();
+        print("redis master deleted", &failover_load);
+        eprintln!("traffic [redis master deleted]: {master} deleted → {new_master} master after {failover:?}");
+        assert_no_failure("redis master deleted", &failover_load);
+        assert_readable(&ip, port, &failover_load.created).await;
+        assert_readable(&ip, port, &rolling.created).await;
+        // after the failover the cache serves again: hits in the last tenth of the run
+        assert!(
+            failover_load.final_cache.get("hit").is_some_and(|h| *h > 0),
+            "no cache hit after the failover: {:?}",
+            failover_load.final_cache
+        );
+    })
+    .await;
+}
