@@ -154,7 +154,7 @@ async fn stable_revision(api: &Api<CourseService>, name: &str) -> String {
     .await
 }
 
-fn kubectl_course(namespace: &str, args: &[&str]) -> (bool, String) {
+pub(crate) fn kubectl_course(namespace: &str, args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_kubectl-course"))
         .args(["-n", namespace])
         .args(args)

@@ -19,7 +19,8 @@ use kube::{Api, Client};
 
 use crate::cluster::{self, CLUSTER, Operator, eventually, http_get, http_request};
 use crate::fixtures::repo_root;
-use crate::real_nodes::{agreed_master, cache_pods, ready_pods};
+use crate::real_nodes::{agreed_master, cache_pods};
+use crate::rollouts::kubectl_course;
 use crate::rollouts::wait_endpoints;
 use course_operator::api::{CourseService, RolloutPhase};
 
@@ -115,6 +116,20 @@ fn course_app(ns: &str, image: &str) -> serde_json::Value {
     })
 }
 
+/// What a load sends.
+#[derive(Clone, Copy)]
+struct Mix {
+    /// Creates between the reads.
+    writes: bool,
+    /// Persistent connections (vegeta's default). Off, every request opens a connection and
+    /// kube-proxy balances each one: the share of answers per version then follows the pods.
+    keepalive: bool,
+}
+
+const MIXED: Mix = Mix { writes: true, keepalive: true };
+const READS: Mix = Mix { writes: false, keepalive: true };
+const READS_NEW_CONNECTIONS: Mix = Mix { writes: false, keepalive: false };
+
 /// One vegeta attack running in the background.
 struct Load {
     process: Child,
@@ -146,21 +161,22 @@ struct Report {
 }
 
 impl Load {
-    /// A steady mix against `base`: the list, one course, and (with `writes`) a create, in turn.
-    fn start(base: &str, course_id: &str, name: &str, writes: bool) -> Load {
+    /// A steady mix against `base`: the list, one course, and (with writes) a create, in turn.
+    fn start(base: &str, course_id: &str, name: &str, mix: Mix) -> Load {
         let dir = std::env::temp_dir().join(format!("course-traffic-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let body = dir.join("course.json");
         std::fs::write(&body, r#"{"title":"Load test","description":"written under traffic","durationMinutes":15}"#)
             .expect("body");
         let mut targets = format!("GET {base}/courses\n\nGET {base}/courses/{course_id}\n");
-        if writes {
+        if mix.writes {
             targets += &format!("\nPOST {base}/courses\nContent-Type: application/json\n@{}\n", body.display());
         }
         std::fs::write(dir.join("targets"), targets).expect("targets");
         let process = Command::new(vegeta())
             .args(["attack", "-targets", "targets", "-output", "results.bin", "-timeout", "10s", "-duration", "0"])
             .arg(format!("-rate={RATE}/s"))
+            .arg(format!("-keepalive={}", mix.keepalive))
             .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -296,6 +312,58 @@ mod base64_body {
     }
 }
 
+/// FerretDB, then `manifest` (the course app on it), until three courses were created
+/// through the LoadBalancer address: (address, port, the courses' ids).
+async fn deploy(client: &Client, ns: &str, manifest: serde_json::Value) -> (String, u16, Vec<String>) {
+    ferretdb(client, ns).await;
+    let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
+    let replicas = manifest["spec"]["replicas"].as_u64().unwrap_or(3) as usize;
+    cluster::apply(&api, manifest).await;
+    wait_endpoints(client, ns, "courses", replicas).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let (ip, port) = eventually(Duration::from_secs(60), "a LoadBalancer address", || async {
+        let service = services.get("courses").await.ok()?;
+        let ip = service.status?.load_balancer?.ingress?.first()?.ip.clone()?;
+        Some((ip, u16::try_from(service.spec?.ports?.first()?.port).ok()?))
+    })
+    .await;
+    eventually(Duration::from_secs(60), "the course list through the LoadBalancer", || async {
+        http_get(&ip, port, "/courses").await.filter(|(code, _)| *code == 200)
+    })
+    .await;
+    let status = api.get("courses").await.expect("course service").status.and_then(|s| s.database);
+    assert_eq!(status.and_then(|d| d.external).as_deref(), Some("course-db/uri"), "status names the external database");
+    let mut seeded = Vec::new();
+    for title in ["Kubernetes operators", "Rust for services", "Redis in practice"] {
+        let body = format!(r#"{{"title":"{title}","description":"seed","durationMinutes":60}}"#);
+        let (code, answer) = http_request(&ip, port, "POST", "/courses", Some(&body)).await.expect("create answers");
+        assert_eq!(code, 201, "{answer}");
+        let created: serde_json::Value = serde_json::from_str(&answer).expect("created course");
+        seeded.push(created["id"].as_str().expect("id").to_owned());
+    }
+    (ip, port, seeded)
+}
+
+/// Waits until the rollout away from `old` finished: the new revision stable and the only one
+/// with pods left (a draining pod still answers).
+async fn wait_rolled_out(client: &Client, ns: &str, old: Option<&str>) -> String {
+    let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
+    eventually(CONVERGE, "the rollout to finish", || async {
+        let rollout = api.get("courses").await.ok()?.status?.rollout?;
+        let done = rollout.phase == RolloutPhase::Healthy && rollout.new_revision == rollout.stable_revision;
+        let new = rollout.stable_revision.filter(|r| Some(r.as_str()) != old)?;
+        let all = app_pod_revisions(client, ns, "courses").await;
+        (done && !all.is_empty() && all.iter().all(|r| *r == new)).then_some(new)
+    })
+    .await
+}
+
+/// The rollout's current (phase, weight, stable revision).
+async fn rollout(api: &Api<CourseService>) -> Option<(RolloutPhase, i32, Option<String>)> {
+    let rollout = api.get("courses").await.ok()?.status?.rollout?;
+    Some((rollout.phase, rollout.weight, rollout.stable_revision))
+}
+
 /// Revision labels of every application pod, terminating ones included.
 async fn app_pod_revisions(client: &Client, ns: &str, name: &str) -> Vec<String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -344,42 +412,12 @@ async fn the_course_app_answers_every_request_through_a_rolling_update_and_a_cac
     let _shared = CLUSTER.read().await;
     cluster::with_namespace("traffic", |client, ns| async move {
         let _operator = Operator::start(&client, &ns, "solo", &[]).await;
-        ferretdb(&client, &ns).await;
         let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
-        cluster::apply(&api, course_app(&ns, "localhost/course-app:dev")).await;
-        wait_endpoints(&client, &ns, "courses", 3).await;
-        let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-        let (ip, port) = eventually(Duration::from_secs(60), "a LoadBalancer address", || async {
-            let service = services.get("courses").await.ok()?;
-            let ip = service.status?.load_balancer?.ingress?.first()?.ip.clone()?;
-            Some((ip, u16::try_from(service.spec?.ports?.first()?.port).ok()?))
-        })
-        .await;
-        eventually(Duration::from_secs(60), "the course list through the LoadBalancer", || async {
-            http_get(&ip, port, "/courses").await.filter(|(code, _)| *code == 200)
-        })
-        .await;
-        let status = api.get("courses").await.expect("course service").status.and_then(|s| s.database);
-        assert_eq!(
-            status.and_then(|d| d.external).as_deref(),
-            Some("course-db/uri"),
-            "status names the external database"
-        );
-
-        // A few courses before the traffic starts; one of them is read by the load.
-        let mut seeded = Vec::new();
-        for title in ["Kubernetes operators", "Rust for services", "Redis in practice"] {
-            let body = format!(r#"{{"title":"{title}","description":"seed","durationMinutes":60}}"#);
-            let (code, answer) =
-                http_request(&ip, port, "POST", "/courses", Some(&body)).await.expect("create answers");
-            assert_eq!(code, 201, "{answer}");
-            let created: serde_json::Value = serde_json::from_str(&answer).expect("created course");
-            seeded.push(created["id"].as_str().expect("id").to_owned());
-        }
+        let (ip, port, seeded) = deploy(&client, &ns, course_app(&ns, "localhost/course-app:dev")).await;
         let base = format!("http://{ip}:{port}");
 
         // 0. Steady reads (no writes): what the cache saves.
-        let steady = Load::start(&base, &seeded[0], "steady", false);
+        let steady = Load::start(&base, &seeded[0], "steady", READS);
         tokio::time::sleep(Duration::from_secs(10)).await;
         let steady = steady.stop();
         print("steady reads", &steady);
@@ -388,21 +426,12 @@ async fn the_course_app_answers_every_request_through_a_rolling_update_and_a_cac
         assert!(hits * 10 >= steady.requests * 9, "fewer than 90 % of steady reads hit the cache: {:?}", steady.cache);
 
         // 1. A zone-by-zone rolling update to a new version under load.
-        let load = Load::start(&base, &seeded[0], "rolling", true);
+        let load = Load::start(&base, &seeded[0], "rolling", MIXED);
         tokio::time::sleep(Duration::from_secs(8)).await;
-        let old_revision = api.get("courses").await.ok().and_then(|cs| cs.status?.rollout?.stable_revision);
+        let old_revision = rollout(&api).await.and_then(|r| r.2);
         assert!(old_revision.is_some(), "a stable revision before the update");
         cluster::apply(&api, course_app(&ns, "localhost/course-app:dev2")).await;
-        eventually(CONVERGE, "the rollout to course-app:dev2 to finish", || async {
-            let rollout = api.get("courses").await.ok()?.status?.rollout?;
-            let done = rollout.phase == RolloutPhase::Healthy && rollout.new_revision == rollout.stable_revision;
-            let new = rollout.stable_revision.filter(|r| Some(r) != old_revision.as_ref())?;
-            let ready = ready_pods(&client, &ns, "courses").await;
-            // every old pod gone, not only unready: a draining pod still answers
-            let all = app_pod_revisions(&client, &ns, "courses").await;
-            (done && ready.len() == 3 && all.iter().all(|r| *r == new)).then_some(())
-        })
-        .await;
+        wait_rolled_out(&client, &ns, old_revision.as_deref()).await;
         tokio::time::sleep(Duration::from_secs(8)).await;
         let rolling = load.stop();
         print("rolling update", &rolling);
@@ -428,7 +457,7 @@ async fn the_course_app_answers_every_request_through_a_rolling_update_and_a_cac
         })
         .await;
         assert_eq!(pods.len(), 3);
-        let load = Load::start(&base, &seeded[1], "failover", true);
+        let load = Load::start(&base, &seeded[1], "failover", MIXED);
         tokio::time::sleep(Duration::from_secs(8)).await;
         let cache: Api<Pod> = Api::namespaced(client.clone(), &ns);
         cache.delete(&master, &DeleteParams::default()).await.expect("delete the Redis master pod");
@@ -453,6 +482,114 @@ async fn the_course_app_answers_every_request_through_a_rolling_update_and_a_cac
             "no cache hit after the failover: {:?}",
             failover_load.final_cache
         );
+    })
+    .await;
+}
+
+/// The course app with `strategy` and `replicas`.
+fn switched(ns: &str, image: &str, replicas: i32, strategy: serde_json::Value) -> serde_json::Value {
+    let mut manifest = course_app(ns, image);
+    manifest["spec"]["replicas"] = replicas.into();
+    manifest["spec"]["strategy"] = strategy;
+    manifest
+}
+
+/// Waits until every application pod left runs `revision` and `count` of them are Ready
+/// behind the Service.
+async fn wait_only(client: &Client, ns: &str, revision: &str, count: usize) {
+    eventually(CONVERGE, &format!("only {count} pods of revision {revision}"), || async {
+        let all = app_pod_revisions(client, ns, "courses").await;
+        (all.len() == count && all.iter().all(|r| r == revision)).then_some(())
+    })
+    .await;
+    wait_endpoints(client, ns, "courses", count).await;
+}
+
+#[tokio::test]
+async fn the_course_app_answers_every_request_through_canary_promote_abort_and_a_blue_green_switch() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("traffic-switch", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let canary = serde_json::json!({"type": "Canary", "canary": {"steps": [{"setWeight": 40}, {"pause": {}}]}});
+        let (ip, port, seeded) =
+            deploy(&client, &ns, switched(&ns, "localhost/course-app:dev", 5, canary.clone())).await;
+        let base = format!("http://{ip}:{port}");
+
+        // 1. Canary to dev2: paused at 40 %, where the share of answers follows the weight,
+        // then promoted.
+        let first = rollout(&api).await.and_then(|r| r.2).expect("a stable revision");
+        let load = Load::start(&base, &seeded[0], "canary", MIXED);
+        cluster::apply(&api, switched(&ns, "localhost/course-app:dev2", 5, canary.clone())).await;
+        eventually(CONVERGE, "the canary paused at 40 %", || async {
+            let (phase, weight, _) = rollout(&api).await?;
+            (phase == RolloutPhase::Paused && weight == 40).then_some(())
+        })
+        .await;
+        // the surge and the scaled-down stable pods settle: five pods, all behind the Service
+        let pods = eventually(CONVERGE, "five application pods at the pause", || async {
+            let pods = app_pod_revisions(&client, &ns, "courses").await;
+            (pods.len() == 5).then_some(pods)
+        })
+        .await;
+        let new_pods = pods.iter().filter(|r| **r != first).count();
+        wait_endpoints(&client, &ns, "courses", pods.len()).await;
+        let share = Load::start(&base, &seeded[0], "canary-share", READS_NEW_CONNECTIONS);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let share = share.stop();
+        print("canary share at 40 %", &share);
+        assert_no_failure("canary share at 40 %", &share);
+        let answers: usize = share.versions.values().sum();
+        let new_share = 100.0 * share.versions.get("dev2").copied().unwrap_or_default() as f64 / answers.max(1) as f64;
+        eprintln!("traffic [canary]: {new_pods} of {} pods new, {new_share:.1} % of answers from dev2", pods.len());
+        assert!((new_share - 40.0).abs() <= 10.0, "{new_share:.1} % of answers from the canary at weight 40 %");
+        let (promoted, message) = kubectl_course(&ns, &["promote", "courses"]);
+        assert!(promoted, "kubectl course promote: {message}");
+        let second = wait_rolled_out(&client, &ns, Some(&first)).await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let canary_load = load.stop();
+        print("canary promoted", &canary_load);
+        assert_no_failure("canary promoted", &canary_load);
+        assert_eq!(canary_load.final_versions.keys().collect::<Vec<_>>(), ["dev2"]);
+        assert_readable(&ip, port, &canary_load.created).await;
+
+        // 2. A canary back to dev, aborted at its pause: the stable dev2 pods alone remain.
+        let load = Load::start(&base, &seeded[1], "abort", MIXED);
+        cluster::apply(&api, switched(&ns, "localhost/course-app:dev", 5, canary.clone())).await;
+        eventually(CONVERGE, "the second canary paused at 40 %", || async {
+            let (phase, weight, _) = rollout(&api).await?;
+            (phase == RolloutPhase::Paused && weight == 40).then_some(())
+        })
+        .await;
+        let (aborted, message) = kubectl_course(&ns, &["abort", "courses"]);
+        assert!(aborted, "kubectl course abort: {message}");
+        wait_only(&client, &ns, &second, 5).await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let abort_load = load.stop();
+        print("canary aborted", &abort_load);
+        assert_no_failure("canary aborted", &abort_load);
+        assert_eq!(abort_load.final_versions.keys().collect::<Vec<_>>(), ["dev2"]);
+        assert_readable(&ip, port, &abort_load.created).await;
+
+        // 3. Blue-green to a third revision: the green pods come up behind the preview Service,
+        // the main Service switches after 5 s, the blue pods go 10 s later.
+        let blue_green = serde_json::json!({"type": "BlueGreen",
+            "blueGreen": {"previewService": true, "autoPromotionSeconds": 5, "scaleDownDelaySeconds": 10}});
+        cluster::apply(&api, switched(&ns, "localhost/course-app:dev2", 5, blue_green.clone())).await;
+        let load = Load::start(&base, &seeded[2], "blue-green", MIXED);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let mut green = switched(&ns, "localhost/course-app:dev", 5, blue_green);
+        green["spec"]["env"] = serde_json::json!([{"name": "COURSE_VERSION", "value": "green"}]);
+        cluster::apply(&api, green).await;
+        wait_rolled_out(&client, &ns, Some(&second)).await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let switch_load = load.stop();
+        print("blue-green switch", &switch_load);
+        assert_no_failure("blue-green switch", &switch_load);
+        assert_eq!(switch_load.final_versions.keys().collect::<Vec<_>>(), ["green"]);
+        assert!(switch_load.versions.contains_key("dev2"), "{:?}", switch_load.versions);
+        assert_readable(&ip, port, &switch_load.created).await;
+        assert_readable(&ip, port, &canary_load.created).await;
     })
     .await;
 }
