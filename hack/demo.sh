@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# `make demo`: the local control plane, the CRD, the operator (as a background process) and a
-# sample CourseService; then its status. `hack/demo.sh down` stops the operator.
+# `make demo`: the local control plane with its real nodes, the CRD, the operator (as a
+# background process), FerretDB as the external database and the course app with its Redis
+# cache (hack/manifests/demo*.yaml); seeds a few courses, then shows the status and what to
+# try. The last two lines of its output are exactly
+#   COURSE_URL=http://<LoadBalancer address>
+#   COURSE_SERVICE=<namespace>/<name>
+# `hack/demo.sh down` stops the operator.
 #
 # To use a real cluster instead, set DEMO_KUBECONFIG to its kubeconfig: the local control
 # plane is then neither started nor needed.
@@ -11,6 +16,7 @@ STATE_DIR=$REPO_ROOT/.cluster
 PID_FILE=$STATE_DIR/operator.pid
 LOG_FILE=$STATE_DIR/operator.log
 SAMPLE=${DEMO_SAMPLE:-$HACK_DIR/manifests/demo.yaml}
+DATABASE=${DEMO_DATABASE:-$HACK_DIR/manifests/demo-database.yaml}
 NAMESPACE=${DEMO_NAMESPACE:-demo}
 OPERATOR=${CARGO_TARGET_DIR:-$HOME/.cache/course-operator/cargo-target}/debug/course-operator
 
@@ -60,25 +66,57 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 
+log "applying $(basename "$DATABASE") (FerretDB, the course-db Secret) in namespace $NAMESPACE"
+"$KUBECTL" apply --server-side --field-manager=course-operator-demo -n "$NAMESPACE" -f "$DATABASE" >/dev/null
+"$KUBECTL" rollout status -n "$NAMESPACE" deployment/ferretdb --timeout=180s >/dev/null
 log "applying $(basename "$SAMPLE") in namespace $NAMESPACE"
 "$KUBECTL" apply --server-side --field-manager=course-operator-demo -n "$NAMESPACE" -f "$SAMPLE" >/dev/null
 name=$("$KUBECTL" get -n "$NAMESPACE" -f "$SAMPLE" -o jsonpath='{.metadata.name}')
-"$KUBECTL" wait -n "$NAMESPACE" --for=condition=Available --timeout=120s "courseservice/$name" >/dev/null
+"$KUBECTL" wait -n "$NAMESPACE" --for=condition=Available --timeout=300s "courseservice/$name" >/dev/null
+
+address=""
+for _ in $(seq 120); do
+  address=$("$KUBECTL" get service "$name" -n "$NAMESPACE" -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+  [[ -n $address ]] && curl -fsS -o /dev/null "http://$address/courses" 2>/dev/null && break
+  sleep 1
+done
+[[ -n $address ]] || { echo "the LoadBalancer Service $NAMESPACE/$name got no address" >&2; exit 1; }
+url=http://$address
+
+if [[ $(curl -fsS "$url/courses") == "[]" ]]; then
+  log "seeding three courses through $url"
+  for course in 'Kubernetes operators in Rust|Reconcile loops, owned objects and status|90' \
+                'Redis as a cache|Cache-aside, TTLs and Sentinel failover|45' \
+                'MongoDB for services|Documents, replica sets and backups|60'; do
+    IFS='|' read -r title description minutes <<<"$course"
+    curl -fsS -o /dev/null -X POST "$url/courses" -H 'Content-Type: application/json' \
+      -d "{\"title\":\"$title\",\"description\":\"$description\",\"durationMinutes\":$minutes}"
+  done
+fi
 
 log "kubectl get courseservices -n $NAMESPACE"
-"$KUBECTL" get courseservices -n "$NAMESPACE"
+"$KUBECTL" get courseservices -n "$NAMESPACE" >&2
 log "zones"
-"$KUBECTL" get courseservice "$name" -n "$NAMESPACE" -o jsonpath='{range .status.zones[*]}{.name}{"\t"}desired={.desired}{"\t"}ready={.ready}{"\n"}{end}'
+"$KUBECTL" get courseservice "$name" -n "$NAMESPACE" -o jsonpath='{range .status.zones[*]}{.name}{"\t"}desired={.desired}{"\t"}ready={.ready}{"\n"}{end}' >&2
 log "conditions"
-"$KUBECTL" get courseservice "$name" -n "$NAMESPACE" -o jsonpath='{range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}'
+"$KUBECTL" get courseservice "$name" -n "$NAMESPACE" -o jsonpath='{range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}' >&2
 log "children"
-"$KUBECTL" get deployments,services,pdb,hpa -n "$NAMESPACE" -l "app.kubernetes.io/instance=$name"
+"$KUBECTL" get deployments,statefulsets,services,pdb,hpa -n "$NAMESPACE" -l "app.kubernetes.io/instance=$name" >&2
+log "two reads of the course list: a cache miss, then a hit"
+for _ in 1 2; do
+  curl -fsS -D - -o /dev/null "$url/courses" | grep -iE '^x-(cache|course-version|course-pod):' | tr -d '\r' | paste -sd' ' >&2
+done
+PLUGIN_DIR=$(dirname "$OPERATOR")
 cat >&2 <<MSG
 
 The operator keeps running in the background (pid $(cat "$PID_FILE")). Try:
-  curl http://$("$KUBECTL" get service "$name" -n "$NAMESPACE" -o jsonpath='{.status.loadBalancer.ingress[0].ip}')/
-  export KUBECONFIG=$KUBECONFIG
-  $KUBECTL scale courseservice $name -n $NAMESPACE --replicas=9
-  $KUBECTL get deployments -n $NAMESPACE -w
+  curl $url/courses
+  curl -i -X POST $url/courses -H 'Content-Type: application/json' -d '{"title":"New","description":"","durationMinutes":30}'
+  export KUBECONFIG=$KUBECONFIG PATH=$PLUGIN_DIR:\$PATH     # kubectl course (the plugin)
+  $KUBECTL patch courseservice $name -n $NAMESPACE --type merge -p '{"spec":{"image":"localhost/course-app:dev2"}}'
+  kubectl-course -n $NAMESPACE status $name --watch       # the canary, step by step
+  curl -s -D - -o /dev/null $url/courses | grep -i x-course-version   # dev, then dev2
 Stop everything with: make demo-down
 MSG
+echo "COURSE_URL=$url"
+echo "COURSE_SERVICE=$NAMESPACE/$name"
