@@ -526,9 +526,16 @@ impl Machine<'_> {
         if self.status.user_paused {
             requeue = None;
         }
+        // The stable pods fill the zones the canary's pods left short, so every zone keeps
+        // its share of the whole while the two revisions are mixed.
+        let new_split = zones::split(new_total, self.inputs.zones, self.inputs.seed);
+        let stable_observed = zone_counts(self.inputs.observed, &self.stable);
+        let stable_now: ZoneSplit = stable_observed.iter().map(|(z, o)| (z.clone(), o.replicas)).collect();
+        let stable_split =
+            zones::resize_beside(stable_total, self.inputs.zones, self.inputs.seed, &stable_now, &new_split);
         let mut targets = BTreeMap::new();
         targets.insert(self.new.clone(), split_paced(new_total, self.inputs, &self.new));
-        targets.insert(self.stable.clone(), split_paced(stable_total, self.inputs, &self.stable));
+        targets.insert(self.stable.clone(), zones::pace(&stable_split, &stable_observed, self.inputs.max_unavailable));
         self.others(&mut targets);
         self.decision(targets, None, None, requeue)
     }

@@ -299,6 +299,85 @@ pub fn split(total: i32, zones: &[ZoneHealth], seed: &str) -> ZoneSplit {
     result
 }
 
+/// Splits `total` over the same zones as [`split`] so that, added to `beside` (another
+/// revision's split), every eligible zone's sum is as even as possible: a canary's stable pods
+/// fill the zones its new pods left short, instead of doubling up where the new ones went.
+/// Ties go in the seed's rotation order, like `split`.
+pub fn split_beside(total: i32, zones: &[ZoneHealth], seed: &str, beside: &ZoneSplit) -> ZoneSplit {
+    let total = total.max(0);
+    let any_healthy = zones.iter().any(|z| z.healthy);
+    let eligible: Vec<usize> = (0..zones.len()).filter(|&i| zones[i].healthy || !any_healthy).collect();
+    let mut result: ZoneSplit = zones.iter().map(|z| (z.zone.clone(), 0)).collect();
+    if eligible.is_empty() {
+        return result;
+    }
+    let offset = seed_offset(seed, eligible.len());
+    let order: Vec<usize> = (0..eligible.len()).map(|k| eligible[(k + offset) % eligible.len()]).collect();
+    let other = |i: usize| beside.iter().find(|(z, _)| *z == zones[i].zone).map_or(0, |(_, n)| (*n).max(0));
+    // Level the lowest zones up to the next height until `total` is placed: O(zones²) rounds
+    // of bulk fills, not one pass per pod.
+    let mut left = total;
+    while left > 0 {
+        let height = |i: usize| other(i) + result[i].1;
+        let low = order.iter().map(|&i| height(i)).min().unwrap_or(0);
+        let lowest: Vec<usize> = order.iter().copied().filter(|&i| height(i) == low).collect();
+        let next = order.iter().map(|&i| height(i)).filter(|&h| h > low).min();
+        let count = i32::try_from(lowest.len()).unwrap_or(i32::MAX);
+        // raise every lowest zone to the next height, or share what is left among them
+        let per_zone = next.map_or(left / count, |n| (n - low).min(left / count));
+        if per_zone == 0 {
+            for &i in lowest.iter().take(usize::try_from(left).unwrap_or(0)) {
+                result[i].1 += 1;
+            }
+            break;
+        }
+        for &i in &lowest {
+            result[i].1 += per_zone;
+        }
+        left -= per_zone * count;
+    }
+    result
+}
+
+/// A revision's per-zone sizes when it must hold `total` beside another revision's split,
+/// changing only what must change: starting from `current` (its replicas now), pods are removed
+/// where the two revisions together are highest and added where they are lowest, never moved
+/// between healthy zones (a move would cost Ready pods while the other revision is still
+/// coming up). A lost zone's pods are let go and replaced in the others.
+pub fn resize_beside(
+    total: i32,
+    zones: &[ZoneHealth],
+    seed: &str,
+    current: &ZoneSplit,
+    beside: &ZoneSplit,
+) -> ZoneSplit {
+    let total = total.max(0);
+    let any_healthy = zones.iter().any(|z| z.healthy);
+    let eligible = |z: &ZoneHealth| z.healthy || !any_healthy;
+    let count_in =
+        |split: &ZoneSplit, zone: &Zone| split.iter().find(|(z, _)| z == zone).map_or(0, |(_, n)| (*n).max(0));
+    let mut result: ZoneSplit =
+        zones.iter().map(|z| (z.zone.clone(), if eligible(z) { count_in(current, &z.zone) } else { 0 })).collect();
+    let have: i32 = result.iter().map(|(_, n)| n).sum();
+    if have < total {
+        let combined: ZoneSplit = result.iter().map(|(z, n)| (z.clone(), n + count_in(beside, z))).collect();
+        for ((_, n), (_, add)) in result.iter_mut().zip(split_beside(total - have, zones, seed, &combined)) {
+            *n += add;
+        }
+    }
+    for _ in total..have {
+        // the highest zone (both revisions) that still has a pod of this one
+        let highest = (0..result.len())
+            .filter(|&i| result[i].1 > 0)
+            .max_by_key(|&i| (count_in(beside, &result[i].0) + result[i].1, result[i].1));
+        match highest {
+            Some(i) => result[i].1 -= 1,
+            None => break,
+        }
+    }
+    result
+}
+
 fn seed_offset(seed: &str, modulus: usize) -> usize {
     let digest = Sha256::digest(seed.as_bytes());
     let value =
@@ -542,6 +621,23 @@ mod tests {
         })
     }
 
+    #[test]
+    fn a_canary_of_two_in_three_zones_leaves_its_stable_pod_in_the_third() {
+        let zones: Vec<ZoneHealth> = ["zone-a", "zone-b", "zone-c"]
+            .iter()
+            .map(|z| ZoneHealth { zone: Zone::Named((*z).into()), healthy: true })
+            .collect();
+        for seed in ["courses", "catalog", "svc", "x"] {
+            let new = split(2, &zones, seed);
+            let stable = split_beside(1, &zones, seed, &new);
+            // from three stable pods, one per zone, the canary's two take two zones' places
+            let shrunk = resize_beside(1, &zones, seed, &split(3, &zones, seed), &new);
+            assert_eq!(shrunk, stable, "{seed}");
+            let per_zone: Vec<i32> = new.iter().zip(&stable).map(|((_, a), (_, b))| a + b).collect();
+            assert_eq!(per_zone, [1, 1, 1], "{seed}: new {new:?} stable {stable:?}");
+        }
+    }
+
     proptest! {
         #[test]
         fn split_sums_to_total_and_is_even(total in 0i32..2000, zones in zone_list(), seed in "[a-z]{1,12}") {
@@ -556,6 +652,54 @@ mod tests {
                     prop_assert!(z.healthy || *n == 0, "lost zone got {} pods", n);
                 }
             }
+        }
+
+        #[test]
+        fn split_beside_sums_to_total_and_levels_the_zones(
+            total in 0i32..500,
+            other in 0i32..500,
+            zones in zone_list(),
+            seed in "[a-z]{1,12}",
+        ) {
+            let beside = split(other, &zones, &seed);
+            let s = split_beside(total, &zones, &seed, &beside);
+            prop_assert_eq!(s.iter().map(|(_, n)| n).sum::<i32>(), if zones.is_empty() { 0 } else { total });
+            let any_healthy = zones.iter().any(|z| z.healthy);
+            let sums: Vec<i32> = s.iter().zip(&beside).zip(&zones)
+                .filter(|(_, z)| z.healthy || !any_healthy)
+                .map(|(((_, a), (_, b)), _)| a + b)
+                .collect();
+            let (min, max) = (sums.iter().min().copied().unwrap_or(0), sums.iter().max().copied().unwrap_or(0));
+            // beside is itself even (split), so together they are within one pod
+            prop_assert!(max - min <= 1, "uneven zones {:?} beside {:?}", s, beside);
+            if any_healthy {
+                for ((_, n), z) in s.iter().zip(&zones) {
+                    prop_assert!(z.healthy || *n == 0, "lost zone got {} pods", n);
+                }
+            }
+        }
+
+        #[test]
+        fn resize_beside_sums_to_total_and_never_moves_pods_between_healthy_zones(
+            total in 0i32..200,
+            now in prop::collection::vec(0i32..60, 6),
+            other in 0i32..200,
+            zones in zone_list(),
+            seed in "[a-z]{1,12}",
+        ) {
+            let current: ZoneSplit = zones.iter().zip(&now).map(|(z, n)| (z.zone.clone(), *n)).collect();
+            let beside = split(other, &zones, &seed);
+            let r = resize_beside(total, &zones, &seed, &current, &beside);
+            if !zones.is_empty() {
+                prop_assert_eq!(r.iter().map(|(_, n)| n).sum::<i32>(), total);
+            }
+            let healthy: Vec<(i32, i32)> = r.iter().zip(&current).zip(&zones)
+                .filter(|(_, z)| z.healthy)
+                .map(|(((_, after), (_, before)), _)| (*after, *before))
+                .collect();
+            let grew = healthy.iter().any(|(a, b)| a > b);
+            let shrank = healthy.iter().any(|(a, b)| a < b);
+            prop_assert!(!(grew && shrank), "pods moved: {:?} -> {:?}", current, r);
         }
 
         #[test]
