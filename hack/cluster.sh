@@ -12,6 +12,10 @@
 #   hack/cluster.sh restart-apiserver [--kill]  restart kube-apiserver alone (SIGTERM, or SIGKILL)
 #   hack/cluster.sh dry-run  print kwokctl's dry-run of `create cluster` and check it downloads nothing
 #
+# Environment: REAL_NODES=0 leaves out the real nodes; KCM_RAISED=1 raises kube-controller-
+# manager's client limits (kube-api-qps 300, burst 600, 25 concurrent Deployment and ReplicaSet
+# syncs) for benchmarks; both apply when the cluster is created.
+#
 # State lives in <repo>/.cluster (git-ignored): kubeconfig, bin/ (tool symlinks), kwokctl.yaml
 # (generated kwokctl config) and kwok/ (kwokctl's workdir: pki, etcd data, logs, pid files).
 # Binaries come from hack/build.sh (~/.cache/course-operator/<component>-<version>/bin).
@@ -71,6 +75,16 @@ link_tools() {
 }
 
 # --- kwokctl configuration ----------------------------------------------------------
+# KCM_RAISED=1: kube-controller-manager with raised client limits and concurrent syncs (for
+# benchmarks that should measure the API, not its default 20 QPS / burst 30 / 5 syncs).
+kcm_limits() {
+  [[ ${KCM_RAISED:-0} == 1 ]] || return 0
+  local pair
+  for pair in kube-api-qps=300 kube-api-burst=600 concurrent-deployment-syncs=25 concurrent-replicaset-syncs=25; do
+    printf '  - key: %s\n    value: "%s"\n' "${pair%%=*}" "${pair#*=}"
+  done
+}
+
 write_kwokctl_config() {
   local out=$1 f
   mkdir -p "$(dirname "$out")"
@@ -135,6 +149,7 @@ componentsPatches:
   # apiserver is away longer than the renew deadline (an apiserver restart).
   - key: leader-elect
     value: "false"
+$(kcm_limits)
 - name: kube-scheduler
   extraArgs:
   - key: leader-elect

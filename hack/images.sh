@@ -83,8 +83,32 @@ rootfs_redis() {
   chown 999:999 "$rootfs/data"
 }
 
+# inputs <name>: the files an image is made of (besides this script).
+inputs() {
+  case $1 in
+    pause|test-server|course-operator) echo "$CARGO_TARGET_DIR/debug/$1" ;;
+    course-app|course-app:dev2) echo "$CARGO_TARGET_DIR/debug/course-app" ;;
+    ferretdb) echo "$FERRETDB_BIN" ;;
+    redis) echo "$IMAGES_DIR/debs" ;;
+  esac
+}
+
+# up_to_date <name>: its archive exists and is newer than this script and every input.
+up_to_date() {
+  local archive input
+  archive=$(archive "$1")
+  [[ -s $archive && $archive -nt "${BASH_SOURCE[0]}" ]] || return 1
+  for input in $(inputs "$1"); do
+    [[ -e $input && $archive -nt $input ]] || return 1
+  done
+}
+
 # build_image <name>: the archive $IMAGES_DIR/<name>.tar, rebuilt when its inputs changed.
 build_image() {
+  if [[ ${FORCE:-0} != 1 ]] && up_to_date "$1"; then
+    log "  $(ref "$1") up to date"
+    return 0
+  fi
   local name=$1 work=$IMAGES_DIR/work/${1/:/-} layout bundle archive
   archive=$(archive "$name")
   local entrypoint=() user=0 env=()
