@@ -85,6 +85,17 @@ kcm_limits() {
   done
 }
 
+# The address other machines and pods reach this one at (the kubernetes Service's endpoint).
+host_address() {
+  ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") { print $(i + 1); exit }}'
+}
+
+host_address_san() {
+  local address
+  address=$(host_address)
+  [[ -z $address ]] || printf '  - %s\n' "$address"
+}
+
 write_kwokctl_config() {
   local out=$1 f
   mkdir -p "$(dirname "$out")"
@@ -106,6 +117,10 @@ options:
   # renewal, as on a cloud cluster (kwokctl's default heartbeat factor of 5 would make it
   # 200 s); the kwok controller renews the simulated nodes' 40 s Leases well within that.
   heartbeatFactor: 1
+  # in-cluster clients dial the kubernetes Service's address (KUBERNETES_SERVICE_HOST)
+  kubeApiserverCertSANs:
+  - 10.0.0.1
+$(host_address_san)
   kubeControllerManagerNodeMonitorPeriodMilliseconds: 5000
   kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 40000
   enable:
@@ -138,6 +153,12 @@ componentsPatches:
   # logs/exec reach a real kubelet by its address (its host name does not resolve)
   - key: kubelet-preferred-address-types
     value: InternalIP,Hostname
+  # Pods on the real nodes reach the API (an operator installed by Helm) through the
+  # kubernetes Service, whose endpoint is this machine's address: listen there too, not only
+  # on 127.0.0.1 (clients still authenticate; the serving certificate names 10.0.0.1).
+  - key: bind-address
+    value: 0.0.0.0
+    override: true
 - name: kube-controller-manager
   extraArgs:
   # CSR signing (kwokctl already passes the service-account key and root CA)

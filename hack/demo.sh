@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: the local control plane with its real nodes, the CRD, the operator (as a
-# background process), FerretDB as the external database and the course app with its Redis
+# `make demo`: the local control plane with its real nodes, the CRD, the operator (installed by
+# Helm from the local image; a background process when DEMO_KUBECONFIG points at a cluster of
+# yours), FerretDB as the external database and the course app with its Redis
 # cache (hack/manifests/demo*.yaml); seeds a few courses, then shows the status and what to
 # try. The last two lines of its output are exactly
 #   COURSE_URL=http://<LoadBalancer address>
@@ -18,6 +19,7 @@ LOG_FILE=$STATE_DIR/operator.log
 SAMPLE=${DEMO_SAMPLE:-$HACK_DIR/manifests/demo.yaml}
 DATABASE=${DEMO_DATABASE:-$HACK_DIR/manifests/demo-database.yaml}
 NAMESPACE=${DEMO_NAMESPACE:-demo}
+OPERATOR_NAMESPACE=${DEMO_OPERATOR_NAMESPACE:-course-operator-system}
 OPERATOR=${CARGO_TARGET_DIR:-$HOME/.cache/course-operator/cargo-target}/debug/course-operator
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -53,18 +55,34 @@ log "installing the CourseService CRD"
 "$KUBECTL" apply --server-side --field-manager=course-operator-demo -f "$REPO_ROOT/crds/courseservices.microcourses.io.yaml" >/dev/null
 "$KUBECTL" wait --for=condition=Established --timeout=60s crd/courseservices.microcourses.io >/dev/null
 
-stop_operator
-log "starting the operator (log: $LOG_FILE, metrics: http://127.0.0.1:8080/metrics)"
 "$KUBECTL" create namespace "$NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
-# Only the demo namespace: a `make test` on the same cluster runs operators of its own in the
-# test namespaces, and a second writer there would fight them.
-nohup "$OPERATOR" run --namespace "$NAMESPACE" --metrics-addr 127.0.0.1:8080 --lease-namespace "$NAMESPACE" >"$LOG_FILE" 2>&1 &
-echo $! >"$PID_FILE"
-for _ in $(seq 100); do
-  curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && break
-  kill -0 "$(cat "$PID_FILE")" 2>/dev/null || { cat "$LOG_FILE" >&2; echo "the operator exited" >&2; exit 1; }
-  sleep 0.2
-done
+stop_operator
+if [[ -n ${DEMO_KUBECONFIG:-} ]]; then
+  # A cluster of yours: the operator runs here, as a process with your kubeconfig.
+  log "starting the operator (log: $LOG_FILE, metrics: http://127.0.0.1:8080/metrics)"
+  # Only the demo namespace: a `make test` on the same cluster runs operators of its own in the
+  # test namespaces, and a second writer there would fight them.
+  nohup "$OPERATOR" run --namespace "$NAMESPACE" --metrics-addr 127.0.0.1:8080 --lease-namespace "$NAMESPACE" >"$LOG_FILE" 2>&1 &
+  echo $! >"$PID_FILE"
+  for _ in $(seq 100); do
+    curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && break
+    kill -0 "$(cat "$PID_FILE")" 2>/dev/null || { cat "$LOG_FILE" >&2; echo "the operator exited" >&2; exit 1; }
+    sleep 0.2
+  done
+  OPERATOR_WHERE="as a background process (pid $(cat "$PID_FILE"), log $LOG_FILE)"
+else
+  # The local cluster: installed by Helm as a platform team would, from the image make images
+  # built (two replicas, leader election), watching the demo namespace only.
+  log "installing the operator with Helm into $OPERATOR_NAMESPACE (image localhost/course-operator:dev)"
+  # a rebuilt image keeps its tag: its digest in a pod annotation rolls the pods when it changed
+  image_digest=$(sha256sum "${COURSE_OPERATOR_CACHE:-$HOME/.cache/course-operator}/images/course-operator.tar" | cut -c1-16)
+  "$STATE_DIR/bin/helm" upgrade --install course-operator "$REPO_ROOT/charts/course-operator" \
+    --namespace "$OPERATOR_NAMESPACE" --create-namespace --skip-crds \
+    --set image.repository=localhost/course-operator --set image.tag=dev --set image.pullPolicy=Never \
+    --set watchNamespace="$NAMESPACE" --set-string podAnnotations.microcourses\\.io/image-digest="$image_digest" \
+    --wait --timeout 180s >/dev/null
+  OPERATOR_WHERE="in namespace $OPERATOR_NAMESPACE, installed by Helm (kubectl logs -n $OPERATOR_NAMESPACE deploy/course-operator)"
+fi
 
 log "applying $(basename "$DATABASE") (FerretDB, the course-db Secret) in namespace $NAMESPACE"
 "$KUBECTL" apply --server-side --field-manager=course-operator-demo -n "$NAMESPACE" -f "$DATABASE" >/dev/null
@@ -109,7 +127,7 @@ done
 PLUGIN_DIR=$(dirname "$OPERATOR")
 cat >&2 <<MSG
 
-The operator keeps running in the background (pid $(cat "$PID_FILE")). Try:
+The operator runs $OPERATOR_WHERE. Try:
   curl $url/courses
   curl -i -X POST $url/courses -H 'Content-Type: application/json' -d '{"title":"New","description":"","durationMinutes":30}'
   export KUBECONFIG=$KUBECONFIG PATH=$PLUGIN_DIR:\$PATH     # kubectl course (the plugin)

@@ -111,7 +111,7 @@ build_image() {
   fi
   local name=$1 work=$IMAGES_DIR/work/${1/:/-} layout bundle archive
   archive=$(archive "$name")
-  local entrypoint=() user=0 env=()
+  local entrypoint=() cmd=() user=0 env=()
   layout=$work/oci
   bundle=$work/bundle
   rm -rf "$work"
@@ -130,7 +130,8 @@ build_image() {
       entrypoint=(/test-server); user=65532 ;;
     course-operator)
       copy_with_libs "$rootfs" "$CARGO_TARGET_DIR/debug/course-operator" /course-operator
-      entrypoint=(/course-operator run); user=65532 ;;
+      # as the Dockerfile: the chart's args start with the subcommand
+      entrypoint=(/course-operator); cmd=(run); user=65532 ;;
     redis)
       rootfs_redis "$rootfs"
       entrypoint=(redis-server); user=999; env=(--config.env PATH=/usr/local/bin:/usr/bin:/bin) ;;
@@ -156,6 +157,7 @@ build_image() {
   local args=(--image "$layout:dev" --config.user "$user" --config.workingdir "$workdir")
   local e
   for e in "${entrypoint[@]}"; do args+=(--config.entrypoint "$e"); done
+  for e in "${cmd[@]}"; do args+=(--config.cmd "$e"); done
   umoci config "${args[@]}" "${env[@]}" >/dev/null
   rm -f "$archive"
   skopeo copy --quiet "oci:$layout:dev" "docker-archive:$archive:$(ref "$name")" >/dev/null

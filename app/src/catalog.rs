@@ -87,6 +87,8 @@ pub struct Tuning {
     pub db_breaker: Settings,
     /// Attempts per database call (1 = no retry).
     pub db_attempts: u32,
+    /// Bound of one attempt (a slow database answers 503, it does not hang the request).
+    pub db_timeout: Duration,
     /// First back-off between attempts (doubles, jittered).
     pub db_backoff: Duration,
 }
@@ -99,6 +101,7 @@ impl Tuning {
             cache_breaker: Settings { threshold: 3, base: Duration::from_millis(500), max: Duration::from_secs(15) },
             db_breaker: Settings { threshold: 5, base: Duration::from_millis(500), max: Duration::from_secs(5) },
             db_attempts: 3,
+            db_timeout: Duration::from_secs(2),
             db_backoff: Duration::from_millis(50),
         }
     }
@@ -234,7 +237,13 @@ impl<D: Database, K: Cache> Catalog<D, K> {
         let mut attempt = 0;
         loop {
             let started = Instant::now();
-            let result = call().await;
+            let result = match tokio::time::timeout(self.tuning.db_timeout, call()).await {
+                Ok(result) => result,
+                // every call is idempotent (creates choose their id first): retried like a lost connection
+                Err(_) => {
+                    Err(DbError { transient: true, message: format!("no answer within {:?}", self.tuning.db_timeout) })
+                }
+            };
             self.metrics.observe_db(op, started.elapsed());
             match result {
                 Ok(value) => {
@@ -330,14 +339,18 @@ pub(crate) mod fakes {
     pub struct FakeDb {
         pub courses: Mutex<BTreeMap<String, CourseFields>>,
         pub down: AtomicBool,
+        pub hang: AtomicBool,
         /// Transient failures still to return before answering.
         pub flaky: AtomicU32,
         pub calls: AtomicU32,
     }
 
     impl FakeDb {
-        fn answer(&self) -> Result<(), DbError> {
+        async fn answer(&self) -> Result<(), DbError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
             if self.down.load(Ordering::SeqCst) {
                 return Err(DbError { transient: true, message: "no primary".into() });
             }
@@ -351,27 +364,27 @@ pub(crate) mod fakes {
 
     impl Database for Arc<FakeDb> {
         async fn list(&self) -> Result<Vec<Course>, DbError> {
-            self.answer()?;
+            self.answer().await?;
             let courses = self.courses.lock().unwrap();
             Ok(courses.iter().map(|(id, f)| Course { id: id.clone(), fields: f.clone() }).collect())
         }
         async fn get(&self, id: &str) -> Result<Option<Course>, DbError> {
-            self.answer()?;
+            self.answer().await?;
             let courses = self.courses.lock().unwrap();
             Ok(courses.get(id).map(|f| Course { id: id.to_owned(), fields: f.clone() }))
         }
         async fn insert(&self, id: &str, fields: &CourseFields) -> Result<(), DbError> {
-            self.answer()?;
+            self.answer().await?;
             self.courses.lock().unwrap().insert(id.to_owned(), fields.clone());
             Ok(())
         }
         async fn replace(&self, id: &str, fields: &CourseFields) -> Result<bool, DbError> {
-            self.answer()?;
+            self.answer().await?;
             let mut courses = self.courses.lock().unwrap();
             Ok(courses.get_mut(id).map(|f| *f = fields.clone()).is_some())
         }
         async fn delete(&self, id: &str) -> Result<bool, DbError> {
-            self.answer()?;
+            self.answer().await?;
             Ok(self.courses.lock().unwrap().remove(id).is_some())
         }
     }
@@ -426,6 +439,7 @@ mod tests {
         let cache = Arc::new(FakeCache::default());
         let mut tuning = Tuning::with_ttl(Duration::from_secs(300));
         tuning.db_backoff = Duration::from_millis(1);
+        tuning.db_timeout = Duration::from_millis(50);
         tuning.cache_timeout = Duration::from_millis(50);
         let catalog = Catalog::new(db.clone(), Some(cache.clone()), tuning, Arc::new(Metrics::new("test", "pod")));
         (catalog, db, cache)
@@ -554,6 +568,17 @@ mod tests {
             Err(Failure::Unavailable(_))
         ));
         assert_eq!(db.calls.load(SeqCst), calls, "an open breaker still called the database");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_database_answers_unavailable_within_its_attempts_bound() {
+        let (catalog, db, _cache) = fixture();
+        db.hang.store(true, SeqCst);
+        let started = Instant::now();
+        assert!(matches!(catalog.list().await, Err(Failure::Unavailable(_))));
+        // three attempts of 50 ms and two short back-offs
+        assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
+        assert_eq!(db.calls.load(SeqCst), 3);
     }
 
     #[tokio::test]

@@ -3,6 +3,9 @@
 //! while the cluster changes under them. FerretDB (localhost/ferretdb:dev) is the external
 //! Mongo-API database; the operator runs the app and its Redis Sentinel cache.
 //!
+//! Each test holds the cluster alone (like the kubelet-stop test): its figures are the app's
+//! and the operator's, not those of seven other tests sharing the machine's two cores.
+//!
 //! Invariants asserted per scenario: no failed request (a non-2xx answer or a connection
 //! error), every acknowledged write readable afterwards; p50/p99 latency and where reads were
 //! served from are printed.
@@ -409,7 +412,7 @@ fn assert_no_failure(scenario: &str, report: &Report) {
 
 #[tokio::test]
 async fn the_course_app_answers_every_request_through_a_rolling_update_and_a_cache_failover() {
-    let _shared = CLUSTER.read().await;
+    let _exclusive = CLUSTER.write().await;
     cluster::with_namespace("traffic", |client, ns| async move {
         let _operator = Operator::start(&client, &ns, "solo", &[]).await;
         let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
@@ -507,7 +510,7 @@ async fn wait_only(client: &Client, ns: &str, revision: &str, count: usize) {
 
 #[tokio::test]
 async fn the_course_app_answers_every_request_through_canary_promote_abort_and_a_blue_green_switch() {
-    let _shared = CLUSTER.read().await;
+    let _exclusive = CLUSTER.write().await;
     cluster::with_namespace("traffic-switch", |client, ns| async move {
         let _operator = Operator::start(&client, &ns, "solo", &[]).await;
         let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
