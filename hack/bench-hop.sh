@@ -5,6 +5,8 @@
 # and once as ReplicaSets directly (what Argo Rollouts writes). No operator runs.
 #
 #   hack/bench-hop.sh [N] [ROUNDS]     default N=300 (100 CourseServices x 3 zones), 2 rounds
+#   HOP_REPLICAS=3 hack/bench-hop.sh 100   the shape Argo Rollouts writes: one object of 3 pods
+#                                          per service, no zone pinning
 #
 # Clock: from the start of one `kubectl apply --server-side` of all N objects to a 1 s poll
 # seeing N Ready pods; the order of the two kinds alternates between rounds. Against the
@@ -18,6 +20,8 @@ ROUNDS=${2:-2}
 export KUBECONFIG=${KUBECONFIG:-$REPO_ROOT/.cluster/kubeconfig}
 KUBECTL=${KUBECTL:-$REPO_ROOT/.cluster/bin/kubectl}
 ZONES=(zone-a zone-b zone-c)
+REPLICAS=${HOP_REPLICAS:-1}
+PODS=$((N * REPLICAS))
 
 manifest() {
   local kind=$1 ns=$2 i
@@ -28,12 +32,12 @@ apiVersion: apps/v1
 kind: $kind
 metadata: {name: w$i, namespace: $ns}
 spec:
-  replicas: 1
+  replicas: $REPLICAS
   selector: {matchLabels: {w: "w$i"}}
   template:
     metadata: {labels: {w: "w$i"}}
     spec:
-      nodeSelector: {type: kwok, topology.kubernetes.io/zone: ${ZONES[i % 3]}}
+      nodeSelector: {type: kwok$( ((REPLICAS == 1)) && echo ", topology.kubernetes.io/zone: ${ZONES[i % 3]}")}
       tolerations: [{key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}]
       containers: [{name: app, image: registry.example.com/hop:1}]
 YAML
@@ -53,13 +57,13 @@ run() {
   "$KUBECTL" create namespace "$ns" >/dev/null
   start=$(date +%s.%N)
   "$KUBECTL" apply --server-side -f "$file" >/dev/null
-  until (($(ready_pods "$ns") >= N)); do
+  until (($(ready_pods "$ns") >= PODS)); do
     sleep 1
     elapsed=$(echo "$(date +%s.%N) - $start" | bc)
     if (($(echo "$elapsed > 600" | bc))); then echo "$kind: not all Ready after 600 s" >&2; exit 1; fi
   done
   elapsed=$(echo "$(date +%s.%N) - $start" | bc)
-  printf '%-11s N=%d  all pods Ready after %.1f s\n' "$kind" "$N" "$elapsed"
+  printf '%-11s N=%d x %d replicas  all %d pods Ready after %.1f s\n' "$kind" "$N" "$REPLICAS" "$PODS" "$elapsed"
   "$KUBECTL" delete namespace "$ns" --wait=true >/dev/null
   rm -f "$file"
 }

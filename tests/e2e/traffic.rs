@@ -135,9 +135,22 @@ const READS_NEW_CONNECTIONS: Mix = Mix { writes: false, keepalive: false };
 
 /// One vegeta attack running in the background.
 struct Load {
-    process: Child,
+    /// `None` once stopped.
+    process: Option<Child>,
     dir: PathBuf,
     started: Instant,
+}
+
+/// A test that fails while its load runs must not leave vegeta attacking an address the next
+/// test's LoadBalancer may get.
+impl Drop for Load {
+    fn drop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// What vegeta saw between `start` and `stop`.
@@ -185,16 +198,17 @@ impl Load {
             .stderr(Stdio::piped())
             .spawn()
             .expect("vegeta attack");
-        Load { process, dir, started: Instant::now() }
+        Load { process: Some(process), dir, started: Instant::now() }
     }
 
     /// Stops the attack (SIGINT: vegeta finishes in-flight requests and writes them) and
     /// reads every result.
-    fn stop(self) -> Report {
+    fn stop(mut self) -> Report {
         let elapsed = self.started.elapsed();
-        let pid = self.process.id().to_string();
+        let process = self.process.take().expect("a running load");
+        let pid = process.id().to_string();
         assert!(Command::new("kill").args(["-INT", &pid]).status().is_ok_and(|s| s.success()), "kill -INT vegeta");
-        let output = self.process.wait_with_output().expect("vegeta exits");
+        let output = process.wait_with_output().expect("vegeta exits");
         assert!(output.status.success(), "vegeta attack failed: {}", String::from_utf8_lossy(&output.stderr));
         let encoded = Command::new(vegeta())
             .args(["encode", "--to", "json", "results.bin"])
@@ -202,7 +216,6 @@ impl Load {
             .output()
             .expect("vegeta encode");
         assert!(encoded.status.success(), "vegeta encode: {}", String::from_utf8_lossy(&encoded.stderr));
-        let _ = std::fs::remove_dir_all(&self.dir);
         let report = report(&String::from_utf8_lossy(&encoded.stdout));
         // vegeta keeps its rate or says why not: a run that sent fewer than 90 % of its
         // requests measured less than it claims
@@ -593,6 +606,125 @@ async fn the_course_app_answers_every_request_through_canary_promote_abort_and_a
         assert!(switch_load.versions.contains_key("dev2"), "{:?}", switch_load.versions);
         assert_readable(&ip, port, &switch_load.created).await;
         assert_readable(&ip, port, &canary_load.created).await;
+    })
+    .await;
+}
+
+/// `helm` with the local cluster's kubeconfig.
+fn helm(args: &[&str]) -> String {
+    let output = Command::new(repo_root().join(".cluster/bin/helm")).args(args).output().expect("helm runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "helm {args:?}: {text}");
+    text
+}
+
+/// The operator as a platform team installs it: the chart, two replicas with leader election,
+/// from the image `make images` built, watching `ns` only. Returns the release's full name.
+fn install_operator(ns: &str) -> String {
+    let name = format!("op-{ns}");
+    let chart = repo_root().join("charts/course-operator");
+    helm(&[
+        "upgrade",
+        "--install",
+        "op",
+        &chart.to_string_lossy(),
+        "--namespace",
+        ns,
+        "--skip-crds",
+        "--set",
+        "image.repository=localhost/course-operator",
+        "--set",
+        "image.tag=dev",
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        &format!("watchNamespace={ns}"),
+        "--set",
+        &format!("fullnameOverride={name}"),
+        "--wait",
+        "--timeout",
+        "180s",
+    ]);
+    name
+}
+
+/// SIGKILL to the operator process of `pod` (found by the HOSTNAME the runtime gave it).
+fn kill_operator_process(pod: &str) {
+    let wanted = format!("HOSTNAME={pod}");
+    let pid = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            cmdline.starts_with(b"/course-operator\0") && environ.split(|b| *b == 0).any(|var| var == wanted.as_bytes())
+        })
+        .unwrap_or_else(|| panic!("no operator process of pod {pod} on this machine"));
+    let status = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -KILL {pid}");
+}
+
+#[tokio::test]
+async fn the_course_app_answers_every_request_while_the_leader_operator_pod_is_killed_mid_rollout() {
+    let _exclusive = CLUSTER.write().await;
+    cluster::with_namespace("traffic-leader", |client, ns| async move {
+        let release = install_operator(&ns);
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let (ip, port, seeded) = deploy(&client, &ns, course_app(&ns, "localhost/course-app:dev")).await;
+        let base = format!("http://{ip}:{port}");
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &ns);
+        let holder = || async {
+            leases.get("course-operator-leader").await.ok()?.spec?.holder_identity.filter(|h| !h.is_empty())
+        };
+        let leader = eventually(Duration::from_secs(60), "a leader operator pod", holder).await;
+
+        let old = rollout(&api).await.and_then(|r| r.2);
+        let load = Load::start(&base, &seeded[0], "leader", MIXED);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        cluster::apply(&api, course_app(&ns, "localhost/course-app:dev2")).await;
+        eventually(CONVERGE, "the rollout under way", || async {
+            let (phase, weight, _) = rollout(&api).await?;
+            (phase == RolloutPhase::Progressing && weight > 0).then_some(())
+        })
+        .await;
+        // SIGKILL to the leader's process on its node (a pod delete, even with grace 0, sends
+        // SIGTERM first and the leader hands the Lease over): the standby takes over only when
+        // the Lease expires, and the kubelet restarts the container.
+        kill_operator_process(&leader);
+        let killed = Instant::now();
+        // Leadership resumes: the standby after the Lease expires, or the killed pod's restarted
+        // container (same pod name, so same identity) when it is back first.
+        let killed_at = k8s_openapi::jiff::Timestamp::now();
+        let successor = eventually(Duration::from_secs(90), "the Lease renewed after the kill", || async {
+            let spec = leases.get("course-operator-leader").await.ok()?.spec?;
+            let renewed = spec.renew_time?.0;
+            (renewed > killed_at).then_some(spec.holder_identity?)
+        })
+        .await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let restarts = pods
+            .get(&leader)
+            .await
+            .ok()
+            .and_then(|p| p.status?.container_statuses?.first().map(|c| c.restart_count))
+            .unwrap_or_default();
+        let takeover = killed.elapsed();
+        wait_rolled_out(&client, &ns, old.as_deref()).await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let report = load.stop();
+        print("leader operator pod killed mid-rollout", &report);
+        eprintln!(
+            "traffic [leader killed]: {leader} SIGKILLed (restarts now {restarts}) → {successor} renewed the Lease after {takeover:?}"
+        );
+        assert_no_failure("leader operator pod killed mid-rollout", &report);
+        assert_eq!(report.final_versions.keys().collect::<Vec<_>>(), ["dev2"]);
+        assert_readable(&ip, port, &report.created).await;
+        helm(&["uninstall", "op", "--namespace", &ns, "--wait"]);
+        let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
+        assert!(
+            roles.get_opt(&release).await.ok().flatten().is_none(),
+            "helm uninstall left the ClusterRole {release}"
+        );
     })
     .await;
 }
