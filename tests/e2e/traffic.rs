@@ -64,6 +64,9 @@ async fn ferretdb(client: &Client, ns: &str) {
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
+                        // outside the zone the zone-loss scenario stops, as a zone-redundant
+                        // managed database would be
+                        "nodeSelector": {"topology.kubernetes.io/zone": "zone-a"},
                         "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532},
                         "containers": [{
                             "name": "ferretdb", "image": "localhost/ferretdb:dev",
@@ -132,6 +135,7 @@ struct Mix {
 const MIXED: Mix = Mix { writes: true, keepalive: true };
 const READS: Mix = Mix { writes: false, keepalive: true };
 const READS_NEW_CONNECTIONS: Mix = Mix { writes: false, keepalive: false };
+const MIXED_NEW_CONNECTIONS: Mix = Mix { writes: true, keepalive: false };
 
 /// One vegeta attack running in the background.
 struct Load {
@@ -168,6 +172,8 @@ struct Report {
     versions: BTreeMap<String, usize>,
     /// Version of the last answers (the final tenth of the run).
     final_versions: BTreeMap<String, usize>,
+    /// X-Course-Pod of every answer.
+    pods: Vec<String>,
     /// X-Cache of reads → count.
     cache: BTreeMap<String, usize>,
     /// X-Cache of the reads in the final tenth of the run.
@@ -265,6 +271,9 @@ fn report(lines: &str) -> Report {
                 report.failures.push(format!("{method} {url} → {code} {error}"));
             }
             continue;
+        }
+        if let Some(pod) = header(result, "X-Course-Pod") {
+            report.pods.push(pod.to_owned());
         }
         if let Some(version) = header(result, "X-Course-Version") {
             *report.versions.entry(version.to_owned()).or_default() += 1;
@@ -727,4 +736,109 @@ async fn the_course_app_answers_every_request_while_the_leader_operator_pod_is_k
         );
     })
     .await;
+}
+
+fn nodes_sh(args: &[&str]) {
+    let status = Command::new(repo_root().join("hack/nodes.sh")).args(args).status();
+    assert!(status.is_ok_and(|s| s.success()), "hack/nodes.sh {args:?} failed");
+}
+
+/// Zone → (desired, ready, lost) from the CourseService status.
+async fn zone_status(api: &Api<CourseService>) -> BTreeMap<String, (i32, i32, bool)> {
+    api.get("courses")
+        .await
+        .ok()
+        .and_then(|cs| cs.status)
+        .map(|s| s.zones.into_iter().map(|z| (z.name, (z.desired, z.ready, z.lost))).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_course_app_answers_every_request_through_a_zone_loss_and_hpa_scaling() {
+    let _exclusive = CLUSTER.write().await;
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(cluster::with_namespace(
+        "traffic-zones",
+        |client, ns| async move {
+            let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+            let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+            let autoscaled = |min: i32, max: i32| {
+                let mut manifest = course_app(&ns, "localhost/course-app:dev");
+                manifest["spec"]["autoscaling"] =
+                    serde_json::json!({"minReplicas": min, "maxReplicas": max, "targetCPUUtilizationPercentage": 70});
+                manifest
+            };
+            let (ip, port, seeded) = deploy(&client, &ns, autoscaled(3, 6)).await;
+            let base = format!("http://{ip}:{port}");
+            let hpa_replicas = || async { api.get("courses").await.ok().map(|cs| cs.spec.replicas) };
+
+            // 1. The HPA scales up (its minimum raised) and down (its maximum lowered): pods
+            // added, then removed while they serve (the drain).
+            // a connection per request, so the pods the HPA adds get their share
+            let load = Load::start(&base, &seeded[0], "hpa", MIXED_NEW_CONNECTIONS);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            cluster::apply(&api, autoscaled(6, 6)).await;
+            eventually(CONVERGE, "the HPA at 6 replicas, all Ready", || async {
+                (hpa_replicas().await? == 6).then_some(())?;
+                let z = zone_status(&api).await;
+                (z.values().map(|(_, r, _)| r).sum::<i32>() == 6).then_some(())
+            })
+            .await;
+            wait_endpoints(&client, &ns, "courses", 6).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            cluster::apply(&api, autoscaled(3, 3)).await;
+            eventually(CONVERGE, "the HPA back at 3 replicas and only 3 pods left", || async {
+                (hpa_replicas().await? == 3).then_some(())?;
+                (app_pod_revisions(&client, &ns, "courses").await.len() == 3).then_some(())
+            })
+            .await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let scaling = load.stop();
+            print("hpa scale-up and scale-down", &scaling);
+            assert_no_failure("hpa scale-up and scale-down", &scaling);
+            assert_readable(&ip, port, &scaling.created).await;
+            let pods_seen: std::collections::BTreeSet<&String> = scaling.pods.iter().collect();
+            assert!(pods_seen.len() >= 6, "answers came from {} pods, the scaled-up ones included: {pods_seen:?}", pods_seen.len());
+
+            // 2. Zone-c's kubelet stops: its node goes NotReady, its pods leave the endpoints, the
+            // operator moves zone-c's share; then the kubelet returns and the share comes back.
+            cluster::apply(&api, autoscaled(6, 6)).await;
+            eventually(CONVERGE, "2 Ready pods in each zone", || async {
+                let z = zone_status(&api).await;
+                (z.len() == 3 && z.values().all(|(d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
+            })
+            .await;
+            let load = Load::start(&base, &seeded[1], "zone-loss", MIXED);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            nodes_sh(&["stop-kubelet", "c"]);
+            let stopped = Instant::now();
+            eventually(CONVERGE, "zone-c lost and its share Ready in zone-a and zone-b", || async {
+                let z = zone_status(&api).await;
+                let lost = z.get("zone-c").is_some_and(|(d, _, lost)| *d == 0 && *lost);
+                let moved = ["zone-a", "zone-b"].iter().all(|zone| z.get(*zone) == Some(&(3, 3, false)));
+                (lost && moved).then_some(())
+            })
+            .await;
+            let moved_after = stopped.elapsed();
+            nodes_sh(&["start-kubelet", "c"]);
+            let restarted = Instant::now();
+            eventually(CONVERGE, "2 Ready pods in each zone again", || async {
+                let z = zone_status(&api).await;
+                (z.len() == 3 && z.values().all(|(d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
+            })
+            .await;
+            let back_after = restarted.elapsed();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let zone_loss = load.stop();
+            print("zone-c kubelet stopped and restarted", &zone_loss);
+            eprintln!("traffic [zone loss]: share moved {moved_after:?} after the kubelet stopped; back {back_after:?} after its restart");
+            assert_no_failure("zone-c kubelet stopped and restarted", &zone_loss);
+            assert_readable(&ip, port, &zone_loss.created).await;
+        },
+    )))
+    .await;
+    // Whatever happened, the node gets its kubelet back for the other tests.
+    nodes_sh(&["start-kubelet", "c"]);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }
