@@ -34,7 +34,8 @@ pub struct DbError {
 
 /// The course store (MongoDB or any Mongo-API database in production).
 pub trait Database: Send + Sync + 'static {
-    fn list(&self) -> impl Future<Output = Result<Vec<Course>, DbError>> + Send;
+    /// At most `limit` courses by id, those after `after` when given.
+    fn list(&self, after: Option<&str>, limit: i64) -> impl Future<Output = Result<Vec<Course>, DbError>> + Send;
     fn get(&self, id: &str) -> impl Future<Output = Result<Option<Course>, DbError>> + Send;
     /// Stores a course under `id` (chosen by the caller, so a retried insert is idempotent).
     fn insert(&self, id: &str, fields: &CourseFields) -> impl Future<Output = Result<(), DbError>> + Send;
@@ -108,6 +109,8 @@ impl Tuning {
 }
 
 pub const LIST_KEY: &str = "courses:list";
+/// Courses per page of the list (the first page is the cached one).
+pub const PAGE_SIZE: i64 = 100;
 
 pub fn item_key(id: &str) -> String {
     format!("courses:item:{id}")
@@ -273,7 +276,7 @@ impl<D: Database, K: Cache> Catalog<D, K> {
             self.metrics.cache_read(CacheUse::Hit);
             return Ok((courses, CacheUse::Hit));
         }
-        let courses = self.db("list", || self.db.list()).await?;
+        let courses = self.db("list", || self.db.list(None, PAGE_SIZE)).await?;
         let used = if matches!(lookup, Lookup::Bypass) { CacheUse::Bypass } else { CacheUse::Miss };
         if used == CacheUse::Miss
             && let Ok(json) = serde_json::to_string(&courses)
@@ -282,6 +285,11 @@ impl<D: Database, K: Cache> Catalog<D, K> {
         }
         self.metrics.cache_read(used);
         Ok((courses, used))
+    }
+
+    /// A later page (the courses after `after`): from the database, not cached.
+    pub async fn list_after(&self, after: &str) -> Result<Vec<Course>, Failure> {
+        self.db("list", || self.db.list(Some(after), PAGE_SIZE)).await
     }
 
     pub async fn get(&self, id: &str) -> Result<(Course, CacheUse), Failure> {
@@ -363,10 +371,15 @@ pub(crate) mod fakes {
     }
 
     impl Database for Arc<FakeDb> {
-        async fn list(&self) -> Result<Vec<Course>, DbError> {
+        async fn list(&self, after: Option<&str>, limit: i64) -> Result<Vec<Course>, DbError> {
             self.answer().await?;
             let courses = self.courses.lock().unwrap();
-            Ok(courses.iter().map(|(id, f)| Course { id: id.clone(), fields: f.clone() }).collect())
+            Ok(courses
+                .iter()
+                .filter(|(id, _)| after.is_none_or(|a| id.as_str() > a))
+                .take(usize::try_from(limit).unwrap())
+                .map(|(id, f)| Course { id: id.clone(), fields: f.clone() })
+                .collect())
         }
         async fn get(&self, id: &str) -> Result<Option<Course>, DbError> {
             self.answer().await?;
@@ -589,6 +602,20 @@ mod tests {
         db.down.store(true, SeqCst);
         assert_eq!(catalog.get(ID).await.unwrap().1, CacheUse::Hit);
         assert!(matches!(catalog.list().await, Err(Failure::Unavailable(_))), "the list was never cached");
+    }
+
+    #[tokio::test]
+    async fn the_list_comes_in_pages_and_only_the_first_is_cached() {
+        let (catalog, _db, cache) = fixture();
+        for i in 0..PAGE_SIZE + 5 {
+            catalog.create(format!("65a1b2c3d4e5f607182{i:05}"), fields("c")).await.unwrap();
+        }
+        let (first, used) = catalog.list().await.unwrap();
+        assert_eq!((first.len(), used), (100, CacheUse::Miss));
+        let rest = catalog.list_after(&first[99].id).await.unwrap();
+        assert_eq!(rest.len(), 5);
+        assert!(rest.iter().all(|c| c.id > first[99].id));
+        assert_eq!(cache.entries.lock().unwrap().len(), 1, "only the first page is cached");
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -74,7 +74,25 @@ fn with_cache(mut response: Response, used: CacheUse) -> Response {
     response
 }
 
-async fn list<D: Database, K: Cache>(State(app): State<Arc<App<D, K>>>) -> Response {
+/// `?after=<id>` of the list: the page after that course.
+#[derive(serde::Deserialize)]
+struct Page {
+    after: Option<String>,
+}
+
+async fn list<D: Database, K: Cache>(State(app): State<Arc<App<D, K>>>, Query(page): Query<Page>) -> Response {
+    if let Some(after) = page.after {
+        if !course::is_id(&after) {
+            return invalid(Invalid {
+                field: "after".into(),
+                error: "must be a course id (24 lowercase hexadecimal digits)".into(),
+            });
+        }
+        return match app.catalog.list_after(&after).await {
+            Ok(courses) => with_cache(axum::Json(courses).into_response(), CacheUse::Bypass),
+            Err(e) => failure(e),
+        };
+    }
     match app.catalog.list().await {
         Ok((courses, used)) => with_cache(axum::Json(courses).into_response(), used),
         Err(e) => failure(e),
@@ -265,6 +283,8 @@ mod tests {
         assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("id")));
         let (status, _, body) = call(&router, "PUT", "/courses/65a1b2c3d4e5f60718293a4b", "{}").await;
         assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("title")));
+        let (status, _, body) = call(&router, "GET", "/courses?after=zzz", "").await;
+        assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("after")));
     }
 
     #[tokio::test]

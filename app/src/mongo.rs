@@ -14,8 +14,6 @@ use crate::course::{Course, CourseFields};
 
 /// Database used when the connection string names none.
 pub const DEFAULT_DATABASE: &str = "microcourses";
-/// Most courses one list returns (sorted by id).
-pub const LIST_LIMIT: i64 = 1000;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 struct Doc {
@@ -92,8 +90,12 @@ impl Mongo {
 }
 
 impl Database for Mongo {
-    async fn list(&self) -> Result<Vec<Course>, DbError> {
-        let cursor = self.courses.find(doc! {}).sort(doc! {"_id": 1}).limit(LIST_LIMIT).await.map_err(classify)?;
+    async fn list(&self, after: Option<&str>, limit: i64) -> Result<Vec<Course>, DbError> {
+        let filter = match after {
+            Some(after) => doc! {"_id": {"$gt": object_id(after)?}},
+            None => doc! {},
+        };
+        let cursor = self.courses.find(filter).sort(doc! {"_id": 1}).limit(limit).await.map_err(classify)?;
         let docs: Vec<Doc> = cursor.try_collect().await.map_err(classify)?;
         Ok(docs.into_iter().map(Doc::course).collect())
     }

@@ -397,3 +397,84 @@ async fn the_redis_cache_runs_in_real_pods_and_a_deleted_master_is_replaced() {
     })
     .await;
 }
+
+/// Every pod the operator renders (app, cache, database members and init Job) is admitted in a
+/// namespace that enforces the `restricted` Pod Security Standard, and the app and cache pods
+/// run there on the real nodes. The database's generated credentials never reach the
+/// operator's log.
+#[tokio::test]
+async fn every_rendered_pod_is_admitted_under_the_restricted_pod_security_standard() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("real-restricted", |client, ns| async move {
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let labels = serde_json::json!({"metadata": {"labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }}});
+        namespaces
+            .patch(&ns, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&labels))
+            .await
+            .expect("label the namespace restricted");
+        let operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let mut manifest = course("catalog", &ns, 3, "1");
+        manifest["spec"]["cache"] =
+            serde_json::json!({"enabled": true, "replicas": 3, "maxMemory": "32Mi", "image": "localhost/redis:dev"});
+        // members are created (admitted) but cannot start here: no mongod image exists
+        manifest["spec"]["database"] = serde_json::json!({"members": 1, "storage": "1Gi"});
+        cluster::apply(&api, manifest).await;
+
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let component_pods = |component: &'static str| {
+            let pods = pods.clone();
+            async move {
+                let selector = format!("app.kubernetes.io/instance=catalog,app.kubernetes.io/component={component}");
+                pods.list(&ListParams::default().labels(&selector)).await.map(|l| l.items).unwrap_or_default()
+            }
+        };
+        let ready = |pod: &Pod| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        };
+        eventually(CONVERGE, "3 Ready app pods and 3 Ready cache pods in a restricted namespace", || async {
+            let app = component_pods("app").await;
+            let cache = component_pods("cache").await;
+            (app.iter().filter(|p| ready(p)).count() == 3 && cache.iter().filter(|p| ready(p)).count() == 3)
+                .then_some(())
+        })
+        .await;
+        eventually(CONVERGE, "a database member pod created (admitted)", || async {
+            (!component_pods("database").await.is_empty()).then_some(())
+        })
+        .await;
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+        let refused: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
+            .map(|e| e.message.unwrap_or_default())
+            .collect();
+        assert!(refused.is_empty(), "pods refused in the restricted namespace: {refused:?}");
+
+        // The generated database credentials never appear in the operator's log.
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+        let credentials = eventually(Duration::from_secs(60), "the database credentials Secret", || async {
+            secrets.get("catalog-db-credentials").await.ok()?.data
+        })
+        .await;
+        let log = operator.log();
+        assert!(!log.is_empty(), "the operator wrote no log");
+        for (key, value) in credentials {
+            let text = String::from_utf8_lossy(&value.0).to_string();
+            if text.len() >= 8 {
+                assert!(!log.contains(&text), "the operator's log contains the credentials' {key}");
+            }
+        }
+    })
+    .await;
+}

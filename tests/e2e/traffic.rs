@@ -183,16 +183,24 @@ struct Report {
 }
 
 impl Load {
-    /// A steady mix against `base`: the list, one course, and (with writes) a create, in turn.
+    /// A steady mix against `base`: the list and one course in turn, and with writes a create
+    /// as every tenth request.
     fn start(base: &str, course_id: &str, name: &str, mix: Mix) -> Load {
         let dir = std::env::temp_dir().join(format!("course-traffic-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let body = dir.join("course.json");
         std::fs::write(&body, r#"{"title":"Load test","description":"written under traffic","durationMinutes":15}"#)
             .expect("body");
-        let mut targets = format!("GET {base}/courses\n\nGET {base}/courses/{course_id}\n");
+        // vegeta sends its targets in turn: reads of the list and of one course, and with
+        // writes every tenth request a create (a catalogue is read far more than written)
+        let read_pair = format!("GET {base}/courses\n\nGET {base}/courses/{course_id}\n");
+        let mut targets = read_pair.clone();
         if mix.writes {
-            targets += &format!("\nPOST {base}/courses\nContent-Type: application/json\n@{}\n", body.display());
+            targets = vec![read_pair; 4].join("\n");
+            targets += &format!(
+                "\nGET {base}/courses\n\nPOST {base}/courses\nContent-Type: application/json\n@{}\n",
+                body.display()
+            );
         }
         std::fs::write(dir.join("targets"), targets).expect("targets");
         let process = Command::new(vegeta())
@@ -268,7 +276,8 @@ fn report(lines: &str) -> Report {
             report.failed += 1;
             if report.failures.len() < 20 {
                 let url = result["url"].as_str().unwrap_or_default();
-                report.failures.push(format!("{method} {url} → {code} {error}"));
+                let pod = header(result, "X-Course-Pod").unwrap_or("-");
+                report.failures.push(format!("{:.1}s {method} {url} → {code} {error} (pod {pod})", seconds(result)));
             }
             continue;
         }
