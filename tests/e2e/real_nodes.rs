@@ -415,6 +415,15 @@ async fn every_rendered_pod_is_admitted_under_the_restricted_pod_security_standa
             .patch(&ns, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&labels))
             .await
             .expect("label the namespace restricted");
+        // the standard is enforced here: a pod without a security context is refused
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let plain: Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain"},
+            "spec": {"containers": [{"name": "c", "image": TEST_SERVER}]},
+        }))
+        .expect("pod");
+        let refusal = pods.create(&kube::api::PostParams::default(), &plain).await.expect_err("a plain pod is refused");
+        assert!(refusal.to_string().contains("PodSecurity"), "{refusal}");
         let operator = Operator::start(&client, &ns, "solo", &[]).await;
         let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
         let mut manifest = course("catalog", &ns, 3, "1");
@@ -424,7 +433,6 @@ async fn every_rendered_pod_is_admitted_under_the_restricted_pod_security_standa
         manifest["spec"]["database"] = serde_json::json!({"members": 1, "storage": "1Gi"});
         cluster::apply(&api, manifest).await;
 
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let component_pods = |component: &'static str| {
             let pods = pods.clone();
             async move {
