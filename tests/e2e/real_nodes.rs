@@ -179,12 +179,12 @@ async fn a_rolling_update_on_real_pods_keeps_every_replica_serving() {
         })
         .await;
         let took = started.elapsed();
-        let (min_ready, samples) = watch.finish().await;
-        eprintln!("real-node rolling update: {took:?}, fewest Ready endpoints {min_ready} over {samples} samples");
+        let sampled = watch.finish().await;
+        eprintln!("real-node rolling update: {took:?}, endpoints {sampled:?}");
         // maxUnavailable 0 with a surge of 1: all three keep serving while each zone moves.
-        assert!(min_ready >= 3, "Ready endpoints fell to {min_ready}, below replicas - maxUnavailable = 3");
-        let expected = took.as_millis() / 1000;
-        assert!(samples as u128 >= expected, "the endpoint sampler took {samples} samples in {took:?}");
+        sampled.assert_floor(3, "real-node rolling update");
+        // a 100 ms tick: at least 9 samples a second over the rollout
+        assert!(sampled.samples as u128 * 1000 >= took.as_millis() * 9, "{sampled:?} in {took:?}");
     })
     .await;
 }

@@ -24,7 +24,7 @@ use crate::cluster::{self, CLUSTER, Operator, eventually, http_get, http_request
 use crate::fixtures::repo_root;
 use crate::real_nodes::{agreed_master, cache_pods};
 use crate::rollouts::kubectl_course;
-use crate::rollouts::wait_endpoints;
+use crate::rollouts::{EndpointWatch, wait_endpoints};
 use course_operator::api::{CourseService, RolloutPhase};
 
 const CONVERGE: Duration = Duration::from_secs(240);
@@ -461,6 +461,7 @@ async fn the_course_app_answers_every_request_through_a_rolling_update_and_a_cac
 
         // 1. A zone-by-zone rolling update to a new version under load.
         let load = Load::start(&base, &seeded[0], "rolling", MIXED);
+        let watch = EndpointWatch::start(&client, &ns, "courses");
         tokio::time::sleep(Duration::from_secs(8)).await;
         let old_revision = rollout(&api).await.and_then(|r| r.2);
         assert!(old_revision.is_some(), "a stable revision before the update");
@@ -469,6 +470,8 @@ async fn the_course_app_answers_every_request_through_a_rolling_update_and_a_cac
         tokio::time::sleep(Duration::from_secs(8)).await;
         let rolling = load.stop();
         print("rolling update", &rolling);
+        // 3 replicas, spec.disruption.maxUnavailable 1
+        watch.finish().await.assert_floor(2, "rolling update");
         assert_no_failure("rolling update", &rolling);
         assert!(
             rolling.versions.contains_key("dev") && rolling.versions.contains_key("dev2"),
@@ -554,6 +557,7 @@ async fn the_course_app_answers_every_request_through_canary_promote_abort_and_a
         // then promoted.
         let first = rollout(&api).await.and_then(|r| r.2).expect("a stable revision");
         let load = Load::start(&base, &seeded[0], "canary", MIXED);
+        let watch = EndpointWatch::start(&client, &ns, "courses");
         cluster::apply(&api, switched(&ns, "localhost/course-app:dev2", 5, canary.clone())).await;
         eventually(CONVERGE, "the canary paused at 40 %", || async {
             let (phase, weight, _) = rollout(&api).await?;
@@ -583,6 +587,8 @@ async fn the_course_app_answers_every_request_through_canary_promote_abort_and_a
         tokio::time::sleep(Duration::from_secs(6)).await;
         let canary_load = load.stop();
         print("canary promoted", &canary_load);
+        // 5 replicas, maxUnavailable 1
+        watch.finish().await.assert_floor(4, "canary promoted");
         assert_no_failure("canary promoted", &canary_load);
         assert_eq!(canary_load.final_versions.keys().collect::<Vec<_>>(), ["dev2"]);
         assert_readable(&ip, port, &canary_load.created).await;
@@ -611,6 +617,7 @@ async fn the_course_app_answers_every_request_through_canary_promote_abort_and_a
             "blueGreen": {"previewService": true, "autoPromotionSeconds": 5, "scaleDownDelaySeconds": 10}});
         cluster::apply(&api, switched(&ns, "localhost/course-app:dev2", 5, blue_green.clone())).await;
         let load = Load::start(&base, &seeded[2], "blue-green", MIXED);
+        let watch = EndpointWatch::start(&client, &ns, "courses");
         tokio::time::sleep(Duration::from_secs(5)).await;
         let mut green = switched(&ns, "localhost/course-app:dev", 5, blue_green);
         green["spec"]["env"] = serde_json::json!([{"name": "COURSE_VERSION", "value": "green"}]);
@@ -619,6 +626,7 @@ async fn the_course_app_answers_every_request_through_canary_promote_abort_and_a
         tokio::time::sleep(Duration::from_secs(6)).await;
         let switch_load = load.stop();
         print("blue-green switch", &switch_load);
+        watch.finish().await.assert_floor(4, "blue-green switch");
         assert_no_failure("blue-green switch", &switch_load);
         assert_eq!(switch_load.final_versions.keys().collect::<Vec<_>>(), ["green"]);
         assert!(switch_load.versions.contains_key("dev2"), "{:?}", switch_load.versions);
@@ -817,6 +825,7 @@ async fn the_course_app_answers_every_request_through_a_zone_loss_and_hpa_scalin
             })
             .await;
             let load = Load::start(&base, &seeded[1], "zone-loss", MIXED);
+            let watch = EndpointWatch::start(&client, &ns, "courses");
             tokio::time::sleep(Duration::from_secs(5)).await;
             nodes_sh(&["stop-kubelet", "c"]);
             let stopped = Instant::now();
@@ -839,6 +848,8 @@ async fn the_course_app_answers_every_request_through_a_zone_loss_and_hpa_scalin
             tokio::time::sleep(Duration::from_secs(5)).await;
             let zone_loss = load.stop();
             print("zone-c kubelet stopped and restarted", &zone_loss);
+            // 6 replicas, maxUnavailable 1, less the lost zone's share of 2 (docs/operations.md)
+            watch.finish().await.assert_floor(3, "zone-c kubelet stopped and restarted");
             eprintln!("traffic [zone loss]: share moved {moved_after:?} after the kubelet stopped; back {back_after:?} after its restart");
             assert_no_failure("zone-c kubelet stopped and restarted", &zone_loss);
             assert_readable(&ip, port, &zone_loss.created).await;
