@@ -745,12 +745,30 @@ async fn the_course_app_answers_every_request_while_the_leader_operator_pod_is_k
         assert_no_failure("leader operator pod killed mid-rollout", &report);
         assert_eq!(report.final_versions.keys().collect::<Vec<_>>(), ["dev2"]);
         assert_readable(&ip, port, &report.created).await;
+
+        // A leader pod deleted (as a node drain or `kubectl delete pod` would): the other
+        // replica leads within 15 s.
+        let leader = eventually(Duration::from_secs(60), "a leader", holder).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        pods.delete(&leader, &DeleteParams::default()).await.expect("delete the leader pod");
+        let deleted = Instant::now();
+        let next = eventually(Duration::from_secs(15), "another pod leading within 15 s", || async {
+            holder().await.filter(|h| *h != leader)
+        })
+        .await;
+        eprintln!("traffic [leader pod deleted]: {leader} deleted → {next} leads after {:?}", deleted.elapsed());
+
+        // helm uninstall removes the operator, not what it made: the app keeps serving.
         helm(&["uninstall", "op", "--namespace", &ns, "--wait"]);
         let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
-        assert!(
-            roles.get_opt(&release).await.ok().flatten().is_none(),
-            "helm uninstall left the ClusterRole {release}"
-        );
+        assert!(roles.get_opt(&release).await.ok().flatten().is_none(), "helm uninstall left the ClusterRole {release}");
+        assert!(api.get_opt("courses").await.ok().flatten().is_some(), "the CourseService is gone after helm uninstall");
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let selector = "app.kubernetes.io/instance=courses,app.kubernetes.io/component=app";
+        let app = deployments.list(&kube::api::ListParams::default().labels(selector)).await.expect("list Deployments");
+        assert!(!app.items.is_empty(), "helm uninstall took the CourseService's Deployments with it");
+        let answer = http_get(&ip, port, "/courses").await;
+        assert!(matches!(answer, Some((200, _))), "the app stopped answering after helm uninstall: {answer:?}");
     })
     .await;
 }
