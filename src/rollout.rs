@@ -93,11 +93,8 @@ pub fn analysis_due<'a>(
 ) -> Option<&'a crate::api::Analysis> {
     let analysis = strategy.canary.as_ref()?.analysis.as_ref()?;
     let rollout = previous?;
-    let under_way = strategy.type_ == StrategyType::Canary
-        && rollout.new_revision.as_deref() == Some(new_revision)
-        && rollout.stable_revision.as_deref() != Some(new_revision)
-        && matches!(rollout.phase, RolloutPhase::Progressing | RolloutPhase::Paused)
-        && !rollout.user_paused;
+    let under_way =
+        strategy.type_ == StrategyType::Canary && rollout.rolling_out_to(new_revision) && !rollout.user_paused;
     let interval = Duration::from_secs(u64::try_from(analysis.interval_seconds).unwrap_or(10));
     let due = rollout.analysis_checked_at.is_none() || elapsed(rollout.analysis_checked_at.as_deref(), now) >= interval;
     (under_way && due).then_some(analysis)

@@ -105,8 +105,7 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
             let settled = rollout.status.phase == RolloutPhase::Healthy
                 && deployments.values().all(|d| d.replicas == d.ready)
                 && per_zone.values().all(|(want, ready)| want == ready);
-            let rolling_out = matches!(rollout.status.phase, RolloutPhase::Progressing | RolloutPhase::Paused)
-                && rollout.status.stable_revision != rollout.status.new_revision;
+            let rolling_out = rollout.status.in_progress();
             conditions.push(condition(
                 types::PROGRESSING,
                 !settled,

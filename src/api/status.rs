@@ -118,6 +118,20 @@ pub struct RolloutStatus {
     pub last_action: Option<String>,
 }
 
+impl RolloutStatus {
+    /// A new revision is on its way and has not settled or been aborted: the one definition the
+    /// controller, the status and the canary analysis share.
+    pub fn in_progress(&self) -> bool {
+        matches!(self.phase, RolloutPhase::Progressing | RolloutPhase::Paused)
+            && self.stable_revision != self.new_revision
+    }
+
+    /// A rollout of `revision` is under way.
+    pub fn rolling_out_to(&self, revision: &str) -> bool {
+        self.in_progress() && self.new_revision.as_deref() == Some(revision)
+    }
+}
+
 fn is_zero(n: &i32) -> bool {
     *n == 0
 }

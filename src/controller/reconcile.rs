@@ -22,7 +22,7 @@ use super::Error;
 use super::children::{self, ChildStores, Owner};
 use super::memory::CourseMemory;
 use super::metrics::{Metrics, Outcome};
-use crate::api::{CourseService, RolloutPhase};
+use crate::api::CourseService;
 use crate::labels;
 use crate::plan::{self, Observed, ObservedStatefulSet};
 use crate::render::deployment::AppTemplate;
@@ -182,11 +182,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     };
     // Restarts count only once a rollout of this revision is under way (not from pods a
     // retried or re-applied revision left behind before it started).
-    let rolling_out = previous.is_some_and(|r| {
-        r.new_revision.as_deref() == Some(new_revision.as_str())
-            && r.stable_revision.as_deref() != Some(new_revision.as_str())
-            && matches!(r.phase, RolloutPhase::Progressing | RolloutPhase::Paused)
-    });
+    let rolling_out = previous.is_some_and(|r| r.rolling_out_to(&new_revision));
     let new_pod_restarts = if rolling_out { most_restarts(&ctx.app_pods, &namespace, &name, &new_revision) } else { 0 };
     let observed = Observed {
         new_pod_restarts,
