@@ -12,9 +12,16 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::{CourseService, CourseServiceSpec, MAX_NAME_LEN, StrategyType};
 use crate::quantity;
+use crate::render::deployment::env_names;
 
 /// Environment variables the operator sets itself; a user value would clash on apply.
-pub const RESERVED_ENV: &[&str] = &["PORT", "CACHE_SENTINELS", "CACHE_MASTER_NAME", "CACHE_TTL_SECONDS", "MONGODB_URI"];
+pub const RESERVED_ENV: &[&str] = &[
+    env_names::PORT,
+    env_names::CACHE_SENTINELS,
+    env_names::CACHE_MASTER_NAME,
+    env_names::CACHE_TTL_SECONDS,
+    env_names::MONGODB_URI,
+];
 
 /// One problem, tied to the field it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -136,11 +136,21 @@ fn pod_spec(ctx: &Context<'_>) -> PodSpec {
     })
 }
 
+/// Names of the variables the operator injects into the application (the course app reads
+/// exactly these; `spec.env` may not set them, see [`crate::validate::RESERVED_ENV`]).
+pub mod env_names {
+    pub const PORT: &str = "PORT";
+    pub const CACHE_SENTINELS: &str = "CACHE_SENTINELS";
+    pub const CACHE_MASTER_NAME: &str = "CACHE_MASTER_NAME";
+    pub const CACHE_TTL_SECONDS: &str = "CACHE_TTL_SECONDS";
+    pub const MONGODB_URI: &str = "MONGODB_URI";
+}
+
 /// The wiring the operator provides (port, cache, database), then the user's variables.
 fn env(ctx: &Context<'_>) -> Vec<EnvVar> {
     let spec = &ctx.cs.spec;
     let value = |name: &str, value: String| EnvVar { name: name.to_owned(), value: Some(value), value_from: None };
-    let mut env = vec![value("PORT", spec.port.to_string())];
+    let mut env = vec![value(env_names::PORT, spec.port.to_string())];
     if let Some(cache) = spec.cache.as_ref().filter(|c| c.enabled) {
         let namespace = ctx.namespace.unwrap_or("default");
         let statefulset = names::cache(ctx.name);
@@ -148,9 +158,9 @@ fn env(ctx: &Context<'_>) -> Vec<EnvVar> {
         let sentinels: Vec<String> = (0..cache.replicas)
             .map(|i| format!("{}:{SENTINEL_PORT}", names::stateful_pod_host(&statefulset, i, &headless, namespace)))
             .collect();
-        env.push(value("CACHE_SENTINELS", sentinels.join(",")));
-        env.push(value("CACHE_MASTER_NAME", names::cache_master(ctx.name)));
-        env.push(value("CACHE_TTL_SECONDS", cache.ttl_seconds.to_string()));
+        env.push(value(env_names::CACHE_SENTINELS, sentinels.join(",")));
+        env.push(value(env_names::CACHE_MASTER_NAME, names::cache_master(ctx.name)));
+        env.push(value(env_names::CACHE_TTL_SECONDS, cache.ttl_seconds.to_string()));
     }
     if let Some(db) = spec.database.as_ref().filter(|d| d.enabled) {
         // the operator's replica set: the app user's Secret; an external database: the user's
@@ -159,7 +169,7 @@ fn env(ctx: &Context<'_>) -> Vec<EnvVar> {
             None => (names::database_app_secret(ctx.name), names::DATABASE_URI_KEY.to_owned()),
         };
         env.push(EnvVar {
-            name: "MONGODB_URI".to_owned(),
+            name: env_names::MONGODB_URI.to_owned(),
             value: None,
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector { name, key, optional: Some(false) }),

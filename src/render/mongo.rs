@@ -839,7 +839,11 @@ pub fn backup_cron_job(ctx: &Context<'_>, db: &DatabaseSpec, backup: &BackupSpec
             env_value("HOME", "/tmp"),
             env_value("KEEP", backup.keep),
             env_value("BACKUP_DIR", BACKUP_MOUNT),
-            env_secret("MONGODB_URI", names::database_app_secret(ctx.name), names::DATABASE_URI_KEY),
+            env_secret(
+                super::deployment::env_names::MONGODB_URI,
+                names::database_app_secret(ctx.name),
+                names::DATABASE_URI_KEY,
+            ),
         ]),
         resources: Some(resources("100m", "256Mi", "1Gi")),
         security_context: Some(security::container()),
