@@ -31,7 +31,7 @@ lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-unit: ## Unit, property, snapshot, packaging and real-Redis tests (no cluster)
+unit: ## Unit, property, snapshot, packaging, real-Redis and course-app (real Redis, Sentinel, FerretDB) tests (no cluster)
 	cargo test --lib --bins --test offline --test packaging --test data_redis
 	cargo test -p course-app
 
