@@ -519,6 +519,22 @@ async fn the_course_app_answers_every_request_through_a_rolling_update_and_a_cac
             "no cache hit after the failover: {:?}",
             failover_load.final_cache
         );
+        // 3. A plain rolling update (all zones at once) back to dev under load.
+        let old_revision = rollout(&api).await.and_then(|r| r.2);
+        let load = Load::start(&base, &seeded[2], "rolling-all-zones", MIXED);
+        let watch = EndpointWatch::start(&client, &ns, "courses");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let mut all_zones = course_app(&ns, "localhost/course-app:dev");
+        all_zones["spec"]["strategy"]["rolling"]["zoneByZone"] = false.into();
+        cluster::apply(&api, all_zones).await;
+        wait_rolled_out(&client, &ns, old_revision.as_deref()).await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let plain = load.stop();
+        print("rolling update, all zones at once", &plain);
+        watch.finish().await.assert_floor(2, "rolling update, all zones at once");
+        assert_no_failure("rolling update, all zones at once", &plain);
+        assert_eq!(plain.final_versions.keys().collect::<Vec<_>>(), ["dev"]);
+        assert_readable(&ip, port, &plain.created).await;
     })
     .await;
 }
