@@ -78,7 +78,7 @@ pub(crate) async fn ready_pods(client: &Client, ns: &str, name: &str) -> Vec<Rea
 }
 
 /// Zone → (desired, ready, lost) from the CourseService status.
-async fn zones(api: &Api<CourseService>, name: &str) -> BTreeMap<String, (i32, i32, bool)> {
+pub(crate) async fn zones(api: &Api<CourseService>, name: &str) -> BTreeMap<String, (i32, i32, bool)> {
     api.get(name)
         .await
         .ok()
@@ -87,7 +87,7 @@ async fn zones(api: &Api<CourseService>, name: &str) -> BTreeMap<String, (i32, i
         .unwrap_or_default()
 }
 
-fn nodes_sh(args: &[&str]) {
+pub(crate) fn nodes_sh(args: &[&str]) {
     let status = Command::new(repo_root().join("hack/nodes.sh")).args(args).status();
     assert!(status.is_ok_and(|s| s.success()), "hack/nodes.sh {args:?} failed");
 }

@@ -22,7 +22,7 @@ use kube::{Api, Client};
 
 use crate::cluster::{self, CLUSTER, Operator, eventually, http_get, http_request};
 use crate::fixtures::repo_root;
-use crate::real_nodes::{agreed_master, cache_pods};
+use crate::real_nodes::{agreed_master, cache_pods, nodes_sh, zones};
 use crate::rollouts::kubectl_course;
 use crate::rollouts::{EndpointWatch, wait_endpoints};
 use course_operator::api::{CourseService, RolloutPhase};
@@ -48,60 +48,24 @@ fn vegeta() -> PathBuf {
     bin
 }
 
-/// FerretDB (SQLite backend, data in an emptyDir) as a Deployment and Service, and the Secret
-/// holding its connection string: the "existing database" of `spec.database.external`.
+/// The demo's external database (hack/manifests/demo-database.yaml): FerretDB (SQLite backend,
+/// data in an emptyDir) as a Deployment and Service, and the Secret holding its connection
+/// string, applied in `ns`.
 async fn ferretdb(client: &Client, ns: &str) {
-    let labels = serde_json::json!({"app": "ferretdb"});
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    cluster::apply(
-        &deployments,
-        serde_json::json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "ferretdb", "namespace": ns},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        // outside the zone the zone-loss scenario stops, as a zone-redundant
-                        // managed database would be
-                        "nodeSelector": {"topology.kubernetes.io/zone": "zone-a"},
-                        "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532},
-                        "containers": [{
-                            "name": "ferretdb", "image": "localhost/ferretdb:dev",
-                            "ports": [{"containerPort": 27017, "name": "mongodb"}],
-                            "readinessProbe": {"tcpSocket": {"port": 27017}, "periodSeconds": 2},
-                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
-                            "volumeMounts": [{"name": "state", "mountPath": "/state"}],
-                        }],
-                        "volumes": [{"name": "state", "emptyDir": {}}],
-                    },
-                },
-            },
-        }),
-    )
-    .await;
-    let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    cluster::apply(
-        &services,
-        serde_json::json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "ferretdb", "namespace": ns},
-            "spec": {"selector": labels, "ports": [{"port": 27017, "targetPort": 27017, "name": "mongodb"}]},
-        }),
-    )
-    .await;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    cluster::apply(
-        &secrets,
-        serde_json::json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "course-db", "namespace": ns},
-            "stringData": {"uri": format!("mongodb://ferretdb.{ns}.svc.cluster.local:27017/courses")},
-        }),
-    )
-    .await;
+    let text =
+        std::fs::read_to_string(repo_root().join("hack/manifests/demo-database.yaml")).expect("demo-database.yaml");
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("demo-database.yaml is YAML");
+    for mut document in documents {
+        document["metadata"]["namespace"] = ns.into();
+        match document["kind"].as_str() {
+            Some("Deployment") => {
+                drop(cluster::apply(&Api::<Deployment>::namespaced(client.clone(), ns), document).await)
+            }
+            Some("Service") => drop(cluster::apply(&Api::<Service>::namespaced(client.clone(), ns), document).await),
+            Some("Secret") => drop(cluster::apply(&Api::<Secret>::namespaced(client.clone(), ns), document).await),
+            other => panic!("demo-database.yaml: unexpected kind {other:?}"),
+        }
+    }
     wait_endpoints(client, ns, "ferretdb", 1).await;
 }
 
@@ -789,21 +753,6 @@ async fn the_course_app_answers_every_request_while_the_leader_operator_pod_is_k
     .await;
 }
 
-fn nodes_sh(args: &[&str]) {
-    let status = Command::new(repo_root().join("hack/nodes.sh")).args(args).status();
-    assert!(status.is_ok_and(|s| s.success()), "hack/nodes.sh {args:?} failed");
-}
-
-/// Zone → (desired, ready, lost) from the CourseService status.
-async fn zone_status(api: &Api<CourseService>) -> BTreeMap<String, (i32, i32, bool)> {
-    api.get("courses")
-        .await
-        .ok()
-        .and_then(|cs| cs.status)
-        .map(|s| s.zones.into_iter().map(|z| (z.name, (z.desired, z.ready, z.lost))).collect())
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn the_course_app_answers_every_request_through_a_zone_loss_and_hpa_scaling() {
     let _exclusive = CLUSTER.write().await;
@@ -830,7 +779,7 @@ async fn the_course_app_answers_every_request_through_a_zone_loss_and_hpa_scalin
             cluster::apply(&api, autoscaled(6, 6)).await;
             eventually(CONVERGE, "the HPA at 6 replicas, all Ready", || async {
                 (hpa_replicas().await? == 6).then_some(())?;
-                let z = zone_status(&api).await;
+                let z = zones(&api, "courses").await;
                 (z.values().map(|(_, r, _)| r).sum::<i32>() == 6).then_some(())
             })
             .await;
@@ -854,7 +803,7 @@ async fn the_course_app_answers_every_request_through_a_zone_loss_and_hpa_scalin
             // operator moves zone-c's share; then the kubelet returns and the share comes back.
             cluster::apply(&api, autoscaled(6, 6)).await;
             eventually(CONVERGE, "2 Ready pods in each zone", || async {
-                let z = zone_status(&api).await;
+                let z = zones(&api, "courses").await;
                 (z.len() == 3 && z.values().all(|(d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
             })
             .await;
@@ -864,7 +813,7 @@ async fn the_course_app_answers_every_request_through_a_zone_loss_and_hpa_scalin
             nodes_sh(&["stop-kubelet", "c"]);
             let stopped = Instant::now();
             eventually(CONVERGE, "zone-c lost and its share Ready in zone-a and zone-b", || async {
-                let z = zone_status(&api).await;
+                let z = zones(&api, "courses").await;
                 let lost = z.get("zone-c").is_some_and(|(d, _, lost)| *d == 0 && *lost);
                 let moved = ["zone-a", "zone-b"].iter().all(|zone| z.get(*zone) == Some(&(3, 3, false)));
                 (lost && moved).then_some(())
@@ -874,7 +823,7 @@ async fn the_course_app_answers_every_request_through_a_zone_loss_and_hpa_scalin
             nodes_sh(&["start-kubelet", "c"]);
             let restarted = Instant::now();
             eventually(CONVERGE, "2 Ready pods in each zone again", || async {
-                let z = zone_status(&api).await;
+                let z = zones(&api, "courses").await;
                 (z.len() == 3 && z.values().all(|(d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
             })
             .await;
