@@ -168,7 +168,7 @@ async fn a_rolling_update_on_real_pods_keeps_every_replica_serving() {
         })
         .await;
 
-        let watch = EndpointWatch::start(&client, &ns, "catalog");
+        let watch = EndpointWatch::start(&client, &ns, "catalog").await;
         let started = Instant::now();
         cluster::apply(&api, course("catalog", &ns, 3, "2")).await;
         let new = eventually(CONVERGE, "the rollout to finish on the new revision", || async {

@@ -86,16 +86,20 @@ impl Sampled {
 }
 
 impl EndpointWatch {
-    pub(crate) fn start(client: &Client, namespace: &str, service: &str) -> Self {
+    /// Starts watching and returns once the first list is in: from then on every 100 ms tick
+    /// is a sample taken or a sample missed.
+    pub(crate) async fn start(client: &Client, namespace: &str, service: &str) -> Self {
         use futures::StreamExt;
         use kube::runtime::{WatchStreamExt, reflector, watcher};
         let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
         let config = watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"));
         let (stop, min_ready) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(usize::MAX)));
         let (samples, missed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
         let task = {
             let (stop, min_ready, samples, missed) = (stop.clone(), min_ready.clone(), samples.clone(), missed.clone());
             tokio::spawn(async move {
+                let mut listed = Some(listed_tx);
                 let (reader, writer) = reflector::store();
                 let mut events = std::pin::pin!(reflector(writer, watcher(api, config).default_backoff()));
                 let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -111,6 +115,10 @@ impl EndpointWatch {
                             Some(Ok(watcher::Event::InitDone)) => {
                                 live = true;
                                 min_ready.fetch_min(ready_now(), Ordering::SeqCst);
+                                if let Some(listed) = listed.take() {
+                                    let _ = listed.send(());
+                                    tick.reset();
+                                }
                             }
                             Some(Ok(_)) if live => {
                                 min_ready.fetch_min(ready_now(), Ordering::SeqCst);
@@ -119,7 +127,7 @@ impl EndpointWatch {
                             Some(Err(_)) => live = false,
                             None => break,
                         },
-                        _ = tick.tick() => {
+                        _ = tick.tick(), if listed.is_none() => {
                             if live {
                                 min_ready.fetch_min(ready_now(), Ordering::SeqCst);
                                 samples.fetch_add(1, Ordering::SeqCst);
@@ -131,7 +139,10 @@ impl EndpointWatch {
                 }
             })
         };
-        // the first samples wait for the initial list
+        tokio::time::timeout(Duration::from_secs(30), listed_rx)
+            .await
+            .unwrap_or_else(|_| panic!("the endpoint watch of {service} listed nothing within 30 s"))
+            .unwrap_or_else(|_| panic!("the endpoint watch of {service} ended before its first list"));
         Self { stop, min_ready, samples, missed, task }
     }
 
@@ -240,7 +251,7 @@ async fn canary_pauses_at_its_weight_and_finishes_on_promote() {
         let (refused, message) = kubectl_course(&ns, &["promote", "lessons"]);
         assert!(!refused && message.contains("no rollout in progress"), "promote with nothing to promote: {message}");
 
-        let watch = EndpointWatch::start(&client, &ns, "lessons");
+        let watch = EndpointWatch::start(&client, &ns, "lessons").await;
         let started = Instant::now();
         cluster::apply(&api, course("lessons", &ns, "lessons:2", strategy, serde_json::json!({}))).await;
         let new = eventually(ROLLOUT, "paused at 25%", || async {
@@ -279,7 +290,7 @@ async fn canary_with_pods_that_never_get_ready_aborts_back_to_stable() {
         cluster::apply(&api, course("lessons", &ns, "lessons:1", strategy.clone(), serde_json::json!({}))).await;
         let old = stable_revision(&api, "lessons").await;
         wait_endpoints(&client, &ns, "lessons", 4).await;
-        let watch = EndpointWatch::start(&client, &ns, "lessons");
+        let watch = EndpointWatch::start(&client, &ns, "lessons").await;
         // A revision no node can run: its pods stay Pending, the gate fails at the deadline.
         let broken = serde_json::json!({"resources": {"requests": {"cpu": "64"}}});
         cluster::apply(&api, course("lessons", &ns, "lessons:2", strategy, broken)).await;
@@ -319,7 +330,7 @@ async fn blue_green_switches_the_service_only_to_a_ready_revision() {
         let selected =
             |s: Service| s.spec.and_then(|s| s.selector).and_then(|s| s.get("microcourses.io/revision").cloned());
 
-        let watch = EndpointWatch::start(&client, &ns, "quizzes");
+        let watch = EndpointWatch::start(&client, &ns, "quizzes").await;
         cluster::apply(&api, course("quizzes", &ns, "quizzes:2", strategy, serde_json::json!({}))).await;
         let new = eventually(ROLLOUT, "the preview Service on the new revision", || async {
             let preview = services.get("quizzes-preview").await.ok()?;
@@ -359,7 +370,7 @@ async fn zone_by_zone_rolling_updates_zones_in_order() {
             .await;
         let old = stable_revision(&api, "catalog").await;
         wait_endpoints(&client, &ns, "catalog", 6).await;
-        let watch = EndpointWatch::start(&client, &ns, "catalog");
+        let watch = EndpointWatch::start(&client, &ns, "catalog").await;
         cluster::apply(&api, course("catalog", &ns, "catalog:2", strategy, serde_json::json!({"replicas": 6}))).await;
 
         // Record the order in which zones first get new-revision pods.
@@ -413,7 +424,7 @@ async fn a_canary_survives_the_operator_being_killed_at_every_step() {
         cluster::apply(&api, course("lessons", &ns, "lessons:1", strategy.clone(), serde_json::json!({}))).await;
         let old = stable_revision(&api, "lessons").await;
         wait_endpoints(&client, &ns, "lessons", 4).await;
-        let watch = EndpointWatch::start(&client, &ns, "lessons");
+        let watch = EndpointWatch::start(&client, &ns, "lessons").await;
         cluster::apply(&api, course("lessons", &ns, "lessons:2", strategy, serde_json::json!({}))).await;
 
         let mut kills = 0;

@@ -329,6 +329,12 @@ async fn deploy(client: &Client, ns: &str, manifest: serde_json::Value) -> (Stri
         http_get(&ip, port, "/courses").await.filter(|(code, _)| *code == 200)
     })
     .await;
+    // The cache settles after the app (Sentinels agree on a master, the app's breaker probes it
+    // again): from here on, reads are served by it.
+    eventually(CONVERGE, "the Sentinels agreeing on a master", || async {
+        agreed_master(&cache_pods(client, ns, "courses").await, "courses-cache").await
+    })
+    .await;
     let status = api.get("courses").await.expect("course service").status.and_then(|s| s.database);
     assert_eq!(status.and_then(|d| d.external).as_deref(), Some("course-db/uri"), "status names the external database");
     let mut seeded = Vec::new();
@@ -339,7 +345,29 @@ async fn deploy(client: &Client, ns: &str, manifest: serde_json::Value) -> (Stri
         let created: serde_json::Value = serde_json::from_str(&answer).expect("created course");
         seeded.push(created["id"].as_str().expect("id").to_owned());
     }
+    let item = format!("/courses/{}", seeded[0]);
+    eventually(Duration::from_secs(90), "five reads in a row served by the cache", || async {
+        for _ in 0..5 {
+            (x_cache(&ip, port, &item).await?.as_str() == "hit").then_some(())?;
+        }
+        Some(())
+    })
+    .await;
     (ip, port, seeded)
+}
+
+/// The `X-Cache` header of one GET (a new connection: any pod behind the address).
+async fn x_cache(ip: &str, port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream =
+        tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect((ip, port))).await.ok()?.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes()).await.ok()?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await.ok()?.ok()?;
+    let head = response.split_once("\r\n\r\n")?.0;
+    head.lines().find_map(|l| {
+        l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("x-cache")).map(|(_, v)| v.trim().to_owned())
+    })
 }
 
 /// Waits until the rollout away from `old` finished: the new revision stable and the only one
@@ -425,7 +453,7 @@ async fn the_course_app_answers_every_request_through_a_rolling_update_and_a_cac
 
         // 1. A zone-by-zone rolling update to a new version under load.
         let load = Load::start(&base, &seeded[0], "rolling", MIXED);
-        let watch = EndpointWatch::start(&client, &ns, "courses");
+        let watch = EndpointWatch::start(&client, &ns, "courses").await;
         tokio::time::sleep(Duration::from_secs(8)).await;
         let old_revision = rollout(&api).await.and_then(|r| r.2);
         assert!(old_revision.is_some(), "a stable revision before the update");
@@ -486,7 +514,7 @@ async fn the_course_app_answers_every_request_through_a_rolling_update_and_a_cac
         // 3. A plain rolling update (all zones at once) back to dev under load.
         let old_revision = rollout(&api).await.and_then(|r| r.2);
         let load = Load::start(&base, &seeded[2], "rolling-all-zones", MIXED);
-        let watch = EndpointWatch::start(&client, &ns, "courses");
+        let watch = EndpointWatch::start(&client, &ns, "courses").await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         let mut all_zones = course_app(&ns, "localhost/course-app:dev");
         all_zones["spec"]["strategy"]["rolling"]["zoneByZone"] = false.into();
@@ -537,7 +565,7 @@ async fn the_course_app_answers_every_request_through_canary_promote_abort_and_a
         // then promoted.
         let first = rollout(&api).await.and_then(|r| r.2).expect("a stable revision");
         let load = Load::start(&base, &seeded[0], "canary", MIXED);
-        let watch = EndpointWatch::start(&client, &ns, "courses");
+        let watch = EndpointWatch::start(&client, &ns, "courses").await;
         cluster::apply(&api, switched(&ns, "localhost/course-app:dev2", 5, canary.clone())).await;
         eventually(CONVERGE, "the canary paused at 40 %", || async {
             let (phase, weight, _) = rollout(&api).await?;
@@ -597,7 +625,7 @@ async fn the_course_app_answers_every_request_through_canary_promote_abort_and_a
             "blueGreen": {"previewService": true, "autoPromotionSeconds": 5, "scaleDownDelaySeconds": 10}});
         cluster::apply(&api, switched(&ns, "localhost/course-app:dev2", 5, blue_green.clone())).await;
         let load = Load::start(&base, &seeded[2], "blue-green", MIXED);
-        let watch = EndpointWatch::start(&client, &ns, "courses");
+        let watch = EndpointWatch::start(&client, &ns, "courses").await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         let mut green = switched(&ns, "localhost/course-app:dev", 5, blue_green);
         green["spec"]["env"] = serde_json::json!([{"name": "COURSE_VERSION", "value": "green"}]);
@@ -808,7 +836,7 @@ async fn the_course_app_answers_every_request_through_a_zone_loss_and_hpa_scalin
             })
             .await;
             let load = Load::start(&base, &seeded[1], "zone-loss", MIXED);
-            let watch = EndpointWatch::start(&client, &ns, "courses");
+            let watch = EndpointWatch::start(&client, &ns, "courses").await;
             tokio::time::sleep(Duration::from_secs(5)).await;
             nodes_sh(&["stop-kubelet", "c"]);
             let stopped = Instant::now();
