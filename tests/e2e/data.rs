@@ -151,3 +151,70 @@ async fn cache_and_database_come_up_stay_stable_scale_safely_and_keep_their_data
     })
     .await;
 }
+
+/// An external database: nothing runs until its connection-string Secret key exists (the
+/// operator does not watch user Secrets, so it looks again on its own), then the app runs with
+/// `MONGODB_URI` from that key and no database object is rendered.
+#[tokio::test]
+async fn an_external_database_waits_for_its_secret_key_then_renders_no_database_objects() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("external-db", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let manifest = on_kwok(serde_json::json!({
+            "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
+            "metadata": {"name": "catalog", "namespace": ns},
+            "spec": {
+                "image": "registry.example.com/catalog:1.0",
+                "replicas": 3,
+                "database": {"external": {"uriSecret": {"name": "course-db", "key": "uri"}}},
+            },
+        }));
+        cluster::apply(&api, manifest).await;
+        let invalid = |needle: &'static str| {
+            let api = api.clone();
+            async move {
+                let cs = api.get("catalog").await.ok()?;
+                let c = cs.status?.conditions.into_iter().find(|c| c.type_ == "InvalidSpec" && c.status == "True")?;
+                (c.message.contains("spec.database.external.uriSecret") && c.message.contains(needle)).then_some(c.message)
+            }
+        };
+        let missing = eventually(CONVERGE, "InvalidSpec naming the missing Secret", || invalid("not found")).await;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let app = ListParams::default().labels("app.kubernetes.io/instance=catalog");
+        assert!(deployments.list(&app).await.expect("list").items.is_empty(), "children rendered without the Secret: {missing}");
+
+        // The Secret without the key: still held, now naming the key.
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let secret = |data: serde_json::Value| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "course-db", "namespace": ns}, "stringData": data})
+        };
+        cluster::apply(&secrets, secret(serde_json::json!({"other": "x"}))).await;
+        eventually(CONVERGE, "InvalidSpec naming the missing key", || invalid("has no key \"uri\"")).await;
+        assert!(deployments.list(&app).await.expect("list").items.is_empty());
+
+        // The key: the app is rendered with MONGODB_URI from it, and no database object.
+        cluster::apply(&secrets, secret(serde_json::json!({"uri": "mongodb://db.example:27017/courses"}))).await;
+        let rendered = eventually(CONVERGE, "the app's Deployments", || async {
+            let list = deployments.list(&app).await.ok()?.items;
+            (!list.is_empty()).then_some(list)
+        })
+        .await;
+        for deployment in &rendered {
+            let pod = deployment.spec.template.spec.as_ref().expect("pod spec");
+            let uri = pod.containers[0].env.iter().flatten().find(|e| e.name == "MONGODB_URI").expect("MONGODB_URI");
+            let selector = uri.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).expect("from a Secret");
+            assert_eq!((selector.name.as_str(), selector.key.as_str()), ("course-db", "uri"));
+        }
+        let external = eventually(CONVERGE, "status.database.external", || async {
+            api.get("catalog").await.ok()?.status?.database?.external
+        })
+        .await;
+        assert_eq!(external, "course-db/uri");
+        let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+        assert!(sets.list(&app).await.expect("list").items.is_empty(), "a StatefulSet for an external database");
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+        assert!(jobs.list(&app).await.expect("list").items.is_empty(), "a Job for an external database");
+    })
+    .await;
+}

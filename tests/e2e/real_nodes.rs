@@ -193,51 +193,58 @@ async fn a_rolling_update_on_real_pods_keeps_every_replica_serving() {
     .await;
 }
 
-#[tokio::test]
-async fn stopping_a_real_kubelet_loses_its_zone_and_restarting_it_brings_the_share_back() {
-    let _exclusive = CLUSTER.write().await;
-    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(cluster::with_namespace(
-        "real-zone-loss",
-        |client, ns| async move {
-            let _operator = Operator::start(&client, &ns, "solo", &[]).await;
-            let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
-            cluster::apply(&api, course("catalog", &ns, 6, "1")).await;
-            eventually(CONVERGE, "2 Ready pods in each zone", || async {
-                let z = zones(&api, "catalog").await;
-                (z.len() == 3 && z.values().all(|(d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
-            })
-            .await;
-
-            nodes_sh(&["stop-kubelet", "c"]);
-            let stopped = Instant::now();
-            eventually(CONVERGE, "zone-c lost and its share Ready in zone-a/zone-b", || async {
-                let z = zones(&api, "catalog").await;
-                let lost = z.get("zone-c").is_some_and(|(d, _, lost)| *d == 0 && *lost);
-                let moved = ["zone-a", "zone-b"].iter().all(|zone| z.get(*zone) == Some(&(3, 3, false)));
-                (lost && moved).then_some(())
-            })
-            .await;
-            let lost_after = stopped.elapsed();
-
-            nodes_sh(&["start-kubelet", "c"]);
-            let restarted = Instant::now();
-            eventually(CONVERGE, "2 Ready pods in each zone again", || async {
-                let z = zones(&api, "catalog").await;
-                (z.len() == 3 && z.values().all(|(d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
-            })
-            .await;
-            eprintln!(
-                "real zone loss: kubelet stopped → share Ready elsewhere {lost_after:?}; restarted → back to 2/2/2 {:?}",
-                restarted.elapsed()
-            );
-        },
-    )))
+/// Waits until `name` has 2 Ready pods in each of the three zones (6 replicas).
+pub(crate) async fn wait_two_per_zone(api: &Api<CourseService>, name: &str, what: &str) {
+    eventually(CONVERGE, what, || async {
+        let z = zones(api, name).await;
+        (z.len() == 3 && z.values().all(|(d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
+    })
     .await;
-    // Whatever happened, the node gets its kubelet back for the other tests.
+}
+
+/// Stops zone-c's kubelet until `name` (6 replicas) has lost zone-c and runs its share Ready in
+/// zone-a and zone-b, then restarts it until the share is back: (moved after the stop, back
+/// after the restart).
+pub(crate) async fn lose_and_restore_zone_c(api: &Api<CourseService>, name: &str) -> (Duration, Duration) {
+    nodes_sh(&["stop-kubelet", "c"]);
+    let stopped = Instant::now();
+    eventually(CONVERGE, "zone-c lost and its share Ready in zone-a and zone-b", || async {
+        let z = zones(api, name).await;
+        let lost = z.get("zone-c").is_some_and(|(d, _, lost)| *d == 0 && *lost);
+        let moved = ["zone-a", "zone-b"].iter().all(|zone| z.get(*zone) == Some(&(3, 3, false)));
+        (lost && moved).then_some(())
+    })
+    .await;
+    let moved_after = stopped.elapsed();
+    nodes_sh(&["start-kubelet", "c"]);
+    let restarted = Instant::now();
+    wait_two_per_zone(api, name, "2 Ready pods in each zone again").await;
+    (moved_after, restarted.elapsed())
+}
+
+/// Runs `test`; whatever happened, zone-c's kubelet runs again afterwards for the other tests.
+pub(crate) async fn with_kubelet_c_restored(test: impl std::future::Future<Output = ()>) {
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test)).await;
     nodes_sh(&["start-kubelet", "c"]);
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+#[tokio::test]
+async fn stopping_a_real_kubelet_loses_its_zone_and_restarting_it_brings_the_share_back() {
+    let _exclusive = CLUSTER.write().await;
+    with_kubelet_c_restored(cluster::with_namespace("real-zone-loss", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course("catalog", &ns, 6, "1")).await;
+        wait_two_per_zone(&api, "catalog", "2 Ready pods in each zone").await;
+        let (lost_after, back_after) = lose_and_restore_zone_c(&api, "catalog").await;
+        eprintln!(
+            "real zone loss: kubelet stopped → share Ready elsewhere {lost_after:?}; restarted → back to 2/2/2 {back_after:?}"
+        );
+    }))
+    .await;
 }
 
 #[tokio::test]

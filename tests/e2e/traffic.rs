@@ -22,7 +22,9 @@ use kube::{Api, Client};
 
 use crate::cluster::{self, CLUSTER, Operator, eventually, http_get, http_request};
 use crate::fixtures::repo_root;
-use crate::real_nodes::{agreed_master, cache_pods, nodes_sh, zones};
+use crate::real_nodes::{
+    agreed_master, cache_pods, lose_and_restore_zone_c, wait_two_per_zone, with_kubelet_c_restored, zones,
+};
 use crate::rollouts::kubectl_course;
 use crate::rollouts::{EndpointWatch, wait_endpoints};
 use course_operator::api::{CourseService, RolloutPhase};
@@ -784,7 +786,7 @@ async fn the_course_app_answers_every_request_while_the_leader_operator_pod_is_k
 #[tokio::test]
 async fn the_course_app_answers_every_request_through_a_zone_loss_and_hpa_scaling() {
     let _exclusive = CLUSTER.write().await;
-    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(cluster::with_namespace(
+    with_kubelet_c_restored(cluster::with_namespace(
         "traffic-zones",
         |client, ns| async move {
             let _operator = Operator::start(&client, &ns, "solo", &[]).await;
@@ -830,32 +832,11 @@ async fn the_course_app_answers_every_request_through_a_zone_loss_and_hpa_scalin
             // 2. Zone-c's kubelet stops: its node goes NotReady, its pods leave the endpoints, the
             // operator moves zone-c's share; then the kubelet returns and the share comes back.
             cluster::apply(&api, autoscaled(6, 6)).await;
-            eventually(CONVERGE, "2 Ready pods in each zone", || async {
-                let z = zones(&api, "courses").await;
-                (z.len() == 3 && z.values().all(|(d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
-            })
-            .await;
+            wait_two_per_zone(&api, "courses", "2 Ready pods in each zone").await;
             let load = Load::start(&base, &seeded[1], "zone-loss", MIXED);
             let watch = EndpointWatch::start(&client, &ns, "courses").await;
             tokio::time::sleep(Duration::from_secs(5)).await;
-            nodes_sh(&["stop-kubelet", "c"]);
-            let stopped = Instant::now();
-            eventually(CONVERGE, "zone-c lost and its share Ready in zone-a and zone-b", || async {
-                let z = zones(&api, "courses").await;
-                let lost = z.get("zone-c").is_some_and(|(d, _, lost)| *d == 0 && *lost);
-                let moved = ["zone-a", "zone-b"].iter().all(|zone| z.get(*zone) == Some(&(3, 3, false)));
-                (lost && moved).then_some(())
-            })
-            .await;
-            let moved_after = stopped.elapsed();
-            nodes_sh(&["start-kubelet", "c"]);
-            let restarted = Instant::now();
-            eventually(CONVERGE, "2 Ready pods in each zone again", || async {
-                let z = zones(&api, "courses").await;
-                (z.len() == 3 && z.values().all(|(d, r, lost)| *d == 2 && *r == 2 && !lost)).then_some(())
-            })
-            .await;
-            let back_after = restarted.elapsed();
+            let (moved_after, back_after) = lose_and_restore_zone_c(&api, "courses").await;
             tokio::time::sleep(Duration::from_secs(5)).await;
             let zone_loss = load.stop();
             print("zone-c kubelet stopped and restarted", &zone_loss);
@@ -865,11 +846,6 @@ async fn the_course_app_answers_every_request_through_a_zone_loss_and_hpa_scalin
             assert_no_failure("zone-c kubelet stopped and restarted", &zone_loss);
             assert_readable(&ip, port, &zone_loss.created).await;
         },
-    )))
+    ))
     .await;
-    // Whatever happened, the node gets its kubelet back for the other tests.
-    nodes_sh(&["start-kubelet", "c"]);
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
 }
