@@ -46,6 +46,7 @@ use common::{EndpointPoller, Operator, Rng, Watched, progress};
 use course_operator::api::{CourseService, RolloutPhase};
 use course_operator::labels;
 use course_operator::plan::{self, Observed, ObservedDeployment};
+use course_operator::render::Images;
 use course_operator::render::deployment::app_template;
 use course_operator::render::mongo::DatabaseCredentials;
 use course_operator::render::{self, Child};
@@ -559,8 +560,8 @@ async fn fuzz(client: &Client, settings: &Settings, scenario: &mut Scenario) -> 
         let zones = random_zones(&mut rng);
         let observed = random_observed(&mut rng, &cs, &zones, &new_revision);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let first = plan::plan(&cs, &zones, &observed);
-            let again = plan::plan(&cs, &zones, &observed);
+            let first = plan::plan(&cs, &zones, &observed, &Images::default());
+            let again = plan::plan(&cs, &zones, &observed, &Images::default());
             let deterministic = first == again;
             let status = course_operator::status::compute(&course_operator::status::Inputs {
                 cs: &cs,
@@ -680,7 +681,8 @@ async fn dry_run_sample(
             database_credentials: Some(DatabaseCredentials::generate()),
             ..Observed::default()
         };
-        let planned = plan::plan(&cs, &zones, &observed).map_err(|e| anyhow!("re-plan {name}: {e}"))?;
+        let planned =
+            plan::plan(&cs, &zones, &observed, &Images::default()).map_err(|e| anyhow!("re-plan {name}: {e}"))?;
         let mut rejections = Vec::new();
         for child in &planned.children {
             let mut child: Child = child.clone();

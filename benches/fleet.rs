@@ -40,6 +40,7 @@ use course_operator::api::{CourseService, RolloutPhase};
 use course_operator::labels;
 use course_operator::plan::{self, Observed};
 use course_operator::render::Child;
+use course_operator::render::Images;
 use course_operator::render::mongo::DatabaseCredentials;
 use course_operator::zones::ZoneHealth;
 
@@ -477,7 +478,8 @@ async fn raw_round(
                 database_credentials: data.then(DatabaseCredentials::generate),
                 ..Observed::default()
             };
-            let planned = plan::plan(&cs, zones, &observed).map_err(|e| anyhow!("plan {name}: {e}"))?;
+            let planned =
+                plan::plan(&cs, zones, &observed, &Images::default()).map_err(|e| anyhow!("plan {name}: {e}"))?;
             let mut children = planned.children;
             children.iter_mut().for_each(common::fingerprint);
             rendered.push(children);

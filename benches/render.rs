@@ -23,6 +23,7 @@ use course_operator::api::CourseService;
 use course_operator::labels;
 use course_operator::plan::{self, Observed, ObservedDeployment};
 use course_operator::render::Child;
+use course_operator::render::Images;
 use course_operator::render::deployment::AppTemplate;
 use course_operator::render::mongo::DatabaseCredentials;
 use course_operator::status;
@@ -92,7 +93,7 @@ fn observed_at_rest(cs: &CourseService, zones: &[ZoneHealth], db: bool) -> (Obse
         database_credentials: db.then(DatabaseCredentials::generate),
         ..Observed::default()
     };
-    let planned = plan::plan(cs, zones, &first).expect("valid");
+    let planned = plan::plan(cs, zones, &first, &Images::default()).expect("valid");
     let mut deployments = Vec::new();
     let mut observed = first.clone();
     for child in &planned.children {
@@ -160,7 +161,7 @@ fn main() {
     let wanted = |name: &str| filter.as_ref().is_none_or(|f| name.contains(f.as_str()));
     for (label, cs, db) in [("plain", &plain, false), ("cache+db", &data, true), ("canary", &canary, false)] {
         let (observed, deployments) = observed_at_rest(cs, &zones, db);
-        let planned = plan::plan(cs, &zones, &observed).expect("valid");
+        let planned = plan::plan(cs, &zones, &observed, &Images::default()).expect("valid");
         let now = Time(Timestamp::now());
         let mut cs_with_status = cs.clone();
         cs_with_status.status = Some(status::compute(&status::Inputs {
@@ -179,7 +180,11 @@ fn main() {
         let name = format!("{label}: plan (validate + rollout + render, {} children)", planned.children.len());
         if wanted(&name) {
             cases.push(measure(&name, budget, || {
-                black_box(plan::plan(black_box(&cs_with_status), &zones, &observed).map(|p| p.children.len()).ok());
+                black_box(
+                    plan::plan(black_box(&cs_with_status), &zones, &observed, &Images::default())
+                        .map(|p| p.children.len())
+                        .ok(),
+                );
             }));
         }
         let name = format!("{label}: clone + fingerprint every child (serde_json + SHA-256)");

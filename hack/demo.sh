@@ -62,7 +62,8 @@ if [[ -n ${DEMO_KUBECONFIG:-} ]]; then
   log "starting the operator (log: $LOG_FILE, metrics: http://127.0.0.1:8080/metrics)"
   # Only the demo namespace: a `make test` on the same cluster runs operators of its own in the
   # test namespaces, and a second writer there would fight them.
-  nohup "$OPERATOR" run --namespace "$NAMESPACE" --metrics-addr 127.0.0.1:8080 --lease-namespace "$NAMESPACE" >"$LOG_FILE" 2>&1 &
+  nohup "$OPERATOR" run --namespace "$NAMESPACE" --metrics-addr 127.0.0.1:8080 --lease-namespace "$NAMESPACE" \
+    --cache-image localhost/redis:dev >"$LOG_FILE" 2>&1 &
   echo $! >"$PID_FILE"
   for _ in $(seq 100); do
     curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && break
@@ -79,7 +80,7 @@ else
   "$STATE_DIR/bin/helm" upgrade --install course-operator "$REPO_ROOT/charts/course-operator" \
     --namespace "$OPERATOR_NAMESPACE" --create-namespace --skip-crds \
     --set image.repository=localhost/course-operator --set image.tag=dev --set image.pullPolicy=Never \
-    --set watchNamespace="$NAMESPACE" --set-string podAnnotations.microcourses\\.io/image-digest="$image_digest" \
+    --set watchNamespace="$NAMESPACE" --set images.cache=localhost/redis:dev --set-string podAnnotations.microcourses\\.io/image-digest="$image_digest" \
     --wait --timeout 180s >/dev/null
   OPERATOR_WHERE="in namespace $OPERATOR_NAMESPACE, installed by Helm (kubectl logs -n $OPERATOR_NAMESPACE deploy/course-operator)"
 fi

@@ -31,6 +31,8 @@ enum Command {
         /// Default: `spec.zones`, else one implicit zone.
         #[arg(long, value_delimiter = ',')]
         zones: Vec<String>,
+        #[command(flatten)]
+        images: course_operator::render::Images,
     },
     /// Run the controller against the cluster of the current kubeconfig (or in-cluster config).
     Run(course_operator::controller::RunArgs),
@@ -40,7 +42,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => print_crd(),
-        Command::Render { file, zones } => render(&file, &zones),
+        Command::Render { file, zones, images } => render(&file, &zones, &images),
         Command::Run(args) => course_operator::controller::run(args),
     };
     match result {
@@ -57,7 +59,8 @@ fn print_crd() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn render(file: &PathBuf, zones: &[String]) -> anyhow::Result<()> {
+fn render(file: &PathBuf, zones: &[String], images: &course_operator::render::Images) -> anyhow::Result<()> {
+    images.check().map_err(anyhow::Error::msg)?;
     let text = if file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;
@@ -71,7 +74,7 @@ fn render(file: &PathBuf, zones: &[String]) -> anyhow::Result<()> {
     } else {
         ZoneInventory::healthy_zones(zones)
     };
-    let plan = plan::plan(&cs, &inventory.for_spec(&cs.spec.zones), &plan::Observed::default())
+    let plan = plan::plan(&cs, &inventory.for_spec(&cs.spec.zones), &plan::Observed::default(), images)
         .with_context(|| format!("{} is not a valid CourseService", file.display()))?;
     print!("{}", course_operator::render::to_yaml(&plan.children)?);
     Ok(())

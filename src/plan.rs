@@ -13,7 +13,7 @@ use crate::labels::{self, Component};
 use crate::names;
 use crate::render::deployment::AppTemplate;
 use crate::render::mongo::DatabaseCredentials;
-use crate::render::{self, Child, Context};
+use crate::render::{self, Child, Context, Images};
 use crate::rollout::analysis::Verdict;
 use crate::rollout::{self, Decision, UserAction};
 use crate::validate::{FieldError, InvalidSpec, validate};
@@ -210,14 +210,19 @@ fn hold_members_until_reconfigured(ctx: &Context<'_>, db: &DatabaseSpec, observe
 
 /// Validates `cs` and plans its children; an invalid spec yields no plan at all, so the caller
 /// cannot touch any child because of bad input.
-pub fn plan(cs: &CourseService, zones: &[ZoneHealth], observed: &Observed) -> Result<Plan, InvalidSpec> {
+pub fn plan(
+    cs: &CourseService,
+    zones: &[ZoneHealth],
+    observed: &Observed,
+    images: &Images,
+) -> Result<Plan, InvalidSpec> {
     validate(cs)?;
     // pods whose connection string is missing could not start: touch nothing until it exists
     if let Some(Err(missing)) = &observed.external_database {
         let field = "spec.database.external.uriSecret";
         return Err(InvalidSpec(vec![FieldError { field: field.into(), message: format!("{field}: {missing}") }]));
     }
-    let ctx = Context::new(cs);
+    let ctx = Context::new(cs).with_images(images);
     let template = render::deployment::app_template(&ctx);
     let split = zones::split(cs.spec.replicas, zones, ctx.name);
     let by_revision = observed.by_revision(zones);

@@ -60,6 +60,15 @@ impl Errors {
     fn pattern(&mut self, ok: bool, value: &str, field: &str, expected: &str) {
         self.check(ok, field, || format!("{value:?} is not {expected}"));
     }
+
+    /// An image field the user may leave out (the operator's default image is used then).
+    fn optional_image(&mut self, image: Option<&str>, field: &str) {
+        if let Some(image) = image {
+            self.check(!image.is_empty() && !image.contains(char::is_whitespace), field, || {
+                format!("{image:?} must be an image reference without white space")
+            });
+        }
+    }
 }
 
 /// Checks a CourseService; `Err` lists every problem found.
@@ -266,11 +275,7 @@ fn validate_data(spec: &CourseServiceSpec, e: &mut Errors) {
         e.check(bytes.is_some_and(|b| b >= 1 << 20), "spec.cache.maxMemory", || {
             format!("{:?} must be a memory size of at least 1Mi", cache.max_memory.0)
         });
-        if let Some(image) = &cache.image {
-            e.check(!image.is_empty() && !image.contains(char::is_whitespace), "spec.cache.image", || {
-                format!("{image:?} must be an image reference without white space")
-            });
-        }
+        e.optional_image(cache.image.as_deref(), "spec.cache.image");
     }
     if let Some(db) = &spec.database {
         e.range(db.members, 1, 50, "spec.database.members");
@@ -292,7 +297,9 @@ fn validate_data(spec: &CourseServiceSpec, e: &mut Errors) {
                 "a cron schedule (five fields or @daily)",
             );
             e.range(backup.keep, 1, 365, "spec.database.backup.keep");
+            e.optional_image(backup.image.as_deref(), "spec.database.backup.image");
         }
+        e.optional_image(db.image.as_deref(), "spec.database.image");
         if let Some(external) = &db.external {
             e.check(db.backup.is_none(), "spec.database.backup", || {
                 "backups are taken of the operator's own replica set; back up an external database with its provider's tools".into()

@@ -4,7 +4,7 @@
 #[path = "support/fixtures.rs"]
 mod fixtures;
 
-use course_operator::render::Child;
+use course_operator::render::{Child, Images};
 use course_operator::zones::ZoneInventory;
 use course_operator::{api, manifest, plan, validate};
 
@@ -101,13 +101,104 @@ fn invalid_specs_are_rejected_with_a_message_naming_the_field() {
     }
 }
 
-fn render_sample(name: &str, zones: &[&str]) -> Vec<Child> {
+fn sample(name: &str) -> api::CourseService {
     let text =
         std::fs::read_to_string(fixtures::repo_root().join(format!("manifests/samples/{name}.yaml"))).expect("sample");
     let mut cs = manifest::parse(&text).expect("sample parses");
     cs.metadata.namespace = Some("courses".into());
+    cs
+}
+
+fn render_with(cs: &api::CourseService, zones: &[&str], images: &Images) -> Vec<Child> {
     let inventory = ZoneInventory::healthy_zones(zones);
-    plan::plan(&cs, &inventory.for_spec(&cs.spec.zones), &plan::Observed::default()).expect("sample plans").children
+    plan::plan(cs, &inventory.for_spec(&cs.spec.zones), &plan::Observed::default(), images)
+        .expect("sample plans")
+        .children
+}
+
+fn render_sample(name: &str, zones: &[&str]) -> Vec<Child> {
+    render_with(&sample(name), zones, &Images::default())
+}
+
+/// `<child name>/<container name>` → image, for every container and init container rendered.
+fn container_images(children: &[Child]) -> std::collections::BTreeMap<String, String> {
+    fn walk(owner: &str, value: &serde_json::Value, out: &mut std::collections::BTreeMap<String, String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let (Some(name), Some(image)) = (map.get("name"), map.get("image").and_then(|i| i.as_str())) {
+                    out.insert(format!("{owner}/{}", name.as_str().unwrap_or_default()), image.to_owned());
+                }
+                map.values().for_each(|v| walk(owner, v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(owner, v, out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for child in children {
+        let value = serde_json::to_value(child).expect("child serialises");
+        let owner = value["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        walk(&owner, &value, &mut out);
+    }
+    out
+}
+
+/// The cache, database (members, arbiter, init Job) and backup pods take their images from
+/// the operator's defaults (flags, Helm values `images.*`) unless the CourseService names its
+/// own; the application's image is always `spec.image`.
+#[test]
+fn cache_database_and_backup_images_come_from_the_operator_unless_the_spec_names_them() {
+    let mut cs = sample("full-stack");
+    let db = cs.spec.database.as_mut().expect("full-stack has a database");
+    db.arbiter = true;
+    db.members = 2;
+    let mirror = Images {
+        cache: "mirror.example/redis:7.2".into(),
+        database_repository: "mirror.example:5000/mongo".into(),
+        backup_repository: Some("mirror.example/mongo-tools".into()),
+    };
+    let by_role = |images: &std::collections::BTreeMap<String, String>| {
+        let mut roles = std::collections::BTreeMap::<&str, std::collections::BTreeSet<String>>::new();
+        for (container, image) in images {
+            let role = match container.split('/').next().unwrap_or_default() {
+                n if n.ends_with("-cache") => "cache",
+                n if n.ends_with("-db") || n.ends_with("-db-arbiter") || n.contains("-db-init") => "database",
+                n if n.ends_with("-backup") => "backup",
+                _ => "app",
+            };
+            roles.entry(role).or_default().insert(image.clone());
+        }
+        roles
+    };
+    let set = |images: &[&str]| images.iter().map(|i| (*i).to_owned()).collect::<std::collections::BTreeSet<_>>();
+
+    let defaults = container_images(&render_with(&cs, &["a", "b", "c"], &Images::default()));
+    let roles = by_role(&defaults);
+    assert_eq!(roles["cache"], set(&["docker.io/library/redis:7.2"]), "{defaults:#?}");
+    assert_eq!(roles["database"], set(&["docker.io/library/mongo:7.0"]), "{defaults:#?}");
+    assert_eq!(roles["backup"], set(&["docker.io/library/mongo:7.0"]), "{defaults:#?}");
+    assert_eq!(roles["app"], set(&[cs.spec.image.as_str()]), "{defaults:#?}");
+
+    let mirrored = container_images(&render_with(&cs, &["a", "b", "c"], &mirror));
+    let roles = by_role(&mirrored);
+    assert_eq!(roles["cache"], set(&["mirror.example/redis:7.2"]), "{mirrored:#?}");
+    assert_eq!(roles["database"], set(&["mirror.example:5000/mongo:7.0"]), "{mirrored:#?}");
+    assert_eq!(roles["backup"], set(&["mirror.example/mongo-tools:7.0"]), "{mirrored:#?}");
+    assert_eq!(roles["app"], set(&[cs.spec.image.as_str()]), "{mirrored:#?}");
+    // every kind of pod was found: members, arbiter, init Job, backup, cache, app
+    for needle in ["-db/", "-db-arbiter/", "-db-init", "-backup/", "-cache/"] {
+        assert!(mirrored.keys().any(|k| k.contains(needle)), "no {needle} container in {mirrored:#?}");
+    }
+
+    let db = cs.spec.database.as_mut().expect("database");
+    db.image = Some("team.example/mongo:7.0.14".into());
+    db.backup.as_mut().expect("full-stack backs up").image = Some("team.example/tools:100".into());
+    cs.spec.cache.as_mut().expect("full-stack has a cache").image = Some("team.example/redis:7.2.5".into());
+    let own = container_images(&render_with(&cs, &["a", "b", "c"], &mirror));
+    let roles = by_role(&own);
+    assert_eq!(roles["cache"], set(&["team.example/redis:7.2.5"]), "{own:#?}");
+    assert_eq!(roles["database"], set(&["team.example/mongo:7.0.14"]), "{own:#?}");
+    assert_eq!(roles["backup"], set(&["team.example/tools:100"]), "{own:#?}");
 }
 
 #[test]
@@ -169,8 +260,13 @@ fn every_child_carries_the_standard_labels() {
 fn children_are_owned_by_the_course_service_once_it_has_a_uid() {
     let mut cs = manifest::parse(&fixtures::samples()[0].1).expect("sample");
     cs.metadata.uid = Some("0b6f6f6e-0000-4000-8000-000000000001".into());
-    let plan =
-        plan::plan(&cs, &ZoneInventory::healthy_zones(&["a"]).for_spec(&[]), &plan::Observed::default()).expect("plan");
+    let plan = plan::plan(
+        &cs,
+        &ZoneInventory::healthy_zones(&["a"]).for_spec(&[]),
+        &plan::Observed::default(),
+        &Images::default(),
+    )
+    .expect("plan");
     for child in &plan.children {
         let owners = child.meta().owner_references.as_ref().expect("owner references");
         assert_eq!(owners.len(), 1);
@@ -183,7 +279,9 @@ fn children_are_owned_by_the_course_service_once_it_has_a_uid() {
 fn revision_changes_with_the_image_and_only_with_the_pod_template() {
     let base = manifest::parse(&fixtures::samples()[0].1).expect("sample");
     let zones = ZoneInventory::healthy_zones(&["a"]).for_spec(&[]);
-    let revision = |cs: &api::CourseService| plan::plan(cs, &zones, &plan::Observed::default()).expect("plan").revision;
+    let revision = |cs: &api::CourseService| {
+        plan::plan(cs, &zones, &plan::Observed::default(), &Images::default()).expect("plan").revision
+    };
     let mut new_image = base.clone();
     new_image.spec.image = "registry.example.com/microcourses/catalog:1.4.3".into();
     let mut scaled = base.clone();
@@ -198,7 +296,7 @@ fn lost_zone_keeps_a_deployment_at_zero() {
     let cs = manifest::parse(&text).expect("parse");
     let mut inventory = ZoneInventory::healthy_zones(&["zone-a", "zone-b", "zone-c"]);
     inventory.mark_lost("zone-a");
-    let plan = plan::plan(&cs, &inventory.for_spec(&[]), &plan::Observed::default()).expect("plan");
+    let plan = plan::plan(&cs, &inventory.for_spec(&[]), &plan::Observed::default(), &Images::default()).expect("plan");
     let counts: Vec<i32> = plan.rollout.targets[&plan.revision].iter().map(|(_, n)| *n).collect();
     assert_eq!(counts.iter().sum::<i32>(), 3);
     assert_eq!(counts[0], 0);
@@ -227,7 +325,7 @@ fn an_external_database_renders_no_database_objects_and_waits_for_its_secret() {
     let cs = manifest::parse(&text).expect("parse");
     let zones = ZoneInventory::healthy_zones(&["zone-a", "zone-b"]).for_spec(&[]);
     let found = plan::Observed { external_database: Some(Ok(())), ..plan::Observed::default() };
-    let plan = plan::plan(&cs, &zones, &found).expect("plan");
+    let plan = plan::plan(&cs, &zones, &found, &Images::default()).expect("plan");
     let database_kinds = ["StatefulSet", "Job", "CronJob", "Secret", "PersistentVolumeClaim", "ConfigMap"];
     let stray: Vec<String> = plan
         .children
@@ -251,7 +349,7 @@ fn an_external_database_renders_no_database_objects_and_waits_for_its_secret() {
         external_database: Some(Err("Secret \"course-db\" not found in namespace courses".into())),
         ..plan::Observed::default()
     };
-    let invalid = plan::plan(&cs, &zones, &missing).expect_err("a missing Secret holds the plan");
+    let invalid = plan::plan(&cs, &zones, &missing, &Images::default()).expect_err("a missing Secret holds the plan");
     assert_eq!(invalid.0[0].field, "spec.database.external.uriSecret");
     assert!(invalid.to_string().contains("not found"), "{invalid}");
 }

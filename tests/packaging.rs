@@ -318,6 +318,29 @@ fn watch_namespace_restricts_the_controller() {
 }
 
 #[test]
+fn image_values_become_the_operator_default_image_flags() {
+    let args_with = |extra: &[&str]| -> Vec<String> {
+        args_of(operator_container(&template(extra))).into_iter().map(str::to_owned).collect()
+    };
+    let defaults = args_with(&[]);
+    for flag in ["--cache-image", "--database-image-repository", "--backup-image-repository"] {
+        assert!(!defaults.iter().any(|a| a == flag), "{flag} passed without a value set: {defaults:?}");
+    }
+    let mirrored = args_with(&[
+        "--set",
+        "images.cache=registry.example:5000/redis:7.2",
+        "--set",
+        "images.databaseRepository=registry.example:5000/mongo",
+        "--set",
+        "images.backupRepository=registry.example/mongo-tools",
+    ]);
+    let args: Vec<&str> = mirrored.iter().map(String::as_str).collect();
+    assert_eq!(flag_value(&args, "--cache-image"), Some("registry.example:5000/redis:7.2"));
+    assert_eq!(flag_value(&args, "--database-image-repository"), Some("registry.example:5000/mongo"));
+    assert_eq!(flag_value(&args, "--backup-image-repository"), Some("registry.example/mongo-tools"));
+}
+
+#[test]
 fn metrics_service_pdb_and_optional_service_monitor() {
     let rendered = template(&[]);
     let service = find(&rendered, "Service", &format!("{RELEASE}-metrics"));
@@ -373,6 +396,9 @@ fn values_schema_rejects_bad_values() {
         ("image.pullPolicy=Sometimes", "an unknown pull policy"),
         ("securityContext.allowPrivilegeEscalation=true", "privilege escalation"),
         ("replicas=3", "an unknown key (typo of replicaCount)"),
+        ("images.databaseRepository=mongo:7.0", "a database repository with a tag (the tag is spec.database.version)"),
+        ("images.cache=redis 7", "a cache image with white space"),
+        ("images.redis=redis:7", "an unknown image key"),
     ] {
         let out = run_helm(&["template", RELEASE, CHART, "--set", set]);
         let stderr = text(&out.stderr);

@@ -481,6 +481,13 @@ pub struct DatabaseSpec {
     /// StorageClass of the member volumes; absent: the cluster default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+    /// Image of the members, the arbiter and the init Job: mongod, mongosh and a POSIX shell
+    /// of `version` (default: the operator's database repository, tagged `version`; the
+    /// official MongoDB image unless the operator was told otherwise). For a private registry
+    /// or an air-gapped cluster, point it at a mirror of the same image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), pattern(r"^\S+$"))]
+    pub image: Option<String>,
     /// Scheduled mongodump backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
@@ -530,6 +537,11 @@ pub struct BackupSpec {
     /// Size of the backup volume.
     #[serde(default = "defaults::backup_storage")]
     pub storage: Quantity,
+    /// Image of the backup Job: mongodump and a POSIX shell (default: the operator's backup
+    /// repository, tagged `spec.database.version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), pattern(r"^\S+$"))]
+    pub image: Option<String>,
 }
 
 /// Defaults shared by serde (what the operator assumes) and the schema (what the apiserver fills in).

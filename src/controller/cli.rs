@@ -56,6 +56,8 @@ pub struct RunArgs {
     /// A zone lost to unschedulable pods gets its share back after this long, to try again.
     #[arg(long, default_value_t = 600)]
     pub unschedulable_zone_retry_seconds: u64,
+    #[command(flatten)]
+    pub images: crate::render::Images,
 }
 
 pub(super) fn init_tracing(args: &RunArgs) -> anyhow::Result<()> {

@@ -25,6 +25,7 @@ use super::metrics::{Metrics, Outcome};
 use crate::api::CourseService;
 use crate::labels;
 use crate::plan::{self, Observed, ObservedStatefulSet};
+use crate::render::Images;
 use crate::render::deployment::AppTemplate;
 use crate::render::mongo::{self, DatabaseCredentials};
 use crate::rollout::ACTION_ANNOTATION;
@@ -63,6 +64,8 @@ pub struct Context {
     /// Re-check a settled CourseService this often even without events (a drift safety net
     /// that writes nothing when nothing changed).
     pub resync: Duration,
+    /// Default images of the cache, database and backup pods (operator flags).
+    pub images: Images,
 }
 
 /// How a reconcile ended, when it did not fail.
@@ -198,7 +201,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     };
 
     // 2–4. validate, plan, render (pure)
-    let planned = plan::plan(cs, &zones, &observed);
+    let planned = plan::plan(cs, &zones, &observed, &ctx.images);
 
     // 5. apply what changed; prune what is no longer desired
     let reconciled = match &planned {

@@ -32,6 +32,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
+    args.images.check().map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(Metrics::default());
     let namespace = args.namespace.as_deref();
     let identity = args.identity.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
@@ -85,6 +86,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         synced: ready,
         memory,
         resync: Duration::from_secs(args.resync_seconds),
+        images: args.images.clone(),
     });
     info!(%identity, namespace = namespace.unwrap_or("<all>"), "starting controller");
     controller

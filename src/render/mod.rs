@@ -25,6 +25,105 @@ use serde::Serialize;
 use crate::api::CourseService;
 use crate::labels::{self, Component};
 
+/// Images of the pods the operator runs besides the application's own, when a CourseService
+/// names none (`spec.cache.image`, `spec.database.image`, `spec.database.backup.image`):
+/// operator flags (Helm values `images.*`) point them at a private registry or a mirror.
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
+pub struct Images {
+    /// Image of the cache pods: redis-server, redis-sentinel, redis-cli and a POSIX shell.
+    #[arg(long = "cache-image", env = "CACHE_IMAGE", value_name = "IMAGE", default_value = redis::REDIS_IMAGE)]
+    pub cache: String,
+    /// Repository of the database images (mongod, mongosh): the members, the arbiter and the
+    /// init Job run `<repository>:<spec.database.version>`.
+    #[arg(long = "database-image-repository", env = "DATABASE_IMAGE_REPOSITORY", value_name = "REPOSITORY", default_value = mongo::MONGO_REPOSITORY)]
+    pub database_repository: String,
+    /// Repository of the backup images (mongodump and a POSIX shell), tagged with
+    /// `spec.database.version`. Default: the database repository.
+    #[arg(long = "backup-image-repository", env = "BACKUP_IMAGE_REPOSITORY", value_name = "REPOSITORY")]
+    pub backup_repository: Option<String>,
+}
+
+impl Default for Images {
+    fn default() -> Self {
+        Self {
+            cache: redis::REDIS_IMAGE.to_owned(),
+            database_repository: mongo::MONGO_REPOSITORY.to_owned(),
+            backup_repository: None,
+        }
+    }
+}
+
+impl Images {
+    /// Rejects what would render unpullable images: white space anywhere, a tag or digest on a
+    /// repository (the tag is `spec.database.version`).
+    pub fn check(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.cache.is_empty() || self.cache.contains(char::is_whitespace) {
+            problems.push(format!("--cache-image {:?} must be an image reference without white space", self.cache));
+        }
+        let repositories = [
+            ("--database-image-repository", Some(&self.database_repository)),
+            ("--backup-image-repository", self.backup_repository.as_ref()),
+        ];
+        for (flag, repository) in repositories {
+            if let Some(repository) = repository
+                && !is_repository(repository)
+            {
+                problems.push(format!(
+                    "{flag} {repository:?} must be a repository without tag or digest (the tag is spec.database.version)"
+                ));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    }
+}
+
+/// `registry[:port]/path` without white space, tag or digest.
+fn is_repository(reference: &str) -> bool {
+    let last = reference.rsplit('/').next().unwrap_or_default();
+    !reference.is_empty()
+        && !reference.ends_with('/')
+        && !reference.contains(char::is_whitespace)
+        && !reference.contains('@')
+        && !last.contains(':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_flags_reject_what_would_render_unpullable_images() {
+        assert_eq!(Images::default().check(), Ok(()));
+        let mirror = Images {
+            cache: "registry.example:5000/mirror/redis:7.2".into(),
+            database_repository: "registry.example:5000/mirror/mongo".into(),
+            backup_repository: Some("registry.example/tools".into()),
+        };
+        assert_eq!(mirror.check(), Ok(()));
+        for (images, flag) in [
+            (Images { cache: String::new(), ..Images::default() }, "--cache-image"),
+            (Images { cache: "redis :7".into(), ..Images::default() }, "--cache-image"),
+            (Images { database_repository: "mongo:7.0".into(), ..Images::default() }, "--database-image-repository"),
+            (
+                Images { database_repository: "mongo@sha256:ab".into(), ..Images::default() },
+                "--database-image-repository",
+            ),
+            (
+                Images { database_repository: "registry:5000/".into(), ..Images::default() },
+                "--database-image-repository",
+            ),
+            (Images { backup_repository: Some("tools:1".into()), ..Images::default() }, "--backup-image-repository"),
+        ] {
+            let error = images.check().expect_err("rejected");
+            assert!(error.starts_with(flag), "{error}");
+        }
+    }
+}
+
+/// The images a CourseService gets when the operator runs with its default flags.
+static DEFAULT_IMAGES: std::sync::LazyLock<Images> = std::sync::LazyLock::new(Images::default);
+
 /// What every renderer needs to know about the CourseService it renders for.
 #[derive(Clone, Debug)]
 pub struct Context<'a> {
@@ -35,6 +134,8 @@ pub struct Context<'a> {
     pub namespace: Option<&'a str>,
     /// Controller owner reference; `None` before the apiserver assigned a uid (render CLI).
     owner: Option<OwnerReference>,
+    /// The operator's default images (a CourseService's own image fields win).
+    pub images: &'a Images,
 }
 
 impl<'a> Context<'a> {
@@ -44,7 +145,13 @@ impl<'a> Context<'a> {
             name: cs.metadata.name.as_deref().unwrap_or_default(),
             namespace: cs.metadata.namespace.as_deref(),
             owner: cs.controller_owner_ref(&()),
+            images: &DEFAULT_IMAGES,
         }
+    }
+
+    /// The same context with the operator's configured default images.
+    pub fn with_images(self, images: &'a Images) -> Self {
+        Self { images, ..self }
     }
 
     /// Metadata of a child: name, namespace, the standard labels plus `extra`, owner reference.

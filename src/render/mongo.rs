@@ -426,8 +426,21 @@ pub fn init_pod_labels(name: &str) -> BTreeMap<String, String> {
     ])
 }
 
-fn image(db: &DatabaseSpec) -> String {
-    format!("docker.io/library/mongo:{}", db.version)
+/// Default repository of the database images (the official MongoDB image).
+pub const MONGO_REPOSITORY: &str = "docker.io/library/mongo";
+
+/// `spec.database.image`, else the operator's database repository at `spec.database.version`.
+fn image(ctx: &Context<'_>, db: &DatabaseSpec) -> String {
+    db.image.clone().unwrap_or_else(|| format!("{}:{}", ctx.images.database_repository, db.version))
+}
+
+/// `spec.database.backup.image`, else the operator's backup repository (default: the database
+/// repository) at `spec.database.version`.
+fn backup_image(ctx: &Context<'_>, db: &DatabaseSpec, backup: &BackupSpec) -> String {
+    backup.image.clone().unwrap_or_else(|| {
+        let repository = ctx.images.backup_repository.as_deref().unwrap_or(&ctx.images.database_repository);
+        format!("{repository}:{}", db.version)
+    })
 }
 
 fn pod_security() -> PodSecurityContext {
@@ -480,11 +493,11 @@ fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirement
 /// Copies the keyfile out of the Secret volume as the mongodb user with mode 0400. The old
 /// copy is removed first: the emptyDir outlives a container restart and a 0400 file cannot be
 /// overwritten.
-fn keyfile_init_container(db: &DatabaseSpec) -> Container {
+fn keyfile_init_container(ctx: &Context<'_>, db: &DatabaseSpec) -> Container {
     let target = format!("{KEYFILE_MOUNT}/{KEYFILE_KEY}");
     Container {
         name: "keyfile".to_owned(),
-        image: Some(image(db)),
+        image: Some(image(ctx, db)),
         command: Some(vec![
             "sh".to_owned(),
             "-c".to_owned(),
@@ -568,7 +581,7 @@ fn mongod_container(ctx: &Context<'_>, db: &DatabaseSpec, with_root_user: bool) 
     mounts.sort_by(|a, b| a.mount_path.cmp(&b.mount_path));
     Container {
         name: "mongod".to_owned(),
-        image: Some(image(db)),
+        image: Some(image(ctx, db)),
         args: Some(
             [
                 "mongod",
@@ -637,7 +650,7 @@ pub fn members_stateful_set(ctx: &Context<'_>, db: &DatabaseSpec) -> StatefulSet
     let meta = ctx.meta(names::database(ctx.name), Component::Database, extra);
     let mut container = mongod_container(ctx, db, true);
     container.resources = Some(resources("250m", "1Gi", "2Gi"));
-    let mut pod = mongo_pod(ctx, container, keyfile_init_container(db), Vec::new());
+    let mut pod = mongo_pod(ctx, container, keyfile_init_container(ctx, db), Vec::new());
     pod.topology_spread_constraints =
         Some(vec![spread(labels::TOPOLOGY_ZONE, &selector), spread(labels::TOPOLOGY_HOSTNAME, &selector)]);
     let claim = PersistentVolumeClaim {
@@ -691,7 +704,7 @@ pub fn arbiter_stateful_set(ctx: &Context<'_>, db: &DatabaseSpec) -> StatefulSet
     let meta = ctx.meta(arbiter_name(ctx.name), Component::Database, extra);
     let mut container = mongod_container(ctx, db, false);
     container.resources = Some(resources("50m", "128Mi", "512Mi"));
-    let pod = mongo_pod(ctx, container, keyfile_init_container(db), vec![empty_dir(DATA_VOLUME)]);
+    let pod = mongo_pod(ctx, container, keyfile_init_container(ctx, db), vec![empty_dir(DATA_VOLUME)]);
     StatefulSet {
         metadata: meta.clone(),
         spec: StatefulSetSpec {
@@ -754,7 +767,7 @@ pub fn init_job(ctx: &Context<'_>, db: &DatabaseSpec) -> Job {
     pod_labels.insert(labels::PART_OF.to_owned(), ctx.name.to_owned());
     let container = Container {
         name: "mongo-init".to_owned(),
-        image: Some(image(db)),
+        image: Some(image(ctx, db)),
         command: Some(
             ["mongosh", "--nodb", "--norc", "--quiet", &format!("{INIT_CONFIG_MOUNT}/mongo-init.js")]
                 .map(str::to_owned)
@@ -833,7 +846,7 @@ pub fn backup_cron_job(ctx: &Context<'_>, db: &DatabaseSpec, backup: &BackupSpec
     let meta = ctx.meta(backup_name(ctx.name), Component::Backup, BTreeMap::new());
     let container = Container {
         name: "mongodump".to_owned(),
-        image: Some(image(db)),
+        image: Some(backup_image(ctx, db, backup)),
         command: Some(vec!["sh".to_owned(), "-c".to_owned(), SCRIPT_BACKUP.to_owned()]),
         env: Some(vec![
             env_value("HOME", "/tmp"),
@@ -951,6 +964,7 @@ mod tests {
             version: "7.0".to_owned(),
             storage: Quantity("10Gi".to_owned()),
             storage_class_name: None,
+            image: None,
             backup: None,
             external: None,
         }

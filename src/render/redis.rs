@@ -26,7 +26,7 @@ use crate::labels::{self, Component};
 use crate::names;
 use crate::quantity;
 
-/// Image of both containers (Redis and Sentinel are the same binary).
+/// Default image of both containers (Redis and Sentinel are the same binary).
 pub const REDIS_IMAGE: &str = "docker.io/library/redis:7.2";
 /// Port Redis listens on.
 pub const REDIS_PORT: i32 = 6379;
@@ -322,6 +322,11 @@ fn spread(key: &str, selector: &BTreeMap<String, String>) -> TopologySpreadConst
     }
 }
 
+/// `spec.cache.image`, else the operator's default cache image.
+fn image(ctx: &Context<'_>, cache: &CacheSpec) -> String {
+    cache.image.clone().unwrap_or_else(|| ctx.images.cache.clone())
+}
+
 /// StatefulSet `<name>-cache`: `cache.replicas` pods of Redis + Sentinel.
 pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
     let selector = labels::selector(ctx.name, Component::Cache);
@@ -333,7 +338,7 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
     redis_env.push(env_value("PRESTOP_WAIT_SECONDS", PRESTOP_WAIT_SECONDS));
     let redis = Container {
         name: REDIS_CONTAINER.to_owned(),
-        image: Some(cache.image.clone().unwrap_or_else(|| REDIS_IMAGE.to_owned())),
+        image: Some(image(ctx, cache)),
         command: Some(script_command("redis-start.sh")),
         ports: Some(vec![ContainerPort {
             name: Some(REDIS_PORT_NAME.to_owned()),
@@ -370,7 +375,7 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
     sentinel_env.push(env_value("FAILOVER_TIMEOUT_MILLISECONDS", FAILOVER_TIMEOUT_MILLISECONDS));
     let sentinel = Container {
         name: SENTINEL_CONTAINER.to_owned(),
-        image: Some(cache.image.clone().unwrap_or_else(|| REDIS_IMAGE.to_owned())),
+        image: Some(image(ctx, cache)),
         command: Some(script_command("sentinel-start.sh")),
         ports: Some(vec![ContainerPort {
             name: Some(SENTINEL_PORT_NAME.to_owned()),
