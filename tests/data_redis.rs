@@ -199,6 +199,18 @@ impl Cluster {
         });
     }
 
+    /// SIGKILL of pod `ordinal`'s redis-server only, then its start script again at once, as
+    /// the kubelet restarts a crashed container while the pod (and its Sentinel) stays.
+    fn crash_and_restart_redis(&mut self, ordinal: usize) {
+        if let Some(process) = self.pods[ordinal].redis.as_mut() {
+            process.kill();
+        }
+        self.starts += 1;
+        let log = format!("redis-{ordinal}.{}.log", self.starts);
+        let child = self.command(ordinal, "redis-start.sh", &log).spawn().expect("spawn start script");
+        self.pods[ordinal].redis = Some(Process { child });
+    }
+
     /// SIGKILL of both processes of pod `ordinal`: a node dying under it.
     fn kill(&mut self, ordinal: usize) {
         let pod = &mut self.pods[ordinal];
@@ -268,6 +280,58 @@ impl Drop for Cluster {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A master's redis-server crashes and the kubelet restarts it at once, faster than the
+/// Sentinels' down-after period: it comes back empty (nothing is persisted). Taking the master
+/// role back would make every replica resynchronise from it and drop the whole cache; it must
+/// wait for the Sentinels to promote a replica (which keeps the data) and follow it.
+#[test]
+fn a_master_redis_process_restarted_at_once_waits_for_the_failover_instead_of_wiping_the_replicas() {
+    require_redis();
+    let (name, cache) = full_stack_cache();
+    let replicas = usize::try_from(cache.replicas).expect("positive replicas");
+    let mut cluster = Cluster::new("restart", &name, &cache, replicas);
+    let all: Vec<usize> = (0..replicas).collect();
+    for ordinal in 0..replicas {
+        cluster.start(ordinal);
+    }
+    let master = wait_for("the Sentinels to agree on a master", Duration::from_secs(20), || cluster.agreed_master(&all));
+    wait_for("Sentinels to discover each other and the replicas", Duration::from_secs(30), || {
+        cluster.sentinels_settled(&all).then_some(())
+    });
+    let master_port = Cluster::port_of(&master);
+    assert_eq!(cli(master_port, &["SET", "course:7", "lesson-7"]).expect("SET"), "OK");
+    let acked = cli(master_port, &["WAIT", &(replicas - 1).to_string(), "5000"]).expect("WAIT");
+    assert_eq!(acked, (replicas - 1).to_string(), "replicas acknowledged the write");
+
+    let old = cluster.ordinal_of_redis(&master);
+    let crashed = Instant::now();
+    cluster.crash_and_restart_redis(old);
+    let new_master = wait_for("the Sentinels to promote a replica", Duration::from_secs(60), || {
+        cluster.agreed_master(&all).filter(|m| *m != master)
+    });
+    let failover = crashed.elapsed();
+    let promoted = Cluster::port_of(&new_master);
+    assert_eq!(cli(promoted, &["GET", "course:7"]).expect("GET"), "lesson-7", "the promoted replica kept the data");
+    wait_for("the restarted Redis to replicate the new master", Duration::from_secs(30), || {
+        let role = info_field(master_port, "replication", "role")?;
+        let following = info_field(master_port, "replication", "master_port")?;
+        let link = info_field(master_port, "replication", "master_link_status")?;
+        (role == "slave" && following == promoted.to_string() && link == "up").then_some(())
+    });
+    assert_eq!(cli(master_port, &["GET", "course:7"]).expect("GET on the restarted replica"), "lesson-7");
+    for &ordinal in &all {
+        assert_eq!(
+            cli(cluster.redis_ports[ordinal], &["GET", "course:7"]).expect("GET").as_str(),
+            "lesson-7",
+            "pod {ordinal} lost the data"
+        );
+    }
+    eprintln!(
+        "restart: master {master} redis-server SIGKILLed and restarted at once, Sentinels name {new_master} after {:.2} s",
+        failover.as_secs_f64()
+    );
 }
 
 #[test]

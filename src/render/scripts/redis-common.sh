@@ -22,6 +22,8 @@ REDIS_PORT=${REDIS_PORT:-6379}
 SENTINEL_PORT=${SENTINEL_PORT:-26379}
 RUN_DIR=${RUN_DIR:-/run/redis}
 DISCOVERY_TIMEOUT_SECONDS=${DISCOVERY_TIMEOUT_SECONDS:-90}
+# How long a restarted master waits for a failover before it takes its old role back.
+SELF_CLAIM_WAIT_SECONDS=${SELF_CLAIM_WAIT_SECONDS:-60}
 # A peer that takes longer than this to answer counts as unreachable, not as "knows nothing".
 CLI_TIMEOUT_SECONDS=${CLI_TIMEOUT_SECONDS:-3}
 
@@ -88,25 +90,44 @@ majority_opinion() {
 
 # discover_master reachable|any: prints host:port of the master to follow.
 #   - If any other Sentinel knows a master, that is the master (the majority's, if they differ).
-#     With "reachable", it must also answer PING (unless it is us): Sentinels still naming a
-#     dead master are mid-failover, and following it would leave us replicating nothing.
+#     With "reachable", it must also answer PING: Sentinels still naming a dead master are
+#     mid-failover, and following it would leave us replicating nothing. When they name US,
+#     our redis-server died and is starting again with an empty dataset (nothing is
+#     persisted): taking the role back would make every replica resynchronise from nothing,
+#     so we wait up to SELF_CLAIM_WAIT_SECONDS for them to promote a replica that kept the
+#     data, and claim the role only when none did (no replica left, no quorum) or we are alone.
 #   - Only when every other Sentinel is known to have no opinion is there no master anywhere:
 #     then pod 0 is master by convention, so every pod reaches the same answer. While some
 #     Sentinel exists but is silent we wait instead of guessing: guessing here is how a second
 #     master (split brain) is born.
 discover_master() {
-  dm_deadline=$(($(date +%s) + DISCOVERY_TIMEOUT_SECONDS))
+  dm_now=$(date +%s)
+  dm_deadline=$((dm_now + DISCOVERY_TIMEOUT_SECONDS))
+  dm_claim_after=$((dm_now + SELF_CLAIM_WAIT_SECONDS))
+  dm_peers=-1
+  for dm_node in $REDIS_NODES; do dm_peers=$((dm_peers + 1)); done
   while :; do
     ask_sentinels
     if [ -n "$OPINIONS" ]; then
       dm_master=$(majority_opinion)
-      if [ "$1" != reachable ] || [ "$dm_master" = "$MY_HOST:$REDIS_PORT" ] ||
-        [ "$(cli "$dm_master" PING 2>/dev/null)" = PONG ]; then
+      if [ "$1" = reachable ] && [ "$dm_master" = "$MY_HOST:$REDIS_PORT" ]; then
+        if [ "$dm_peers" -eq 0 ]; then
+          log "Sentinels name this pod, the only one, as master"
+          printf '%s\n' "$dm_master"
+          return 0
+        elif [ "$(date +%s)" -ge "$dm_claim_after" ]; then
+          log "Sentinels name this pod as master and promoted no replica in ${SELF_CLAIM_WAIT_SECONDS}s; taking the role back"
+          printf '%s\n' "$dm_master"
+          return 0
+        fi
+        log "Sentinels name this pod as master, but its Redis restarted empty; waiting for them to promote a replica"
+      elif [ "$1" != reachable ] || [ "$(cli "$dm_master" PING 2>/dev/null)" = PONG ]; then
         log "Sentinels name $dm_master as master"
         printf '%s\n' "$dm_master"
         return 0
+      else
+        log "Sentinels name $dm_master as master but it does not answer; waiting for a failover"
       fi
-      log "Sentinels name $dm_master as master but it does not answer; waiting for a failover"
     elif [ "$SILENT" -eq 0 ]; then
       dm_master=$(nth 0 "$REDIS_NODES")
       log "no Sentinel knows a master: following pod 0 ($dm_master)"
