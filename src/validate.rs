@@ -134,6 +134,9 @@ fn validate_spec(spec: &CourseServiceSpec, e: &mut Errors) {
             "must be greater than or equal to spec.autoscaling.minReplicas".into()
         });
         e.range(a.target_cpu_utilization_percentage, 1, 100, "spec.autoscaling.targetCPUUtilizationPercentage");
+        if let Some(seconds) = a.scale_down_stabilization_seconds {
+            e.range(seconds, 0, 3600, "spec.autoscaling.scaleDownStabilizationSeconds");
+        }
     }
 
     e.range(spec.service.port, 1, 65535, "spec.service.port");

@@ -163,6 +163,12 @@ pub struct Autoscaling {
     #[serde(default = "defaults::target_cpu", rename = "targetCPUUtilizationPercentage")]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization_percentage: i32,
+    /// Seconds of lower recommendations the autoscaler waits for before it removes pods
+    /// (the HPA's `behavior.scaleDown.stabilizationWindowSeconds`); absent: the cluster's
+    /// default (5 minutes unless kube-controller-manager was told otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_down_stabilization_seconds: Option<i32>,
 }
 
 /// Kind of Service exposing the application.

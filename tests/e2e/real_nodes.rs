@@ -248,14 +248,14 @@ async fn stopping_a_real_kubelet_loses_its_zone_and_restarting_it_brings_the_sha
 }
 
 #[tokio::test]
-async fn the_hpa_scales_up_on_real_cpu_and_every_zone_follows() {
+async fn the_hpa_scales_up_and_down_on_real_cpu_and_every_zone_follows() {
     let _shared = CLUSTER.read().await;
     cluster::with_namespace("real-hpa", |client, ns| async move {
         let _operator = Operator::start(&client, &ns, "solo", &[]).await;
         let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
         let mut manifest = course("catalog", &ns, 3, "1");
-        manifest["spec"]["autoscaling"] =
-            serde_json::json!({"minReplicas": 3, "maxReplicas": 6, "targetCPUUtilizationPercentage": 50});
+        manifest["spec"]["autoscaling"] = serde_json::json!({"minReplicas": 3, "maxReplicas": 6,
+            "targetCPUUtilizationPercentage": 50, "scaleDownStabilizationSeconds": 30});
         cluster::apply(&api, manifest).await;
         wait_endpoints(&client, &ns, "catalog", 3).await;
         let services: Api<Service> = Api::namespaced(client.clone(), &ns);
@@ -300,8 +300,21 @@ async fn the_hpa_scales_up_on_real_cpu_and_every_zone_follows() {
             (z.len() == 3 && desired >= scaled && ready == desired && z.values().all(|(d, ..)| *d >= 1)).then_some(())
         })
         .await;
+        // Without load the pods idle far below the target: after the 30 s stabilization window
+        // the HPA lowers spec.replicas back to its minimum and the extra pods go.
+        let idle = Instant::now();
+        eventually(CONVERGE, "the HPA back at 3 replicas, 3 pods Ready in 3 zones", || async {
+            (api.get("catalog").await.ok()?.spec.replicas == 3).then_some(())?;
+            let z = zones(&api, "catalog").await;
+            let ready: i32 = z.values().map(|(_, r, _)| *r).sum();
+            (z.len() == 3 && ready == 3 && z.values().all(|(d, r, _)| *d == 1 && *r == 1)).then_some(())
+        })
+        .await;
+        wait_endpoints(&client, &ns, "catalog", 3).await;
         eprintln!(
-            "real-CPU HPA: spec.replicas 3 → {scaled} {reaction:?} after the load started ({burns} burns served)"
+            "real-CPU HPA: spec.replicas 3 → {scaled} {reaction:?} after the load started ({burns} burns served); \
+             back to 3 (one per zone) {:?} after it stopped (stabilization window 30 s)",
+            idle.elapsed()
         );
     })
     .await;
@@ -356,7 +369,7 @@ pub(crate) async fn agreed_master(pods: &BTreeMap<String, String>, master_name: 
 }
 
 #[tokio::test]
-async fn the_redis_cache_runs_in_real_pods_and_a_deleted_master_is_replaced() {
+async fn the_redis_cache_runs_in_real_pods_and_a_deleted_master_pod_or_killed_master_process_is_replaced() {
     let _shared = CLUSTER.read().await;
     cluster::with_namespace("real-cache", |client, ns| async move {
         let _operator = Operator::start(&client, &ns, "solo", &[]).await;
@@ -405,8 +418,74 @@ async fn the_redis_cache_runs_in_real_pods_and_a_deleted_master_is_replaced() {
         })
         .await;
         eprintln!("real-pod Redis: master {master} deleted → {new_master} master after {failover:?}; {master} rejoined as a replica after {:?}", deleted.elapsed());
+
+        // The master's redis-server process dies (SIGKILL, as the OOM killer would) while its
+        // pod and Sentinel stay: the kubelet restarts the container at once, empty. A key every
+        // replica acknowledged survives: a replica is promoted and the restarted Redis follows
+        // it instead of taking its role back and wiping the others.
+        let pods = cache_pods(&client, &ns, "catalog").await;
+        let master_ip = pods.get(&new_master).expect("the master is a Ready cache pod").clone();
+        let set = redis(&master_ip, 6379, "SET course:kill survived").await.unwrap_or_default();
+        assert!(set.starts_with("+OK"), "SET on the master: {set:?}");
+        let acked = redis(&master_ip, 6379, "WAIT 2 5000").await.unwrap_or_default();
+        assert!(acked.starts_with(":2"), "both replicas acknowledged the key: {acked:?}");
+        let uid = cache.get(&new_master).await.expect("master pod").metadata.uid.expect("uid");
+        let restarts_before = redis_restarts(&cache, &new_master).await;
+        let pid = kill_redis_server(&uid);
+        let killed = Instant::now();
+        let (promoted, failover) = eventually(CONVERGE, "a replica promoted after the process kill", || async {
+            let pods = cache_pods(&client, &ns, "catalog").await;
+            let others: BTreeMap<String, String> = pods.into_iter().filter(|(p, _)| *p != new_master).collect();
+            Some((agreed_master(&others, master_name).await?, killed.elapsed()))
+        })
+        .await;
+        let rejoined = eventually(CONVERGE, "the restarted Redis back as a replica of the promoted one", || async {
+            (redis_restarts(&cache, &new_master).await > restarts_before).then_some(())?;
+            let pods = cache_pods(&client, &ns, "catalog").await;
+            let role = redis(pods.get(&new_master)?, 6379, "ROLE").await?;
+            (pods.len() == 3 && role.contains("slave") && agreed_master(&pods, master_name).await? == promoted)
+                .then_some(killed.elapsed())
+        })
+        .await;
+        for (pod, ip) in cache_pods(&client, &ns, "catalog").await {
+            let value = eventually(Duration::from_secs(30), "the key on every cache pod", || async {
+                redis(&ip, 6379, "GET course:kill").await.filter(|v| v.contains("survived"))
+            })
+            .await;
+            assert!(value.contains("survived"), "{pod} lost the key: {value:?}");
+        }
+        eprintln!(
+            "real-pod Redis: redis-server (pid {pid}) of master {new_master} killed → {promoted} master after \
+             {failover:?}; the restarted container rejoined as a replica after {rejoined:?}; the key survived on all 3"
+        );
     })
     .await;
+}
+
+/// Restarts of the `redis` container of `pod`.
+async fn redis_restarts(pods: &Api<Pod>, pod: &str) -> i32 {
+    let Ok(pod) = pods.get(pod).await else { return 0 };
+    let statuses = pod.status.and_then(|s| s.container_statuses).unwrap_or_default();
+    statuses.iter().find(|c| c.name == "redis").map_or(0, |c| c.restart_count)
+}
+
+/// SIGKILL of the redis-server process (not the Sentinel) of the pod with `uid`, from this
+/// machine: the real nodes' containers are its processes, in cgroups named after the pod.
+/// Returns the process id.
+fn kill_redis_server(uid: &str) -> u32 {
+    let cgroup_mark = format!("pod{uid}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let read = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
+        if read("comm").trim_end() == "redis-server" && read("cgroup").contains(&cgroup_mark) {
+            found.push(pid);
+        }
+    }
+    assert_eq!(found.len(), 1, "exactly one redis-server process in the cgroups of pod {uid}: {found:?}");
+    let status = Command::new("kill").args(["-KILL", &found[0].to_string()]).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -KILL {}", found[0]);
+    found[0]
 }
 
 /// Every pod the operator renders (app, cache, database members and init Job) is admitted in a
