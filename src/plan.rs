@@ -314,3 +314,45 @@ pub fn plan(cs: &CourseService, zones: &[ZoneHealth], observed: &Observed) -> Re
     }
     Ok(Plan { revision: template.revision, split, rollout: decision, children })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::manifest;
+
+    fn full_stack() -> CourseService {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/samples/full-stack.yaml");
+        manifest::parse(&std::fs::read_to_string(path).expect("read sample")).expect("sample parses")
+    }
+
+    fn has_app_secret(cs: &CourseService, observed: &Observed) -> bool {
+        let app_secret = names::database_app_secret(cs.metadata.name.as_deref().unwrap_or_default());
+        let planned = plan(cs, &[], observed).expect("the sample is valid");
+        planned.children.iter().any(|c| matches!(c, Child::Secret(_)) && c.name() == app_secret)
+    }
+
+    #[test]
+    fn the_app_secret_is_written_from_stored_credentials_once_its_user_exists() {
+        let cs = full_stack();
+        let ctx = Context::new(&cs);
+        let db = cs.spec.database.clone().expect("full-stack has a database");
+        let current_job = render::mongo::init_job(&ctx, &db).metadata.name.expect("job name");
+        let older_job = format!("{}-0badc0de", render::mongo::init_config_map_name(ctx.name));
+        let observed = |unsaved: bool, jobs: &[&str]| Observed {
+            database_credentials: Some(DatabaseCredentials::generate()),
+            database_credentials_unsaved: unsaved,
+            succeeded_jobs: jobs.iter().map(|j| (*j).to_owned()).collect(),
+            ..Observed::default()
+        };
+        assert!(!has_app_secret(&cs, &observed(true, &[])), "credentials not stored yet");
+        assert!(has_app_secret(&cs, &observed(false, &[])), "a new set: published with the credentials");
+        assert!(
+            !has_app_secret(&cs, &observed(false, &[&older_job])),
+            "an existing set: kept as it is until the current Job created the user"
+        );
+        assert!(has_app_secret(&cs, &observed(false, &[&older_job, &current_job])));
+        assert!(!has_app_secret(&cs, &observed(true, &[&current_job])), "never from unsaved credentials");
+    }
+}

@@ -290,7 +290,8 @@ fn reconfigs(set: &str, primary: &str, from: &[Member], to: &[Member], version: 
         .zip(version + 1..)
         .map(|(step, v)| {
             let members: Vec<Value> = step.iter().map(reconfig_member).collect();
-            let doc = json!({ "replSetReconfig": { "_id": set, "members": members, "version": v }, "maxTimeMS": 120000 });
+            let doc =
+                json!({ "replSetReconfig": { "_id": set, "members": members, "version": v }, "maxTimeMS": 120000 });
             (primary.to_owned(), doc)
         })
         .collect()
