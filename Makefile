@@ -14,10 +14,11 @@ CARGO_TEST_THREADS ?= 8
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-deps: ## Install what a fresh machine lacks (rustfmt/clippy, Debian packages, cluster binaries, helm)
+deps: ## Install what a fresh machine lacks (rustfmt/clippy, Debian packages, Redis, mongosh + MockupDB, cluster binaries, helm)
 	rustup component add rustfmt clippy >/dev/null
 	hack/install-deps.sh
 	hack/install-redis.sh
+	hack/install-mongosh.sh
 	hack/build.sh
 
 build: ## Build the operator (debug)
@@ -31,8 +32,8 @@ lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-unit: ## Unit, property, snapshot, packaging, real-Redis and course-app (real Redis, Sentinel, FerretDB) tests (no cluster)
-	cargo test --lib --bins --test offline --test packaging --test data_redis
+unit: ## Unit, property, snapshot, packaging, real-Redis, real-mongosh and course-app (real Redis, Sentinel, FerretDB) tests (no cluster)
+	cargo test --lib --bins --test offline --test packaging --test data_redis --test data_mongo
 	cargo test -p course-app
 
 e2e: build ## E2E tier against the cluster in KUBECONFIG (default: the local one)

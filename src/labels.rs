@@ -25,6 +25,11 @@ pub const ZONE: &str = "microcourses.io/zone";
 /// of the desired one needs no write, which keeps the steady state at zero write requests.
 pub const APPLIED_HASH: &str = "microcourses.io/applied-hash";
 
+/// Annotation (`"true"`) on a Secret of generated credentials: created once, then only
+/// keys a newer version of the operator introduces are added; an existing key is never
+/// changed, because the data it opens would be locked out.
+pub const GENERATED: &str = "microcourses.io/generated";
+
 /// Node label carrying the availability zone.
 pub const TOPOLOGY_ZONE: &str = "topology.kubernetes.io/zone";
 /// Node label carrying the host name; pods are spread over it within a zone.

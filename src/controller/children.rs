@@ -79,12 +79,17 @@ impl ChildStores {
         }
     }
 
-    /// Whether the cluster already has this child as we last applied it. A generated Secret or
-    /// a data volume counts as current as soon as it exists: neither is ever rewritten.
+    /// Whether the cluster already has this child as we last applied it. A data volume counts
+    /// as current as soon as it exists, a generated Secret as soon as it has every key: neither
+    /// is ever rewritten.
     pub fn is_current(&self, namespace: &str, child: &Child) -> bool {
         let Some(meta) = self.meta_of(child.kind(), namespace, child.name()) else { return false };
         match child {
-            Child::Secret(_) | Child::PersistentVolumeClaim(_) => true,
+            Child::Secret(secret) if is_generated(secret) => {
+                let cached = self.secrets.get(&ObjectRef::new(child.name()).within(namespace));
+                cached.is_some_and(|c| missing_keys(secret, &c).is_empty())
+            }
+            Child::PersistentVolumeClaim(_) => true,
             // Replicas are compared too: someone scaling the Deployment by hand is drift.
             Child::Deployment(d) => {
                 let observed = self.deployments.get(&ObjectRef::new(child.name()).within(namespace));
@@ -96,12 +101,30 @@ impl ChildStores {
     }
 }
 
+fn is_generated(secret: &Secret) -> bool {
+    secret.metadata.annotations.as_ref().and_then(|a| a.get(labels::GENERATED)).is_some_and(|v| v == "true")
+}
+
+/// Keys of `desired` that `existing` does not have.
+fn missing_keys(desired: &Secret, existing: &Secret) -> Vec<String> {
+    let have = existing.data.as_ref();
+    desired
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .filter(|k| !have.is_some_and(|d| d.contains_key(*k)))
+        .cloned()
+        .collect()
+}
+
 /// Server-side applies one child under the operator's field manager. Generated Secrets and data
 /// volumes are only ever created: if one already exists (the cache may lag), it is kept as is,
-/// so credentials are never overwritten by a second generation.
+/// so credentials are never overwritten by a second generation; a generated Secret only gets
+/// the keys it lacks.
 pub async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<(), Error> {
     let result = match child {
-        Child::Secret(secret) => create_once(client, namespace, secret.as_ref()).await,
+        Child::Secret(secret) if is_generated(secret) => create_or_add_keys(client, namespace, secret.as_ref()).await,
         Child::PersistentVolumeClaim(claim) => create_once(client, namespace, claim.as_ref()).await,
         _ => each_child!(child, object => patch(client, namespace, object.as_ref()).await),
     };
@@ -123,6 +146,37 @@ where
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
         other => other.map(|_| ()),
     }
+}
+
+/// Creates the generated Secret, or adds the keys an existing one lacks (written by an older
+/// version of the operator). Existing keys are never sent. The patch carries the
+/// resourceVersion the missing keys were computed from, so a Secret changed meanwhile fails
+/// it with a conflict (the reconcile retries on fresh data) instead of being overwritten.
+async fn create_or_add_keys(client: &Client, namespace: &str, desired: &Secret) -> Result<(), kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let params = kube::api::PostParams { field_manager: Some(labels::MANAGER.to_owned()), ..Default::default() };
+    match api.create(&params, desired).await {
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        other => return other.map(|_| ()),
+    }
+    let existing = api.get(&desired.name_any()).await?;
+    let missing = missing_keys(desired, &existing);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let data: serde_json::Map<String, serde_json::Value> = desired
+        .data
+        .iter()
+        .flatten()
+        .filter(|(k, _)| missing.contains(k))
+        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+        .collect();
+    let patch = serde_json::json!({
+        "metadata": { "resourceVersion": existing.metadata.resource_version },
+        "data": data,
+    });
+    let params = PatchParams { field_manager: Some(labels::MANAGER.to_owned()), ..PatchParams::default() };
+    api.patch(&desired.name_any(), &params, &Patch::Merge(&patch)).await.map(|_| ())
 }
 
 async fn patch<K>(client: &Client, namespace: &str, object: &K) -> Result<(), kube::Error>

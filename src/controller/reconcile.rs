@@ -174,9 +174,17 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     let database_credentials = cs.spec.database.as_ref().filter(|d| d.enabled && d.external.is_none()).map(|_| {
         let secret =
             ctx.children.secrets.get(&ObjectRef::new(&mongo::credentials_secret_name(&name)).within(&namespace));
-        // Generated only when no Secret exists; apply creates it once and never overwrites it.
-        secret.and_then(|s| DatabaseCredentials::from_secret(&s)).unwrap_or_else(DatabaseCredentials::generate)
+        // Generated only where the Secret lacks them; apply creates it once, adds missing keys
+        // and never overwrites one.
+        let credentials = secret
+            .as_ref()
+            .and_then(|s| DatabaseCredentials::from_secret(s))
+            .unwrap_or_else(DatabaseCredentials::generate);
+        let unsaved = !secret.is_some_and(|s| credentials.is_stored_in(&s));
+        (credentials, unsaved)
     });
+    let database_credentials_unsaved = database_credentials.as_ref().is_some_and(|(_, unsaved)| *unsaved);
+    let database_credentials = database_credentials.map(|(credentials, _)| credentials);
     // The canary analysis check is the one network call besides the API: made only when due.
     let previous = cs.status.as_ref().and_then(|s| s.rollout.as_ref());
     let analysis = match crate::rollout::analysis_due(&cs.spec.strategy, previous, &new_revision, now) {
@@ -194,6 +202,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         statefulsets: observed_statefulsets(&ctx.children, &namespace, &uid),
         succeeded_jobs: succeeded_jobs(&ctx.children, &namespace, &uid),
         database_credentials,
+        database_credentials_unsaved,
         external_database,
         action,
         now: Some(now),

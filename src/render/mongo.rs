@@ -42,10 +42,17 @@ pub const DATABASE_ROLE_LABEL: &str = "microcourses.io/database-role";
 /// Member `_id` of the arbiter: fixed, because MongoDB never lets a member's `_id` change and
 /// the data members' ids follow their ordinals (0..=49).
 pub const ARBITER_MEMBER_ID: u32 = 100;
+/// The application's user, created by the init Job: `readWrite` on [`APP_DATABASE`] only.
+pub const APP_USERNAME: &str = "course-app";
+/// The course database, the only one the application's user may read and write. The course
+/// app's default too; the connection string names it, so the app uses it whatever its default.
+pub const APP_DATABASE: &str = "microcourses";
 /// Keys of the credentials Secret.
 pub const KEYFILE_KEY: &str = "keyfile";
 pub const USERNAME_KEY: &str = "username";
 pub const PASSWORD_KEY: &str = "password";
+pub const APP_USERNAME_KEY: &str = "app-username";
+pub const APP_PASSWORD_KEY: &str = "app-password";
 
 /// The init Job's planner (pure, also run by the unit tests under node).
 pub const SCRIPT_PLAN: &str = include_str!("scripts/mongo-plan.js");
@@ -83,7 +90,7 @@ const BACKUP_VOLUME: &str = "backup";
 const BACKUP_MOUNT: &str = "/backup";
 const REPLICA_SET_FILE: &str = "replica-set.json";
 
-/// Secret `<name>-db-credentials`: keyfile and root user.
+/// Secret `<name>-db-credentials`: keyfile, root user (for the Jobs) and application user.
 pub fn credentials_secret_name(name: &str) -> String {
     format!("{name}-db-credentials")
 }
@@ -114,8 +121,10 @@ pub fn replica_set_name(name: &str) -> String {
 pub struct DatabaseCredentials {
     /// Shared secret the members authenticate each other with (base64 alphabet, 756 chars).
     pub keyfile: String,
-    /// Password of the root user `admin`.
+    /// Password of the root user `admin`: only the init and backup Jobs use it.
     pub admin_password: String,
+    /// Password of the application's user [`APP_USERNAME`].
+    pub app_password: String,
 }
 
 impl std::fmt::Debug for DatabaseCredentials {
@@ -123,6 +132,7 @@ impl std::fmt::Debug for DatabaseCredentials {
         f.debug_struct("DatabaseCredentials")
             .field("keyfile", &format_args!("<redacted, {} chars>", self.keyfile.len()))
             .field("admin_password", &format_args!("<redacted>"))
+            .field("app_password", &format_args!("<redacted>"))
             .finish()
     }
 }
@@ -136,31 +146,54 @@ impl DatabaseCredentials {
         let mut draw = |alphabet: &[u8], len: usize| -> String {
             (0..len).map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())])).collect()
         };
-        Self { keyfile: draw(BASE64_ALPHABET, KEYFILE_LEN), admin_password: draw(ALPHANUMERIC, PASSWORD_LEN) }
+        Self {
+            keyfile: draw(BASE64_ALPHABET, KEYFILE_LEN),
+            admin_password: draw(ALPHANUMERIC, PASSWORD_LEN),
+            app_password: draw(ALPHANUMERIC, PASSWORD_LEN),
+        }
     }
 
     /// The credentials stored in an existing credentials Secret, to render the application
-    /// Secret with the password the members already use.
+    /// Secret with the passwords the members already use. `None` without a keyfile or root
+    /// password: nothing can be kept. A Secret written by an operator version before the
+    /// application user has neither app key: the app password is generated here and
+    /// [`Self::is_stored_in`] says it still has to be added (the keyfile and root password
+    /// are kept as they are).
     pub fn from_secret(secret: &Secret) -> Option<Self> {
         let data = secret.data.as_ref()?;
         let text = |key: &str| data.get(key).and_then(|b| String::from_utf8(b.0.clone()).ok());
-        Some(Self { keyfile: text(KEYFILE_KEY)?, admin_password: text(PASSWORD_KEY)? })
+        let (keyfile, admin_password) = (text(KEYFILE_KEY)?, text(PASSWORD_KEY)?);
+        let app_password = text(APP_PASSWORD_KEY).unwrap_or_else(|| Self::generate().app_password);
+        Some(Self { keyfile, admin_password, app_password })
+    }
+
+    /// Whether `secret` holds exactly these credentials under every key
+    /// [`credentials_secret`] writes: then whatever is derived from them (the application's
+    /// connection string) names passwords the database knows or will know.
+    pub fn is_stored_in(&self, secret: &Secret) -> bool {
+        let expected = credentials_data(self);
+        secret.data.as_ref().is_some_and(|data| expected.iter().all(|(k, v)| data.get(k) == Some(v)))
     }
 }
 
-/// Secret `<name>-db-credentials` with `keyfile`, `username` and `password`. The controller
-/// creates it once and never updates or deletes it: losing it locks the members out.
+fn credentials_data(creds: &DatabaseCredentials) -> BTreeMap<String, ByteString> {
+    BTreeMap::from([
+        (KEYFILE_KEY.to_owned(), ByteString(creds.keyfile.clone().into_bytes())),
+        (USERNAME_KEY.to_owned(), ByteString(ADMIN_USERNAME.as_bytes().to_vec())),
+        (PASSWORD_KEY.to_owned(), ByteString(creds.admin_password.clone().into_bytes())),
+        (APP_USERNAME_KEY.to_owned(), ByteString(APP_USERNAME.as_bytes().to_vec())),
+        (APP_PASSWORD_KEY.to_owned(), ByteString(creds.app_password.clone().into_bytes())),
+    ])
+}
+
+/// Secret `<name>-db-credentials` with `keyfile`, the root user (`username`, `password`) and
+/// the application user (`app-username`, `app-password`). The controller creates it once and
+/// never changes or deletes a key: losing it locks the members out. Keys a newer version adds
+/// are added to an existing Secret.
 pub fn credentials_secret(ctx: &Context<'_>, creds: &DatabaseCredentials) -> Secret {
-    Secret {
-        metadata: ctx.meta(credentials_secret_name(ctx.name), Component::Database, BTreeMap::new()),
-        type_: Some("Opaque".to_owned()),
-        data: Some(BTreeMap::from([
-            (KEYFILE_KEY.to_owned(), ByteString(creds.keyfile.clone().into_bytes())),
-            (USERNAME_KEY.to_owned(), ByteString(ADMIN_USERNAME.as_bytes().to_vec())),
-            (PASSWORD_KEY.to_owned(), ByteString(creds.admin_password.clone().into_bytes())),
-        ])),
-        ..Secret::default()
-    }
+    let mut metadata = ctx.meta(credentials_secret_name(ctx.name), Component::Database, BTreeMap::new());
+    metadata.annotations.get_or_insert_default().insert(labels::GENERATED.to_owned(), "true".to_owned());
+    Secret { metadata, type_: Some("Opaque".to_owned()), data: Some(credentials_data(creds)), ..Secret::default() }
 }
 
 fn namespace<'a>(ctx: &Context<'a>) -> &'a str {
@@ -184,14 +217,19 @@ fn arbiter_host(ctx: &Context<'_>) -> String {
     format!("{host}:{MONGO_PORT}")
 }
 
-/// Connection string of the application: every data member as seed, the replica set, the
-/// root user. The password is alphanumeric, so it needs no escaping.
+/// `host:27017` of every data member, comma-separated: the seed list.
+fn seed_list(ctx: &Context<'_>, db: &DatabaseSpec) -> String {
+    (0..db.members).map(|i| member_host(ctx, i)).collect::<Vec<_>>().join(",")
+}
+
+/// Connection string of the application: every data member as seed, the course database,
+/// the replica set, the application's user (never root; it is defined in `admin`). The
+/// password is alphanumeric, so it needs no escaping.
 pub fn connection_uri(ctx: &Context<'_>, db: &DatabaseSpec, creds: &DatabaseCredentials) -> String {
-    let hosts: Vec<String> = (0..db.members).map(|i| member_host(ctx, i)).collect();
     format!(
-        "mongodb://{ADMIN_USERNAME}:{}@{}/?replicaSet={}&authSource=admin",
-        creds.admin_password,
-        hosts.join(","),
+        "mongodb://{APP_USERNAME}:{}@{}/{APP_DATABASE}?replicaSet={}&authSource=admin",
+        creds.app_password,
+        seed_list(ctx, db),
         replica_set_name(ctx.name)
     )
 }
@@ -780,6 +818,9 @@ pub fn init_job(ctx: &Context<'_>, db: &DatabaseSpec) -> Job {
             env_value("WAIT_SECONDS", 900),
             env_secret("ADMIN_USERNAME", credentials_secret_name(ctx.name), USERNAME_KEY),
             env_secret("ADMIN_PASSWORD", credentials_secret_name(ctx.name), PASSWORD_KEY),
+            env_value("APP_DATABASE", APP_DATABASE),
+            env_secret("APP_USERNAME", credentials_secret_name(ctx.name), APP_USERNAME_KEY),
+            env_secret("APP_PASSWORD", credentials_secret_name(ctx.name), APP_PASSWORD_KEY),
         ]),
         resources: Some(resources("50m", "128Mi", "512Mi")),
         security_context: Some(security::container()),
@@ -852,11 +893,12 @@ pub fn backup_cron_job(ctx: &Context<'_>, db: &DatabaseSpec, backup: &BackupSpec
             env_value("HOME", "/tmp"),
             env_value("KEEP", backup.keep),
             env_value("BACKUP_DIR", BACKUP_MOUNT),
-            env_secret(
-                super::deployment::env_names::MONGODB_URI,
-                names::database_app_secret(ctx.name),
-                names::DATABASE_URI_KEY,
-            ),
+            // Root, not the application's user: a dump with the oplog reads every database
+            // and the oplog, which readWrite on the course database does not allow.
+            env_value("MONGODB_HOSTS", seed_list(ctx, db)),
+            env_value("REPLICA_SET", replica_set_name(ctx.name)),
+            env_secret("MONGODB_USERNAME", credentials_secret_name(ctx.name), USERNAME_KEY),
+            env_secret("MONGODB_PASSWORD", credentials_secret_name(ctx.name), PASSWORD_KEY),
         ]),
         resources: Some(resources("100m", "256Mi", "1Gi")),
         security_context: Some(security::container()),
@@ -972,7 +1014,11 @@ mod tests {
 
     /// Obviously fake, fixed credentials so snapshots are stable.
     fn fake_credentials() -> DatabaseCredentials {
-        DatabaseCredentials { keyfile: "K".repeat(KEYFILE_LEN), admin_password: "P".repeat(PASSWORD_LEN) }
+        DatabaseCredentials {
+            keyfile: "K".repeat(KEYFILE_LEN),
+            admin_password: "P".repeat(PASSWORD_LEN),
+            app_password: "A".repeat(PASSWORD_LEN),
+        }
     }
 
     fn voters(members: &[Member]) -> usize {
@@ -1024,8 +1070,11 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.keyfile.len(), 756);
         assert!(a.keyfile.bytes().all(|c| BASE64_ALPHABET.contains(&c)));
-        assert_eq!(a.admin_password.len(), 32);
-        assert!(a.admin_password.bytes().all(|c| c.is_ascii_alphanumeric()));
+        for password in [&a.admin_password, &a.app_password] {
+            assert_eq!(password.len(), 32);
+            assert!(password.bytes().all(|c| c.is_ascii_alphanumeric()));
+        }
+        assert_ne!(a.admin_password, a.app_password);
     }
 
     #[test]
@@ -1033,6 +1082,7 @@ mod tests {
         let creds = DatabaseCredentials::generate();
         let printed = format!("{creds:?} {creds:#?}");
         assert!(!printed.contains(&creds.admin_password));
+        assert!(!printed.contains(&creds.app_password));
         assert!(!printed.contains(&creds.keyfile[..16]));
         assert!(printed.contains("redacted"));
     }
@@ -1044,23 +1094,106 @@ mod tests {
         let creds = DatabaseCredentials::generate();
         let secret = credentials_secret(&ctx, &creds);
         assert_eq!(secret.metadata.name.as_deref(), Some("academy-db-credentials"));
-        assert_eq!(DatabaseCredentials::from_secret(&secret), Some(creds));
+        assert_eq!(DatabaseCredentials::from_secret(&secret).as_ref(), Some(&creds));
+        assert!(creds.is_stored_in(&secret));
     }
 
     #[test]
-    fn application_uri_lists_every_data_member() {
+    fn a_secret_from_before_the_application_user_keeps_root_and_keyfile_and_gains_an_app_password() {
         let cs = full_stack();
         let ctx = Context::new(&cs);
-        let uri = connection_uri(&ctx, &database(3, false), &fake_credentials());
-        let password = "P".repeat(32);
+        let creds = DatabaseCredentials::generate();
+        let mut old = credentials_secret(&ctx, &creds);
+        let data = old.data.as_mut().expect("data");
+        data.remove(APP_USERNAME_KEY);
+        data.remove(APP_PASSWORD_KEY);
+
+        let read = DatabaseCredentials::from_secret(&old).expect("root and keyfile are enough");
+        assert_eq!((&read.keyfile, &read.admin_password), (&creds.keyfile, &creds.admin_password));
+        assert_eq!(read.app_password.len(), PASSWORD_LEN);
+        assert_ne!(read.app_password, creds.app_password, "generated anew, not guessed");
+        assert!(!read.is_stored_in(&old), "the app keys still have to be added");
+
+        // What the operator then adds: exactly the two missing keys; the old ones unchanged.
+        let desired = credentials_secret(&ctx, &read);
+        let desired_data = desired.data.expect("data");
+        for (key, value) in old.data.as_ref().expect("data") {
+            assert_eq!(desired_data.get(key), Some(value), "{key} kept");
+        }
+        assert_eq!(desired_data.len(), old.data.as_ref().map_or(0, BTreeMap::len) + 2);
+        assert_eq!(desired_data.get(APP_USERNAME_KEY).map(|b| b.0.as_slice()), Some(APP_USERNAME.as_bytes()));
+
+        let mut no_root = credentials_secret(&ctx, &creds);
+        no_root.data.as_mut().expect("data").remove(PASSWORD_KEY);
+        assert_eq!(DatabaseCredentials::from_secret(&no_root), None, "root is never made up");
+    }
+
+    #[test]
+    fn the_credentials_secret_is_marked_generated_and_the_app_secret_is_not() {
+        let cs = full_stack();
+        let ctx = Context::new(&cs);
+        let generated = |s: &Secret| s.metadata.annotations.as_ref().and_then(|a| a.get(labels::GENERATED)).cloned();
+        assert_eq!(generated(&credentials_secret(&ctx, &fake_credentials())).as_deref(), Some("true"));
+        assert_eq!(generated(&app_secret(&ctx, &database(3, false), &fake_credentials())), None);
+    }
+
+    #[test]
+    fn application_uri_names_the_app_user_and_every_data_member_never_root() {
+        let cs = full_stack();
+        let ctx = Context::new(&cs);
+        let creds = fake_credentials();
+        let uri = connection_uri(&ctx, &database(3, false), &creds);
+        let password = "A".repeat(32);
         assert_eq!(
             uri,
             format!(
-                "mongodb://admin:{password}@academy-db-0.academy-db-headless.default.svc.cluster.local:27017,\
+                "mongodb://course-app:{password}@academy-db-0.academy-db-headless.default.svc.cluster.local:27017,\
                  academy-db-1.academy-db-headless.default.svc.cluster.local:27017,\
                  academy-db-2.academy-db-headless.default.svc.cluster.local:27017/\
-                 ?replicaSet=academy-db&authSource=admin"
+                 microcourses?replicaSet=academy-db&authSource=admin"
             )
+        );
+        assert!(!uri.contains(&creds.admin_password) && !uri.contains(&format!("//{ADMIN_USERNAME}:")));
+    }
+
+    #[test]
+    fn only_the_jobs_get_root_and_the_init_job_gets_the_app_user_from_the_credentials_secret() {
+        let cs = full_stack();
+        let ctx = Context::new(&cs);
+        let mut db = database(3, false);
+        db.backup = cs.spec.database.as_ref().and_then(|d| d.backup.clone());
+        let creds_secret = credentials_secret_name(ctx.name);
+        let secret_refs = |env: &[EnvVar]| -> BTreeMap<String, (String, String)> {
+            env.iter()
+                .filter_map(|e| {
+                    let r = e.value_from.as_ref()?.secret_key_ref.as_ref()?;
+                    Some((e.name.clone(), (r.name.clone(), r.key.clone())))
+                })
+                .collect()
+        };
+        let container_env = |pod: Option<PodSpec>| pod.map(|p| p.containers[0].env.clone().unwrap_or_default());
+        let init = container_env(init_job(&ctx, &db).spec.and_then(|s| s.template.spec)).expect("init pod");
+        let backup = db.backup.as_ref().expect("full-stack has backups");
+        let dump =
+            container_env(backup_cron_job(&ctx, &db, backup).spec.job_template.spec.and_then(|s| s.template.spec))
+                .expect("backup pod");
+        let entry = |key: &str| (creds_secret.clone(), key.to_owned());
+        assert_eq!(
+            secret_refs(&init),
+            BTreeMap::from([
+                ("ADMIN_USERNAME".to_owned(), entry(USERNAME_KEY)),
+                ("ADMIN_PASSWORD".to_owned(), entry(PASSWORD_KEY)),
+                ("APP_USERNAME".to_owned(), entry(APP_USERNAME_KEY)),
+                ("APP_PASSWORD".to_owned(), entry(APP_PASSWORD_KEY)),
+            ])
+        );
+        assert!(init.iter().any(|e| e.name == "APP_DATABASE" && e.value.as_deref() == Some(APP_DATABASE)));
+        assert_eq!(
+            secret_refs(&dump),
+            BTreeMap::from([
+                ("MONGODB_USERNAME".to_owned(), entry(USERNAME_KEY)),
+                ("MONGODB_PASSWORD".to_owned(), entry(PASSWORD_KEY)),
+            ])
         );
     }
 
@@ -1255,6 +1388,9 @@ mod tests {
             "desired": desired,
             "username": ADMIN_USERNAME,
             "password": "P".repeat(PASSWORD_LEN),
+            "appUsername": APP_USERNAME,
+            "appPassword": "A".repeat(PASSWORD_LEN),
+            "appDatabase": APP_DATABASE,
             "alive": alive,
             "initiated": initiated,
             "primary": initiated.as_ref().map(|c| hosts_of(c)[0].clone()),
@@ -1272,12 +1408,23 @@ mod tests {
         let expected: Vec<Member> = serde_json::from_value(desired["members"].clone()).expect("members");
         assert_eq!(final_members(&report), expected);
 
-        let rerun = simulate(scenario(&desired, &hosts, Some(report["config"].clone())));
+        let app_user = serde_json::json!({
+            "admin.course-app": {
+                "user": APP_USERNAME, "db": "admin", "pwd": "A".repeat(PASSWORD_LEN),
+                "roles": [{ "role": "readWrite", "db": APP_DATABASE }],
+            }
+        });
+        assert_eq!(report["users"], app_user, "the app user exists after the first run");
+
+        let mut again = scenario(&desired, &hosts, Some(report["config"].clone()));
+        again["users"] = app_user.clone();
+        let rerun = simulate(again);
         assert_eq!(
             (rerun["exitCode"].clone(), rerun["initiates"].clone(), rerun["reconfigs"].clone()),
             (0.into(), 0.into(), 0.into()),
             "{rerun:#}"
         );
+        assert_eq!(rerun["users"], app_user, "a rerun leaves the user as it is");
     }
 
     #[test]
@@ -1351,7 +1498,10 @@ mod tests {
             command
                 .args(["-c", SCRIPT_BACKUP])
                 .env("PATH", path)
-                .env("MONGODB_URI", "mongodb://example")
+                .env("MONGODB_HOSTS", "db-0:27017,db-1:27017")
+                .env("REPLICA_SET", "db")
+                .env("MONGODB_USERNAME", "admin")
+                .env("MONGODB_PASSWORD", "secret")
                 .env("KEEP", "3")
                 .env("BACKUP_DIR", &backups);
             if fail {

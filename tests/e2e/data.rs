@@ -152,6 +152,70 @@ async fn cache_and_database_come_up_stay_stable_scale_safely_and_keep_their_data
     .await;
 }
 
+/// Upgrade from a version without the application user: a credentials Secret with only the
+/// keyfile and root keeps both and gains the app keys; the app's connection string names the
+/// app user with the generated password, never root; no generated value appears in the
+/// operator's log, the namespace's Events or the CourseService's status.
+#[tokio::test]
+async fn the_app_connects_as_its_own_user_and_generated_secrets_stay_out_of_log_events_and_status() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("data-user", |client, ns| async move {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let (keyfile, root) = ("k".repeat(756), "OldRootPassword0123456789abcdefg".to_owned());
+        cluster::apply(
+            &secrets,
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "academy-db-credentials", "namespace": ns,
+                             "labels": {"app.kubernetes.io/managed-by": "course-operator",
+                                        "app.kubernetes.io/instance": "academy"}},
+                "stringData": {"keyfile": keyfile, "username": "admin", "password": root},
+            }),
+        )
+        .await;
+        let operator = Operator::start(&client, &ns, "first", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        cluster::apply(&api, course(&ns, 3)).await;
+
+        let text = |s: &Secret, key: &str| {
+            s.data.as_ref().and_then(|d| d.get(key)).and_then(|b| String::from_utf8(b.0.clone()).ok())
+        };
+        let app_password = eventually(CONVERGE, "app keys added to the old credentials Secret", || async {
+            text(&secrets.get("academy-db-credentials").await.ok()?, "app-password")
+        })
+        .await;
+        let credentials = secrets.get("academy-db-credentials").await.expect("credentials");
+        assert_eq!(text(&credentials, "keyfile"), Some(keyfile), "keyfile changed");
+        assert_eq!(text(&credentials, "password"), Some(root.clone()), "root password changed");
+        assert_eq!(text(&credentials, "app-username").as_deref(), Some("course-app"));
+        assert_eq!(app_password.len(), 32);
+
+        let uri = eventually(CONVERGE, "the app Secret", || async {
+            text(&secrets.get_opt("academy-db-app").await.ok()??, "uri")
+        })
+        .await;
+        assert!(uri.starts_with(&format!("mongodb://course-app:{app_password}@")), "not the app user: {uri}");
+        assert!(uri.contains("/microcourses?") && !uri.contains(&root), "{uri}");
+        eventually(CONVERGE, "database initialized", || async {
+            api.get("academy").await.ok()?.status?.database?.initialized.then_some(())
+        })
+        .await;
+
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+        let events = serde_json::to_string(&events.list(&ListParams::default()).await.expect("events").items)
+            .expect("events JSON");
+        let status = serde_json::to_string(&api.get("academy").await.expect("CR").status).expect("status JSON");
+        let log = operator.log();
+        for (what, text) in [("Events", &events), ("status", &status), ("operator log", &log)] {
+            for secret in [&app_password, &root] {
+                assert!(!text.contains(secret.as_str()), "a generated or root password in the {what}");
+            }
+        }
+        drop(operator);
+    })
+    .await;
+}
+
 /// An external database: nothing runs until its connection-string Secret key exists (the
 /// operator does not watch user Secrets, so it looks again on its own), then the app runs with
 /// `MONGODB_URI` from that key and no database object is rendered.

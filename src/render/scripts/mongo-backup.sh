@@ -1,17 +1,24 @@
 #!/bin/sh
 # One scheduled backup: mongodump of the whole replica set (with the oplog, so the archive is
 # a consistent point in time) into /backup, then keep only the newest $KEEP archives.
-# Environment: MONGODB_URI (from the application Secret), KEEP, BACKUP_DIR.
+# Environment: MONGODB_HOSTS (host:port,...), REPLICA_SET, MONGODB_USERNAME and
+# MONGODB_PASSWORD (root, from the credentials Secret: the application's user may not read the
+# oplog), KEEP, BACKUP_DIR.
 set -eu
-: "${MONGODB_URI:?MONGODB_URI is required}"
+: "${MONGODB_HOSTS:?MONGODB_HOSTS is required}"
+: "${REPLICA_SET:?REPLICA_SET is required}"
+: "${MONGODB_USERNAME:?MONGODB_USERNAME is required}"
+: "${MONGODB_PASSWORD:?MONGODB_PASSWORD is required}"
 : "${KEEP:?KEEP is required}"
 BACKUP_DIR=${BACKUP_DIR:-/backup}
+# The generated password is alphanumeric: no escaping needed in the URI.
+uri="mongodb://$MONGODB_USERNAME:$MONGODB_PASSWORD@$MONGODB_HOSTS/?replicaSet=$REPLICA_SET&authSource=admin"
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 archive="$BACKUP_DIR/$stamp.archive.gz"
 # Written under a temporary name: a failed or interrupted dump never counts as a backup, so
 # it can never push a good one out of the newest $KEEP.
-mongodump --uri "$MONGODB_URI" --oplog --gzip --archive="$archive.partial"
+mongodump --uri "$uri" --oplog --gzip --archive="$archive.partial"
 mv "$archive.partial" "$archive"
 echo "backup written: $archive ($(du -h "$archive" | cut -f1))"
 

@@ -1,13 +1,13 @@
 // Test harness, not shipped: runs mongo-init.js under node against a simulated replica set
 // that enforces the MongoDB rules the script relies on (one voting member changed per
 // reconfig, version + 1, a primary cannot remove itself, at most 7 voters, priority needs a
-// vote, _id fixed per host, initiate once). It checks the script's control flow, not MongoDB:
+// vote, _id fixed per host, initiate once, users written on the primary only). It checks the script's control flow, not MongoDB:
 // the real server is not available to the tests.
 //
 //   node mongo-init-sim.js <scenario.json>
 // scenario: { desired, username, password, alive: [host], initiated: config|null,
 //             primary: host|null, setName?: string, waitSeconds }
-// prints { exitCode, config, primary, reconfigs, stepDowns, initiates, log }
+// prints { exitCode, config, primary, reconfigs, stepDowns, initiates, users, log }
 'use strict';
 
 const fs = require('fs');
@@ -27,6 +27,7 @@ const state = {
   reconfigs: 0,
   stepDowns: 0,
   initiates: 0,
+  users: scenario.users || {},
 };
 const log = [];
 let clock = 0;
@@ -91,6 +92,18 @@ function execute(host, authenticated, command) {
     state.stepDowns += 1;
     state.primary = electFrom(state.config, host);
     throw new ServerError('connection closed by step down');
+  }
+  if (name === 'usersInfo') {
+    const wanted = command.usersInfo;
+    const user = state.users[`${wanted.db}.${wanted.user}`];
+    return { ok: 1, users: user ? [{ user: user.user, db: user.db, roles: user.roles }] : [] };
+  }
+  if (name === 'createUser' || name === 'updateUser') {
+    const key = `admin.${command[name]}`;
+    if (name === 'createUser' && state.users[key]) throw new ServerError('user already exists');
+    if (name === 'updateUser' && !state.users[key]) throw new ServerError('user not found');
+    state.users[key] = { user: command[name], db: 'admin', roles: command.roles, pwd: command.pwd };
+    return { ok: 1 };
   }
   if (name === 'replSetReconfig') {
     const next = command.replSetReconfig;
@@ -160,6 +173,9 @@ const sandbox = {
       REPLICA_SET_CONFIG: configPath,
       ADMIN_USERNAME: scenario.username,
       ADMIN_PASSWORD: scenario.password,
+      APP_USERNAME: scenario.appUsername,
+      APP_PASSWORD: scenario.appPassword,
+      APP_DATABASE: scenario.appDatabase,
       WAIT_SECONDS: String(scenario.waitSeconds || 30),
     },
   },
@@ -192,6 +208,7 @@ process.stdout.write(
     reconfigs: state.reconfigs,
     stepDowns: state.stepDowns,
     initiates: state.initiates,
+    users: state.users,
     log,
   }),
 );

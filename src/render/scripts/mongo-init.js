@@ -1,5 +1,6 @@
 // Initiates the MongoDB replica set, then keeps its members equal to the rendered config,
-// one member per reconfig as MongoDB requires. Run by the `<name>-db-init-<hash>` Job with
+// one member per reconfig as MongoDB requires, and makes sure the application's user exists
+// with its password and only its role. Run by the `<name>-db-init-<hash>` Job with
 //   mongosh --nodb --norc --quiet mongo-init.js
 // Idempotent: a run against a set that already matches changes nothing.
 //
@@ -9,6 +10,8 @@
 //   ADMIN_USERNAME, ADMIN_PASSWORD   the root user the image's entrypoint created on every
 //                       member at its first start (MONGO_INITDB_ROOT_*): a Job cannot use the
 //                       localhost exception, so the user must exist before the set does
+//   APP_USERNAME, APP_PASSWORD, APP_DATABASE   the application's user, created (or updated)
+//                       in `admin` with readWrite on APP_DATABASE and nothing else
 //   WAIT_SECONDS        how long to wait without progress (members answering, a primary, a
 //                       new member finishing its initial sync) before failing the Job
 //
@@ -22,7 +25,15 @@ function courseInit() {
   const desired = JSON.parse(fs.readFileSync(process.env.REPLICA_SET_CONFIG, 'utf8'));
   const username = process.env.ADMIN_USERNAME;
   const password = process.env.ADMIN_PASSWORD;
+  const app = {
+    user: process.env.APP_USERNAME,
+    password: process.env.APP_PASSWORD,
+    database: process.env.APP_DATABASE,
+  };
   const waitMillis = Number(process.env.WAIT_SECONDS || '900') * 1000;
+  if (!username || !password || !app.user || !app.password || !app.database) {
+    fail('ADMIN_USERNAME, ADMIN_PASSWORD, APP_USERNAME, APP_PASSWORD and APP_DATABASE are required');
+  }
   const hosts = desired.members.map((m) => m.host);
 
   function logLine(message) {
@@ -70,7 +81,10 @@ function courseInit() {
     const conn = connectTo(host, false);
     if (!conn) return null;
     try {
-      return adminCommand(conn, { hello: 1 });
+      // Assigned before returning: mongosh awaits a call only as a statement of its own, and a
+      // `return` of the pending call would let `finally` close the connection under it.
+      const reply = adminCommand(conn, { hello: 1 });
+      return reply;
     } catch (e) {
       return null;
     } finally {
@@ -112,6 +126,27 @@ function courseInit() {
     return removed.concat(added, changed).join(', ') || 'tags';
   }
 
+  // The application's user: readWrite on its database only, defined in `admin` (the
+  // connection string says authSource=admin). Created when missing, otherwise given the
+  // current password and exactly these roles, so a rerun converges whatever was changed by
+  // hand. On the primary, acknowledged by a majority so a failover cannot lose it.
+  function ensureAppUser(primary) {
+    const conn = connectTo(primary, true);
+    if (!conn) fail(`cannot connect to the primary ${primary}`);
+    const roles = [{ role: 'readWrite', db: app.database }];
+    const writeConcern = { w: 'majority', wtimeout: 60000 };
+    const found = adminCommand(conn, { usersInfo: { user: app.user, db: 'admin' } }).users;
+    if (found.length === 0) {
+      adminCommand(conn, { createUser: app.user, pwd: app.password, roles, writeConcern });
+      logLine(`created user ${app.user} (readWrite on ${app.database})`);
+    } else {
+      adminCommand(conn, { updateUser: app.user, pwd: app.password, roles, writeConcern });
+      logLine(`updated user ${app.user} (password, readWrite on ${app.database})`);
+    }
+    closeQuietly(conn);
+    return 0;
+  }
+
   // 1. Every desired member answers (rs.initiate and a reconfig adding a member both need it).
   const hellos = waitFor('answer from every member', () => {
     const replies = hosts.map(helloOf);
@@ -131,7 +166,7 @@ function courseInit() {
     closeQuietly(conn);
     const primary = waitFor('primary after initiation', primaryHost);
     logLine(`initiated; primary ${primary}`);
-    return 0;
+    return ensureAppUser(primary);
   }
 
   // 3. An existing set: walk to the desired members one reconfig at a time. Without a
@@ -149,9 +184,9 @@ function courseInit() {
     const current = adminCommand(conn, { replSetGetConfig: 1 }).config;
     const steps = plan.planSteps(current.members, desired.members);
     if (steps.length === 0) {
-      logLine(`members match the desired config (version ${current.version}); nothing to do`);
+      logLine(`members match the desired config (version ${current.version})`);
       closeQuietly(conn);
-      return 0;
+      return ensureAppUser(primary);
     }
     const next = steps[0];
     if (!next.some((m) => m.host === primary)) {
