@@ -334,7 +334,7 @@ mod tests {
 
     fn has_app_secret(cs: &CourseService, observed: &Observed) -> bool {
         let app_secret = names::database_app_secret(cs.metadata.name.as_deref().unwrap_or_default());
-        let planned = plan(cs, &[], observed).expect("the sample is valid");
+        let planned = plan(cs, &[], observed, &Images::default()).expect("the sample is valid");
         planned.children.iter().any(|c| matches!(c, Child::Secret(_)) && c.name() == app_secret)
     }
 

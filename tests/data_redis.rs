@@ -296,7 +296,8 @@ fn a_master_redis_process_restarted_at_once_waits_for_the_failover_instead_of_wi
     for ordinal in 0..replicas {
         cluster.start(ordinal);
     }
-    let master = wait_for("the Sentinels to agree on a master", Duration::from_secs(20), || cluster.agreed_master(&all));
+    let master =
+        wait_for("the Sentinels to agree on a master", Duration::from_secs(20), || cluster.agreed_master(&all));
     wait_for("Sentinels to discover each other and the replicas", Duration::from_secs(30), || {
         cluster.sentinels_settled(&all).then_some(())
     });
