@@ -117,6 +117,9 @@ options:
   # renewal, as on a cloud cluster (kwokctl's default heartbeat factor of 5 would make it
   # 200 s); the kwok controller renews the simulated nodes' 40 s Leases well within that.
   heartbeatFactor: 1
+  # Writes to the kinds the operator writes go to logs/audit.log with the client's user agent:
+  # the fence test reads which replica wrote what (hack/kwok/audit-policy.yaml).
+  kubeAuditPolicy: $HACK_DIR/kwok/audit-policy.yaml
   # in-cluster clients dial the kubernetes Service's address (KUBERNETES_SERVICE_HOST)
   kubeApiserverCertSANs:
   - 10.0.0.1
@@ -159,6 +162,11 @@ componentsPatches:
   - key: bind-address
     value: 0.0.0.0
     override: true
+  # the audit log stays bounded over long benchmark runs
+  - key: audit-log-maxsize
+    value: "200"
+  - key: audit-log-maxbackup
+    value: "1"
 - name: kube-controller-manager
   extraArgs:
   # CSR signing (kwokctl already passes the service-account key and root CA)

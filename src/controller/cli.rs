@@ -58,6 +58,11 @@ pub struct RunArgs {
     pub unschedulable_zone_retry_seconds: u64,
     #[command(flatten)]
     pub images: crate::render::Images,
+    /// Tests only: keep believing this replica leads for this long after the Lease says
+    /// otherwise, so the write fence is all that stands between a stale leader and the
+    /// apiserver (the e2e test proves it holds every write back).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub test_delay_step_down_seconds: u64,
 }
 
 pub(super) fn init_tracing(args: &RunArgs) -> anyhow::Result<()> {

@@ -32,6 +32,8 @@ pub struct Election {
     pub lease_name: String,
     pub identity: String,
     pub duration_seconds: u64,
+    /// Tests only (zero otherwise): how long a lost lead goes unnoticed.
+    pub step_down_delay: Duration,
 }
 
 /// What the controller sees of the election.
@@ -66,7 +68,7 @@ pub fn start(client: Client, election: Election, metrics: Arc<Metrics>) -> Leade
         };
         joined_tx.send_replace(true);
         info!(identity = %election.identity, lease = %election.lease_name, "joined the leader election");
-        campaign(manager, &metrics, &leader_tx).await;
+        campaign(manager, &metrics, &leader_tx, election.step_down_delay).await;
     });
     Leadership { leader, joined, task }
 }
@@ -106,7 +108,7 @@ async fn join(
 
 /// Acquires and renews the Lease, publishing every change, until nobody listens; then
 /// releases it so a standby takes over at once.
-async fn campaign(manager: LeaseManager, metrics: &Metrics, leader: &watch::Sender<bool>) {
+async fn campaign(manager: LeaseManager, metrics: &Metrics, leader: &watch::Sender<bool>, step_down_delay: Duration) {
     let mut attempt = 0;
     loop {
         tokio::select! {
@@ -115,6 +117,10 @@ async fn campaign(manager: LeaseManager, metrics: &Metrics, leader: &watch::Send
             changed = manager.changed() => match changed {
                 Ok(leading) => {
                     attempt = 0;
+                    if !leading && *leader.borrow() && !step_down_delay.is_zero() {
+                        warn!(delay = ?step_down_delay, "lost the Lease; still acting as leader (--test-delay-step-down-seconds)");
+                        tokio::time::sleep(step_down_delay).await;
+                    }
                     leader.send_replace(leading);
                 }
                 Err(error) => {

@@ -38,7 +38,12 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     let identity = args.identity.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
 
     // 1. clients
-    let config = kube::Config::infer().await?;
+    let mut config = kube::Config::infer().await?;
+    // Audit logs name the replica that sent each request.
+    match ::http::HeaderValue::try_from(format!("course-operator/{} ({identity})", env!("CARGO_PKG_VERSION"))) {
+        Ok(agent) => config.headers.push((::http::header::USER_AGENT, agent)),
+        Err(_) => warn!(%identity, "identity is not a valid header value; requests carry no user agent"),
+    }
     // Lease renewals and the fence's Lease reads go through their own client so the request
     // metrics show only the controller's own work (the steady-state zero-write check reads them).
     let lease_client = Client::try_from(config.clone())?;
@@ -159,6 +164,7 @@ fn candidacy(args: &RunArgs, lease_client: Client, identity: &str, metrics: &Arc
         lease_name: args.lease_name.clone(),
         identity: identity.to_owned(),
         duration_seconds: args.lease_duration_seconds,
+        step_down_delay: Duration::from_secs(args.test_delay_step_down_seconds),
     };
     let started = leadership::start(lease_client, election, metrics.clone());
     Candidacy { leader: started.leader, joined: started.joined, lease_task: Some(started.task), always_leader: None }

@@ -8,7 +8,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
@@ -298,46 +297,91 @@ async fn a_standby_takes_over_within_15_seconds_when_the_leader_dies() {
     .await;
 }
 
+/// A stale leader: frozen past its Lease while a standby took over, then thawed and told by a
+/// test-only flag to go on believing it leads. A spec change reaches it while the new leader
+/// is briefly frozen, so it tries to write: the fence must hold every one of those writes back
+/// (counted), the apiserver's audit log must show no write from it after the hand-over, and
+/// the standby, now leading, writes unfenced.
 #[tokio::test]
-async fn a_leader_frozen_past_its_lease_writes_nothing_once_thawed() {
+async fn a_stale_leader_is_fenced_and_the_apiserver_sees_no_write_from_it() {
     let _shared = CLUSTER.read().await;
     cluster::with_namespace("fence", |client, ns| async move {
-        let operator = Operator::start(&client, &ns, "frozen", &["--lease-duration-seconds", "4"]).await;
+        let stale = Operator::start(
+            &client,
+            &ns,
+            "stale",
+            &["--lease-duration-seconds", "4", "--test-delay-step-down-seconds", "60"],
+        )
+        .await;
         let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
         cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0"})))
             .await;
         wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
-        writes_settled(&operator, Duration::from_secs(3)).await;
-        let writes_before = operator.writes().await;
+        eventually(Duration::from_secs(20), "the first replica to lead", || async {
+            stale.is_leader().await.then_some(())
+        })
+        .await;
+        let standby = Operator::start(&client, &ns, "standby", &["--lease-duration-seconds", "4"]).await;
+        writes_settled(&stale, Duration::from_secs(3)).await;
+        let stale_writes_before = stale.writes().await;
 
-        // Frozen past its Lease; meanwhile another holder takes the expired Lease (as a standby
-        // would) and the spec changes, so the thawed replica has queued work at once.
-        operator.signal("STOP");
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
-        let taken = serde_json::json!({"spec": {
-            "holderIdentity": "another-replica", "acquireTime": now, "renewTime": now, "leaseDurationSeconds": 60,
-        }});
-        let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-        leases.patch("course-operator-leader", &PatchParams::default(), &Patch::Merge(&taken)).await.expect("lease");
+        // Frozen past its Lease: the standby takes it over.
+        stale.signal("STOP");
+        eventually(Duration::from_secs(30), "the standby to take the expired Lease", || async {
+            standby.is_leader().await.then_some(())
+        })
+        .await;
+        let handed_over = k8s_openapi::jiff::Timestamp::now();
+        stale.signal("CONT");
+        // Its renewal finds the standby's Lease, but the flag keeps it acting as leader.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(stale.is_leader().await, "the thawed replica stepped down: the stale-leader case did not happen");
+
+        // Only the stale replica sees the spec change at first (the leader is frozen for a
+        // second, well within its Lease): it reconciles and tries to write.
+        standby.signal("STOP");
         api.patch("catalog", &PatchParams::default(), &Patch::Merge(&serde_json::json!({"spec": {"replicas": 6}})))
             .await
             .expect("spec change");
-        operator.signal("CONT");
+        let fenced =
+            eventually(Duration::from_secs(5), "the fence to hold back the stale replica's writes", || async {
+                let fenced = stale.counter("course_operator_writes_fenced_total", "").await;
+                (fenced >= 1.0).then_some(fenced)
+            })
+            .await;
+        standby.signal("CONT");
+        wait_converged(&client, &ns, "catalog", &[2, 2, 2]).await;
 
-        eventually(Duration::from_secs(20), "the thawed replica to step down", || async {
-            (!operator.is_leader().await).then_some(())
-        })
-        .await;
-        // Give queued and retried reconciles time to try.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let writes = operator.writes().await - writes_before;
-        let held_back = operator.counter("course_operator_writes_fenced_total", "").await;
-        eprintln!("thawed leader: {writes} writes, {held_back} held back by the fence");
-        assert_eq!(writes, 0.0, "the thawed replica wrote while another held the Lease\n{}", operator.log());
-        let replicas: Vec<i32> =
-            app_deployments(&client, &ns, "catalog").await.values().map(|(spec, _)| *spec).collect();
-        assert_eq!(replicas, vec![1, 1, 1], "the Deployments changed without a leader");
+        let stale_writes = stale.writes().await - stale_writes_before;
+        assert_eq!(stale_writes, 0.0, "the stale replica sent writes past its fence\n{}", stale.log());
+        let standby_fenced = standby.counter("course_operator_writes_fenced_total", "").await;
+        assert_eq!(standby_fenced, 0.0, "the leading standby had writes fenced\n{}", standby.log());
+        let writes = cluster::audited_writes(&ns, handed_over);
+        let from = |identity: &str| -> Vec<&cluster::AuditedWrite> {
+            writes
+                .iter()
+                .filter(|w| w.user_agent.contains(&format!("({identity})")) && w.resource != "leases")
+                .collect()
+        };
+        assert!(from("stale").is_empty(), "the apiserver received writes from the stale replica: {:#?}", from("stale"));
+        // (its writes while it led are in the log: it would show later ones)
+        let earlier = cluster::audited_writes(&ns, k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        assert!(
+            earlier.iter().any(|w| w.user_agent.contains("(stale)")),
+            "the replica's writes as leader are not audited"
+        );
+        // the new leader's scale-up is in the log: it records what it should
+        let scaled = from("standby").into_iter().any(|w| {
+            w.verb == "patch"
+                && w.resource == "deployments"
+                && w.name.starts_with("catalog-")
+                && (200..300).contains(&w.code)
+        });
+        assert!(scaled, "no Deployment patch of the leading standby in the audit log: {writes:#?}");
+        eprintln!(
+            "stale leader: {fenced} writes fenced, 0 sent, 0 in the audit log; standby: 0 fenced, {} writes audited",
+            from("standby").len()
+        );
     })
     .await;
 }
