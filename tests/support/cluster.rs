@@ -79,14 +79,113 @@ fn unique_suffix() -> String {
     format!("{:x}{}", nanos % 0xfffff, COUNTER.fetch_add(1, Ordering::SeqCst))
 }
 
+/// What a test needs beyond an apiserver, by the file it is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// The local cluster's tainted kwok nodes: pods Ready at once, nodes to flip, CPU to fake.
+    KwokNodes,
+    /// The machine of the local cluster: hack/nodes.sh runs its real kubelets, its processes
+    /// and its apiserver's audit log are here, MetalLB routes LoadBalancer addresses to it.
+    LocalMachine,
+}
+
+impl Needs {
+    fn of_test_file(file: &str) -> &'static [Needs] {
+        let module = file.rsplit('/').next().unwrap_or(file);
+        match module {
+            "controller.rs" | "data.rs" | "resilience.rs" | "rollouts.rs" => &[Needs::KwokNodes],
+            "real_nodes.rs" | "traffic.rs" => &[Needs::LocalMachine],
+            _ => &[],
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Needs::KwokNodes => "the kwok nodes of the local cluster (nodes labelled type=kwok)",
+            Needs::LocalMachine => {
+                "the machine of the local cluster (hack/nodes.sh's real nodes, its processes, its audit log, MetalLB)"
+            }
+        }
+    }
+}
+
+/// Whether a test runs, given what the cluster lacks and `E2E_SKIP_UNSUPPORTED`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    Run,
+    /// Skipped, with the reason printed: only when asked for (a kind cluster).
+    Skip(String),
+    /// The cluster lacks what the test needs and nobody asked to skip: the test fails.
+    Fail(String),
+}
+
+pub fn gate(missing: &[Needs], skip_unsupported: bool) -> Gate {
+    if missing.is_empty() {
+        return Gate::Run;
+    }
+    let what: Vec<&str> = missing.iter().map(|n| n.describe()).collect();
+    let reason = format!("needs {}, which this cluster lacks", what.join(" and "));
+    if skip_unsupported { Gate::Skip(reason) } else { Gate::Fail(reason) }
+}
+
+async fn has(client: &Client, need: Needs) -> bool {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    match need {
+        Needs::KwokNodes => nodes
+            .list(&kube::api::ListParams::default().labels("type=kwok").limit(1))
+            .await
+            .is_ok_and(|list| !list.items.is_empty()),
+        Needs::LocalMachine => {
+            on_local_machine() && nodes.get_opt("real-zone-a").await.is_ok_and(|node| node.is_some())
+        }
+    }
+}
+
+/// True when this machine runs the local cluster's real nodes (hack/nodes.sh).
+pub fn on_local_machine() -> bool {
+    repo_root().join(".cluster/nodes").is_dir()
+}
+
 /// Runs `test` in a fresh namespace `e2e-<prefix>-<suffix>`, deleted afterwards (also when the
-/// test panics) unless `E2E_KEEP_NAMESPACES=1`.
-pub async fn with_namespace<F, Fut>(prefix: &str, test: F)
+/// test panics) unless `E2E_KEEP_NAMESPACES=1`. A test whose file needs what the cluster lacks
+/// ([`Needs`]) fails, or, with `E2E_SKIP_UNSUPPORTED=1` (the kind workflow), is skipped with
+/// the reason printed.
+#[track_caller]
+pub fn with_namespace<F, Fut>(prefix: &str, test: F) -> impl Future<Output = ()>
 where
     F: FnOnce(Client, String) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let client = client().await;
+    let caller = std::panic::Location::caller();
+    let needs = Needs::of_test_file(caller.file());
+    let prefix = prefix.to_owned();
+    async move {
+        let client = client().await;
+        let mut missing = Vec::new();
+        for &need in needs {
+            if !has(&client, need).await {
+                missing.push(need);
+            }
+        }
+        let skip_unsupported = std::env::var("E2E_SKIP_UNSUPPORTED").is_ok_and(|v| v == "1");
+        match gate(&missing, skip_unsupported) {
+            Gate::Run => run_in_namespace(client, &prefix, test).await,
+            Gate::Skip(reason) => eprintln!("SKIPPED e2e-{prefix} ({}:{}): {reason}", caller.file(), caller.line()),
+            Gate::Fail(reason) => panic!(
+                "e2e-{prefix} ({}:{}) {reason}: run it on the local cluster (make cluster), or set \
+                 E2E_SKIP_UNSUPPORTED=1 to skip such tests",
+                caller.file(),
+                caller.line()
+            ),
+        }
+    }
+}
+
+async fn run_in_namespace<F, Fut>(client: Client, prefix: &str, test: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
     ensure_crd(&client).await;
     let name = format!("e2e-{prefix}-{}", unique_suffix());
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -446,4 +545,20 @@ pub fn audited_writes(namespace: &str, since: k8s_openapi::jiff::Timestamp) -> V
             code: event["responseStatus"]["code"].as_i64().unwrap_or_default(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_runs_skips_only_when_asked_and_otherwise_fails_on_a_cluster_that_lacks_what_it_needs() {
+        assert_eq!(gate(&[], false), Gate::Run);
+        assert_eq!(gate(&[], true), Gate::Run);
+        assert!(matches!(gate(&[Needs::KwokNodes], false), Gate::Fail(r) if r.contains("type=kwok")));
+        assert!(matches!(gate(&[Needs::LocalMachine], true), Gate::Skip(r) if r.contains("hack/nodes.sh")));
+        assert_eq!(Needs::of_test_file("tests/e2e/rollouts.rs"), &[Needs::KwokNodes]);
+        assert_eq!(Needs::of_test_file("tests/e2e/traffic.rs"), &[Needs::LocalMachine]);
+        assert_eq!(Needs::of_test_file("tests/e2e/admission.rs"), &[] as &[Needs]);
+    }
 }
