@@ -12,14 +12,12 @@ use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::process::{Child as Process, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, anyhow, bail};
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Namespace, Node};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
@@ -512,70 +510,6 @@ where
 impl<K: Resource<DynamicType = ()> + 'static> Drop for Watched<K> {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// EndpointSlice poller
-
-/// Ready endpoints over a Service's EndpointSlices.
-pub fn ready_endpoints(slices: &[EndpointSlice]) -> usize {
-    slices
-        .iter()
-        .flat_map(|s| s.endpoints.iter().flatten())
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
-        .count()
-}
-
-/// Lists a Service's EndpointSlices every 100 ms and remembers the fewest Ready endpoints and
-/// when that happened (a list is a fresh read from the apiserver, not a possibly lagging cache).
-pub struct EndpointPoller {
-    stop: Arc<AtomicBool>,
-    min_ready: Arc<AtomicUsize>,
-    samples: Arc<AtomicUsize>,
-    zero_seen: Arc<std::sync::Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl EndpointPoller {
-    pub fn start(client: &Client, namespace: &str, service: &str, period: Duration) -> Self {
-        let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
-        let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
-        let stop = Arc::new(AtomicBool::new(false));
-        let min_ready = Arc::new(AtomicUsize::new(usize::MAX));
-        let samples = Arc::new(AtomicUsize::new(0));
-        let zero_seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let task = {
-            let (stop, min_ready, samples, zero_seen) =
-                (stop.clone(), min_ready.clone(), samples.clone(), zero_seen.clone());
-            let started = Instant::now();
-            tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
-                    let tick = Instant::now();
-                    if let Ok(list) = api.list(&params).await {
-                        let ready = ready_endpoints(&list.items);
-                        min_ready.fetch_min(ready, Ordering::SeqCst);
-                        samples.fetch_add(1, Ordering::SeqCst);
-                        if ready == 0 {
-                            let mut seen = zero_seen.lock().unwrap_or_else(|p| p.into_inner());
-                            if seen.len() < 20 {
-                                seen.push(format!("{:.1}s", started.elapsed().as_secs_f64()));
-                            }
-                        }
-                    }
-                    tokio::time::sleep(period.saturating_sub(tick.elapsed())).await;
-                }
-            })
-        };
-        Self { stop, min_ready, samples, zero_seen, task }
-    }
-
-    /// Stops; returns (fewest Ready endpoints, samples taken, moments with zero).
-    pub async fn finish(self) -> (usize, usize, Vec<String>) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.task.await;
-        let zero = self.zero_seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        (self.min_ready.load(Ordering::SeqCst), self.samples.load(Ordering::SeqCst), zero)
     }
 }
 

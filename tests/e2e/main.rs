@@ -3,6 +3,8 @@
 
 #[path = "../support/cluster.rs"]
 mod cluster;
+#[path = "../support/endpoints.rs"]
+mod endpoints;
 #[path = "../support/fixtures.rs"]
 mod fixtures;
 

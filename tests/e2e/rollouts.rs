@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -16,6 +14,8 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
 use crate::cluster::{self, CLUSTER, Operator, eventually};
+pub(crate) use crate::endpoints::EndpointWatch;
+use crate::endpoints::ready_endpoints;
 use crate::fixtures::on_kwok;
 use course_operator::api::{CourseService, RolloutPhase};
 
@@ -37,125 +37,6 @@ fn course(
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     }))
-}
-
-fn ready_endpoints(slices: &[EndpointSlice]) -> usize {
-    slices
-        .iter()
-        .flat_map(|s| s.endpoints.iter().flatten())
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
-        .count()
-}
-
-/// Ready endpoints behind a Service, from a watch (not a poll): the fewest Ready endpoints is
-/// updated on every EndpointSlice change, and a 100 ms tick counts a sample as taken only while
-/// the watch is live (listed, no error since). A sampler that went blind fails the test.
-pub(crate) struct EndpointWatch {
-    stop: Arc<AtomicBool>,
-    min_ready: Arc<AtomicUsize>,
-    samples: Arc<AtomicUsize>,
-    missed: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// What an [`EndpointWatch`] saw.
-#[derive(Debug)]
-pub(crate) struct Sampled {
-    pub min_ready: usize,
-    pub samples: usize,
-    pub missed: usize,
-}
-
-impl Sampled {
-    /// Ready endpoints never fell below `floor`, and at most 1 % of the 100 ms samples were
-    /// missed (the watch down or not yet listed).
-    pub(crate) fn assert_floor(&self, floor: usize, what: &str) {
-        assert!(self.samples > 0, "[{what}] the endpoint watch took no sample");
-        assert!(
-            self.missed * 100 <= self.samples + self.missed,
-            "[{what}] the endpoint watch missed {} of {} samples (more than 1 %)",
-            self.missed,
-            self.samples + self.missed
-        );
-        assert!(
-            self.min_ready >= floor,
-            "[{what}] Ready endpoints fell to {}, below the floor {floor} (replicas - maxUnavailable)",
-            self.min_ready
-        );
-    }
-}
-
-impl EndpointWatch {
-    /// Starts watching and returns once the first list is in: from then on every 100 ms tick
-    /// is a sample taken or a sample missed.
-    pub(crate) async fn start(client: &Client, namespace: &str, service: &str) -> Self {
-        use futures::StreamExt;
-        use kube::runtime::{WatchStreamExt, reflector, watcher};
-        let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
-        let config = watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"));
-        let (stop, min_ready) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(usize::MAX)));
-        let (samples, missed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
-        let task = {
-            let (stop, min_ready, samples, missed) = (stop.clone(), min_ready.clone(), samples.clone(), missed.clone());
-            tokio::spawn(async move {
-                let mut listed = Some(listed_tx);
-                let (reader, writer) = reflector::store();
-                let mut events = std::pin::pin!(reflector(writer, watcher(api, config).default_backoff()));
-                let mut tick = tokio::time::interval(Duration::from_millis(100));
-                let mut live = false;
-                let ready_now = || {
-                    let slices: Vec<EndpointSlice> = reader.state().iter().map(|s| (**s).clone()).collect();
-                    ready_endpoints(&slices)
-                };
-                while !stop.load(Ordering::SeqCst) {
-                    tokio::select! {
-                        event = events.next() => match event {
-                            Some(Ok(watcher::Event::Init)) => live = false,
-                            Some(Ok(watcher::Event::InitDone)) => {
-                                live = true;
-                                min_ready.fetch_min(ready_now(), Ordering::SeqCst);
-                                if let Some(listed) = listed.take() {
-                                    let _ = listed.send(());
-                                    tick.reset();
-                                }
-                            }
-                            Some(Ok(_)) if live => {
-                                min_ready.fetch_min(ready_now(), Ordering::SeqCst);
-                            }
-                            Some(Ok(_)) => {}
-                            Some(Err(_)) => live = false,
-                            None => break,
-                        },
-                        _ = tick.tick(), if listed.is_none() => {
-                            if live {
-                                min_ready.fetch_min(ready_now(), Ordering::SeqCst);
-                                samples.fetch_add(1, Ordering::SeqCst);
-                            } else {
-                                missed.fetch_add(1, Ordering::SeqCst);
-                            }
-                        }
-                    }
-                }
-            })
-        };
-        tokio::time::timeout(Duration::from_secs(30), listed_rx)
-            .await
-            .unwrap_or_else(|_| panic!("the endpoint watch of {service} listed nothing within 30 s"))
-            .unwrap_or_else(|_| panic!("the endpoint watch of {service} ended before its first list"));
-        Self { stop, min_ready, samples, missed, task }
-    }
-
-    /// Stops watching; returns what was seen.
-    pub(crate) async fn finish(self) -> Sampled {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.task.await;
-        Sampled {
-            min_ready: self.min_ready.load(Ordering::SeqCst),
-            samples: self.samples.load(Ordering::SeqCst),
-            missed: self.missed.load(Ordering::SeqCst),
-        }
-    }
 }
 
 /// Waits until the main Service has Ready endpoints (the starting point of every rollout).
