@@ -185,8 +185,10 @@ $(kcm_limits)
     value: "false"
 EOF
     # kwokctl uses its built-in stages only when the config has none, so list them all:
-    # kwok's defaults (node init/heartbeat, pod ready/complete/delete) + simulated volumes.
-    for f in "$KWOK_DIR"/stages/*.yaml "$HACK_DIR/kwok/volume-stages.yaml" "$HACK_DIR/kwok/resource-usage.yaml"; do
+    # kwok's defaults (node init/heartbeat, pod complete/delete; pod-ready in our variant with
+    # readiness delays, never-Ready and flapping pods) + simulated volumes and resource usage.
+    for f in "$KWOK_DIR"/stages/*.yaml "$HACK_DIR/kwok/pod-readiness.yaml" "$HACK_DIR/kwok/volume-stages.yaml" "$HACK_DIR/kwok/resource-usage.yaml"; do
+      [[ $f == "$KWOK_DIR/stages/pod-ready.yaml" ]] && continue
       echo "---"
       cat "$f"
     done

@@ -172,8 +172,9 @@ async fn canary_with_pods_that_never_get_ready_aborts_back_to_stable() {
         let old = stable_revision(&api, "lessons").await;
         wait_endpoints(&client, &ns, "lessons", 4).await;
         let watch = EndpointWatch::start(&client, &ns, "lessons").await;
-        // A revision no node can run: its pods stay Pending, the gate fails at the deadline.
-        let broken = serde_json::json!({"resources": {"requests": {"cpu": "64"}}});
+        // A revision whose pods run but never pass readiness (hack/kwok/pod-readiness.yaml): the
+        // gate fails at the deadline; the stable pods must not have made room for them.
+        let broken = serde_json::json!({"env": [{"name": "KWOK_READINESS", "value": "never"}]});
         cluster::apply(&api, course("lessons", &ns, "lessons:2", strategy, broken)).await;
         eventually(ROLLOUT, "aborted and back on stable alone", || async {
             let (phase, _, weight, stable, _) = rollout_state(&api, "lessons").await?;
@@ -406,6 +407,97 @@ async fn canary_analysis_aborts_on_a_bad_metric_and_passes_a_good_one() {
         // The same rollout against a healthy metric goes through.
         cluster::apply(&api, course("lessons", &ns, "lessons:3", strategy(good.port), serde_json::json!({}))).await;
         wait_healthy_on_new(&client, &api, &ns, "lessons", &old).await;
+    })
+    .await;
+}
+
+/// Pods Ready only 2 s after they are scheduled (hack/kwok/pod-readiness.yaml, as a readiness
+/// probe with a start-up time): a zone-by-zone rolling update waits for them zone after zone,
+/// and Ready endpoints never drop below `replicas − maxUnavailable`.
+#[tokio::test]
+async fn a_rolling_update_waits_for_pods_whose_readiness_is_delayed() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("ready-delay", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let strategy =
+            serde_json::json!({"type": "Rolling", "rolling": {"zoneByZone": true, "maxSurge": 1, "maxUnavailable": 0}});
+        let delayed = |image: &str| {
+            let extra = serde_json::json!({"replicas": 6, "env": [{"name": "KWOK_READY_DELAY", "value": "2s"}]});
+            course("catalog", &ns, image, strategy.clone(), extra)
+        };
+        cluster::apply(&api, delayed("catalog:1")).await;
+        let old = stable_revision(&api, "catalog").await;
+        wait_endpoints(&client, &ns, "catalog", 6).await;
+        let watch = EndpointWatch::start(&client, &ns, "catalog").await;
+        let started = Instant::now();
+        cluster::apply(&api, delayed("catalog:2")).await;
+        eventually(ROLLOUT, "the rolling update finished", || async {
+            let (phase, _, _, stable, _) = rollout_state(&api, "catalog").await?;
+            (phase == RolloutPhase::Healthy && stable != old).then_some(())
+        })
+        .await;
+        let took = started.elapsed();
+        watch.finish().await.assert_floor(5, "rolling update, readiness delayed 2 s");
+        // Every new pod turned Ready no sooner than 2 s after it was created, and three zones
+        // one after another, each at least one delayed pod, took at least 6 s.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let list = pods.list(&ListParams::default().labels("app.kubernetes.io/instance=catalog")).await.expect("pods");
+        assert_eq!(list.items.len(), 6, "6 pods after the update");
+        for pod in &list.items {
+            let created = pod.metadata.creation_timestamp.as_ref().expect("created").0;
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+                .and_then(|c| c.last_transition_time.as_ref())
+                .expect("Ready")
+                .0;
+            let delay = ready.duration_since(created);
+            assert!(delay.as_secs_f64() >= 1.9, "{} Ready {delay:?} after creation", pod.name_any());
+        }
+        assert!(took >= Duration::from_secs(6), "three zones of delayed pods rolled in {took:?}");
+        eprintln!("rolling update with a 2 s readiness delay: {took:?}");
+    })
+    .await;
+}
+
+/// A settled CourseService whose pods flap (Ready 3 s, not Ready 2 s, again and again): its
+/// status follows the Ready count, and the operator neither starts a rollout nor creates or
+/// deletes any Deployment because of it.
+#[tokio::test]
+async fn pods_that_flap_are_reported_and_cause_no_rollout() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("flapping", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let strategy = serde_json::json!({"type": "Rolling"});
+        let extra = serde_json::json!({"replicas": 3, "env": [{"name": "KWOK_READINESS", "value": "flapping"}]});
+        cluster::apply(&api, course("catalog", &ns, "catalog:1", strategy, extra)).await;
+        let revision = stable_revision(&api, "catalog").await;
+        let deployments = revisions(&client, &ns, "catalog").await;
+        let (mut lowest, mut highest) = (i32::MAX, 0);
+        let until = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < until {
+            let cs = api.get("catalog").await.expect("course");
+            let status = cs.status.clone().expect("status");
+            lowest = lowest.min(status.ready_replicas);
+            highest = highest.max(status.ready_replicas);
+            let (phase, _, _, stable, new) = rollout_state(&api, "catalog").await.expect("rollout status");
+            assert_eq!((stable.as_str(), new.as_str()), (revision.as_str(), revision.as_str()), "a rollout started");
+            assert_ne!(phase, RolloutPhase::Aborted, "flapping pods aborted a rollout");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            revisions(&client, &ns, "catalog").await.keys().collect::<Vec<_>>(),
+            deployments.keys().collect::<Vec<_>>()
+        );
+        assert!(
+            highest == 3 && lowest < 3,
+            "status.readyReplicas did not follow the flapping pods: {lowest}..{highest}"
+        );
+        eprintln!("flapping pods: status.readyReplicas between {lowest} and {highest}, no rollout");
     })
     .await;
 }
