@@ -214,10 +214,12 @@ fn hold_members_until_reconfigured(ctx: &Context<'_>, db: &DatabaseSpec, observe
 
 /// The application's connection string names the init Job's user and its password. It is
 /// written only from credentials already stored in their Secret (a cache lagging behind the
-/// Secret must not publish a password no member will ever know), and, once a set exists (some
-/// init Job succeeded), only after the Job of the current config succeeded: a Job of a newer
-/// script may be the one that creates the user, so until then the Secret keeps its previous
-/// connection string. Secrets are never pruned, so leaving it out keeps it as it is.
+/// Secret must not publish a password no member will ever know), and, once a set exists (its
+/// members StatefulSet does, or some init Job succeeded), only after the Job of the current
+/// config succeeded: a Job of a newer script may be the one that creates the user, so until then
+/// the Secret keeps its previous connection string. (Older Jobs are no proof of a set: the one
+/// a new config replaces is pruned as the new one is applied, and finished Jobs expire.)
+/// Secrets are never pruned, so leaving it out keeps it as it is.
 fn hold_app_secret_until_its_user_exists(
     ctx: &Context<'_>,
     db: &DatabaseSpec,
@@ -227,7 +229,8 @@ fn hold_app_secret_until_its_user_exists(
     let job = render::mongo::init_job(ctx, db);
     let current_job_done = job.metadata.name.as_ref().is_some_and(|n| observed.succeeded_jobs.contains(n));
     let init_prefix = format!("{}-", render::mongo::init_config_map_name(ctx.name));
-    let set_exists = observed.succeeded_jobs.iter().any(|n| n.starts_with(&init_prefix));
+    let members_exist = observed.statefulsets.contains_key(&names::database(ctx.name));
+    let set_exists = members_exist || observed.succeeded_jobs.iter().any(|n| n.starts_with(&init_prefix));
     let publish = !observed.database_credentials_unsaved && (current_job_done || !set_exists);
     let app_secret = names::database_app_secret(ctx.name);
     children.retain(|child| publish || !(matches!(child, Child::Secret(_)) && child.name() == app_secret));
@@ -358,6 +361,14 @@ mod tests {
             "an existing set: kept as it is until the current Job created the user"
         );
         assert!(has_app_secret(&cs, &observed(false, &[&older_job, &current_job])));
+        let mut running = observed(false, &[]);
+        running.statefulsets.insert(names::database(ctx.name), ObservedStatefulSet { replicas: 3, ready: 3 });
+        assert!(
+            !has_app_secret(&cs, &running),
+            "members running, the Job that replaced the older one (pruned) not done yet: kept as it is"
+        );
+        running.succeeded_jobs.push(current_job.clone());
+        assert!(has_app_secret(&cs, &running), "the current Job created the user");
         assert!(!has_app_secret(&cs, &observed(true, &[&current_job])), "never from unsaved credentials");
     }
 }

@@ -952,8 +952,9 @@ pub fn backup_cron_job(ctx: &Context<'_>, db: &DatabaseSpec, backup: &BackupSpec
     }
 }
 
-/// Every child of the database, Secrets first (the pods reference them): credentials and
-/// application Secrets (create-once), headless Service, members StatefulSet, arbiter
+/// Every child of the database, Secrets first (the pods reference them): the credentials
+/// Secret (generated: created once, missing keys added, never overwritten) and the application
+/// Secret (applied; neither is ever pruned), headless Service, members StatefulSet, arbiter
 /// StatefulSet (when [`uses_arbiter`]), PDB, init ConfigMap and Job, and with `db.backup` the
 /// backup volume and CronJob.
 pub fn children(ctx: &Context<'_>, db: &DatabaseSpec, creds: &DatabaseCredentials) -> Vec<Child> {
