@@ -7,12 +7,14 @@
 //!   CourseService itself) accepted by the apiserver's server-side dry run;
 //! - `kills`: seeded SIGKILLs of the operator at random moments during canary and blue-green
 //!   rollouts: each ends Healthy on its new revision, no orphaned Deployments or Services, and
-//!   an EndpointSlice poller (100 ms) never sees zero Ready endpoints;
+//!   a watch on the Services' EndpointSlices (100 ms samples, ≤ 1 % missed) never sees fewer
+//!   than `replicas − maxUnavailable` Ready endpoints;
 //! - `failover`: two replicas, the leader SIGKILLed: failover ≤ 15 s, only the
 //!   `course-operator` field manager on the children, no write from the standby before it
 //!   led; then a leader frozen (SIGSTOP) past its Lease and thawed: it must not write;
 //! - `zone-loss`: zone-a's nodes cordoned and deleted during a rollout, then restored
-//!   (only on a cluster chaos.sh started itself: it mutates shared Nodes);
+//!   (only on a cluster chaos.sh started itself: it mutates shared Nodes); Ready endpoints stay
+//!   ≥ `replicas − maxUnavailable` before the loss and that less the lost zone's share after;
 //! - `apiserver-restart`: kube-apiserver SIGKILLed and restarted mid-rollout
 //!   (`hack/cluster.sh restart-apiserver --kill`); the rollout must finish, at the replicas
 //!   asked for right after the restart, within 30 s of the apiserver's return, and the
