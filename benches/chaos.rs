@@ -166,7 +166,16 @@ async fn main() -> ExitCode {
     let passed = results.iter().filter(|s| s.skipped.is_none() && s.violations.is_empty()).count();
     let skipped = results.len() - ran;
     println!("chaos: {passed} passed, {} failed, {skipped} skipped", ran - passed);
-    if broken > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    // A scenario that could not run proves nothing: that fails the run too, unless the caller
+    // said so (name the scenarios to run, or CHAOS_ALLOW_SKIPPED=1).
+    let skips_allowed = common::env_flag("CHAOS_ALLOW_SKIPPED");
+    if skipped > 0 && !skips_allowed {
+        eprintln!(
+            "chaos: {skipped} scenario(s) skipped: run `make chaos` with the cluster stopped (it starts its own), \
+             name the scenarios to run, or set CHAOS_ALLOW_SKIPPED=1"
+        );
+    }
+    if broken > 0 || (skipped > 0 && !skips_allowed) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 // ---------------------------------------------------------------------------------------------
