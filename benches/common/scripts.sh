@@ -53,6 +53,17 @@ build_bins() {
   done
 }
 
+# The client limits the running kube-controller-manager was started with (its defaults: 20 QPS,
+# burst 30, 5 concurrent Deployment and ReplicaSet syncs).
+kcm_limits_in_use() {
+  local pid args
+  pid=$(cat "$REPO_ROOT/.cluster/kwok/clusters/course-operator/pids/kube-controller-manager.pid" 2>/dev/null || true)
+  args=$([[ -n $pid ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+  local raised
+  raised=$(grep -oE -- '--(kube-api-qps|kube-api-burst|concurrent-deployment-syncs|concurrent-replicaset-syncs)=[0-9]+' <<<"$args" | tr '\n' ' ')
+  echo "${raised:-defaults (20 QPS, burst 30, 5 syncs)}"
+}
+
 # The machine, as a Markdown table.
 machine_table() {
   local cpu mem k8s
@@ -68,6 +79,7 @@ machine_table() {
   echo "| Kubernetes (apiserver) | ${k8s:-?} (local control plane, kwok nodes) |"
   echo "| load average before | $(cut -d' ' -f1-3 /proc/loadavg) |"
   echo "| cluster | $([[ ${CLUSTER_STARTED_HERE:-0} == 1 ]] && echo "started by this run" || echo "shared with other users (noisy)") |"
+  echo "| kube-controller-manager client limits | $(kcm_limits_in_use) |"
 }
 
 # Replaces the text between <!-- NAME:begin --> and <!-- NAME:end --> in FILE with the
