@@ -5,8 +5,8 @@
 //!   Deployments, zones, actions) through `app_template` → `validate` → `plan` → `status` →
 //!   fingerprint/YAML: no panic, deterministic; a sample of the valid ones (and the
 //!   CourseService itself) accepted by the apiserver's server-side dry run;
-//! - `kills`: seeded SIGKILLs of the operator at random moments during canary and blue-green
-//!   rollouts: each ends Healthy on its new revision, no orphaned Deployments or Services, and
+//! - `kills`: seeded SIGKILLs of the operator (a leader and a warm standby, each victim replaced
+//!   at once) at uniformly random moments during canary and blue-green rollouts: each ends Healthy on its new revision, no orphaned Deployments or Services, and
 //!   a watch on the Services' EndpointSlices (100 ms samples, ≤ 1 % missed) never sees fewer
 //!   than `replicas − maxUnavailable` Ready endpoints;
 //! - `failover`: two replicas, the leader SIGKILLed: failover ≤ 15 s, only the
@@ -107,7 +107,7 @@ async fn main() -> ExitCode {
     let full = common::env_flag("CHAOS_FULL");
     let settings = Settings {
         seed: common::env_or("CHAOS_SEED", 20_251_123),
-        kills: common::env_or("CHAOS_KILLS", if full { 50 } else { 10 }),
+        kills: common::env_or("CHAOS_KILLS", if full { 100 } else { 10 }),
         fuzz_cases: common::env_or("CHAOS_FUZZ_CASES", 10_000),
         dry_run_sample: common::env_or("CHAOS_DRY_RUN_SAMPLE", 50),
         own_cluster: common::env_flag("CHAOS_OWN_CLUSTER"),
@@ -874,8 +874,12 @@ async fn kills_in(client: &Client, settings: &Settings, ns: &str, scenario: &mut
         )
     };
     let mut generation = 0usize;
-    let mut operator = Operator::start(ns, "chaos-0", &lease, &settings.log_dir).await?;
-    let mut takeovers: Vec<f64> = Vec::new();
+    // Two replicas at all times: the one that leads and a warm standby (each killed one is
+    // replaced at once), as a Deployment of two would have it.
+    let mut replicas_of_operator = [
+        Operator::start(ns, "chaos-a0", &lease, &settings.log_dir).await?,
+        Operator::start(ns, "chaos-b0", &lease, &settings.log_dir).await?,
+    ];
     let mut stuck = 0usize;
     for (name, strategy) in &strategies {
         common::apply_json(&api, &manifest(name, strategy, 0), common::HARNESS_MANAGER).await?;
@@ -923,7 +927,10 @@ async fn kills_in(client: &Client, settings: &Settings, ns: &str, scenario: &mut
             if kills >= settings.kills {
                 break;
             }
-            let wait = rng.duration(Duration::from_millis(200), Duration::from_millis(4000));
+            // A uniformly random moment since the last kill: the replacement's start-up and
+            // cache sync, the leaderless gap until the dead leader's Lease expires, the new
+            // leader's first writes, or a settled leader mid-rollout.
+            let wait = rng.duration(Duration::ZERO, Duration::from_millis(6000));
             match courses.until(wait, "rollouts done", |o| done(o).then_some(())).await {
                 Ok(_) => break,
                 Err(_) if Instant::now() > deadline => {
@@ -932,50 +939,59 @@ async fn kills_in(client: &Client, settings: &Settings, ns: &str, scenario: &mut
                 }
                 Err(_) => {}
             }
-            let phases: Vec<String> = courses
-                .objects()
-                .iter()
-                .filter_map(|c| rollout_state(c).map(|(p, ..)| format!("{}:{p:?}", c.name_any())))
-                .collect();
-            for p in &phases {
-                *kill_phases.entry(p.clone()).or_default() += 1;
+            // The victim: the replica that leads; while none does, either one.
+            let mut leading = [false, false];
+            for (i, replica) in replicas_of_operator.iter().enumerate() {
+                leading[i] = replica.is_leader().await;
             }
-            operator.kill();
+            let victim = match leading {
+                [true, _] => 0,
+                [false, true] => 1,
+                [false, false] => usize::from(rng.chance(0.5)),
+            };
+            let moment = if leading[victim] {
+                "leader"
+            } else if !replicas_of_operator[victim].is_ready().await {
+                "starting"
+            } else if leading.iter().any(|l| *l) {
+                "standby"
+            } else {
+                "leaderless"
+            };
+            *kill_phases.entry(moment.to_owned()).or_default() += 1;
+            replicas_of_operator[victim].kill();
             kills += 1;
-            progress(format!("kills: SIGKILL #{kills} after {wait:?} ({})", phases.join(", ")));
-            let killed = Instant::now();
-            operator = Operator::spawn(ns, &format!("chaos-{kills}"), &lease, &settings.log_dir)?;
-            // A replacement must report ready (every cache synced). One that does not is a
-            // broken invariant; it is replaced by another so the scenario goes on.
-            let mut attempt = 0;
-            while let Err(e) = operator.wait_ready(Duration::from_secs(60)).await {
-                attempt += 1;
+            progress(format!("kills: SIGKILL #{kills} of the {moment} replica after {wait:?}"));
+            let side = if victim == 0 { 'a' } else { 'b' };
+            replicas_of_operator[victim] =
+                Operator::spawn(ns, &format!("chaos-{side}{kills}"), &lease, &settings.log_dir)?;
+            scenario.figure("kills", kills);
+        }
+        // The kills are over for this generation: both replicas become ready (every cache
+        // synced) and one leads, whatever moment the last kill hit.
+        for replica in &mut replicas_of_operator {
+            if let Err(e) = replica.wait_ready(Duration::from_secs(60)).await {
                 stuck += 1;
-                let leading = operator.is_leader().await;
-                let writes = operator.metrics().await.map(|m| m.writes()).unwrap_or(0.0);
                 scenario.check(false, || {
                     format!(
-                        "replacement chaos-{kills} not ready 60 s after SIGKILL #{kills} ({e}); it led: {leading}, wrote {writes} times; log tail: {}",
-                        operator.log_tail(3).replace('\n', " / ")
+                        "generation {generation}: a replica not ready 60 s after the last kill ({e}); log tail: {}",
+                        replica.log_tail(3).replace('\n', " / ")
                     )
                 });
-                if attempt >= 3 {
-                    anyhow::bail!("three replacements in a row never became ready");
-                }
-                operator.kill();
-                operator = Operator::spawn(ns, &format!("chaos-{kills}-retry{attempt}"), &lease, &settings.log_dir)?;
             }
-            // Kill only a replica that leads (and so writes): a fresh one waits for the dead
-            // one's Lease to expire first.
-            let leader = &operator;
-            common::poll(Duration::from_secs(30), "the replacement to lead", || async {
-                leader.is_leader().await.then_some(())
-            })
-            .await?;
-            takeovers.push(killed.elapsed().as_secs_f64());
-            scenario.figure("kills", kills);
-            scenario.figure("replacements_never_ready", stuck);
         }
+        let pair = &replicas_of_operator;
+        let led = common::poll(Duration::from_secs(30), "a replica to lead", || async {
+            for replica in pair {
+                if replica.is_leader().await {
+                    return Some(());
+                }
+            }
+            None
+        })
+        .await;
+        scenario.check(led.is_ok(), || format!("generation {generation}: no replica leads 30 s after the last kill"));
+        scenario.figure("replicas_never_ready", stuck);
         // The last operator lives: every rollout must reach its new revision alone.
         for (name, revision) in &expected {
             let result =
@@ -1003,9 +1019,8 @@ async fn kills_in(client: &Client, settings: &Settings, ns: &str, scenario: &mut
         }
         progress(format!("kills: generation {generation} done, {kills} kills so far"));
     }
-    let log_errors = operator.log().matches(" ERROR ").count();
+    let log_errors: usize = replicas_of_operator.iter().map(|r| r.log().matches(" ERROR ").count()).sum();
     scenario.figure("kills", kills);
-    scenario.figure("takeover_after_kill_p50_seconds", common::median(&takeovers).unwrap_or(0.0));
     scenario.figure("rollouts", rollouts);
     scenario.figure("longest_generation_seconds", longest);
     scenario.figure("fewest_ready_endpoints", min_ready_seen);

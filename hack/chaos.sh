@@ -9,7 +9,7 @@
 # stopped again at the end); on a running, shared cluster they are skipped with a notice.
 #
 #   hack/chaos.sh                      quick: 10k fuzzed specs, 10 SIGKILLs, failover
-#   CHAOS_FULL=1 hack/chaos.sh         50 SIGKILLs
+#   CHAOS_FULL=1 hack/chaos.sh         100 SIGKILLs
 #   hack/chaos.sh fuzz kills           only these scenarios
 #   CHAOS_SEED, CHAOS_KILLS, CHAOS_FUZZ_CASES, CHAOS_DRY_RUN_SAMPLE, CHAOS_RESTART_DEADLINE
 #   CHAOS_ALLOW_SKIPPED=1              a scenario that cannot run here does not fail the run

@@ -238,6 +238,11 @@ impl Operator {
         Ok(Metrics::parse(&body))
     }
 
+    /// Whether /readyz answers 200 now (every cache synced, the Lease reached).
+    pub async fn is_ready(&self) -> bool {
+        http_get(self.metrics_port, "/readyz").await.is_some_and(|(code, _)| code == 200)
+    }
+
     pub async fn is_leader(&self) -> bool {
         self.metrics().await.is_ok_and(|m| m.sum("course_operator_leader", "") >= 1.0)
     }
