@@ -17,7 +17,7 @@ use crate::render::{self, Child, Context, Images};
 use crate::rollout::analysis::Verdict;
 use crate::rollout::{self, Decision, UserAction};
 use crate::validate::{FieldError, InvalidSpec, validate};
-use crate::zones::{self, Zone, ZoneHealth, ZoneObserved, ZoneSplit};
+use crate::zones::{Zone, ZoneHealth, ZoneObserved};
 
 /// One application Deployment as the cluster shows it.
 #[derive(Clone, Debug, PartialEq)]
@@ -185,8 +185,6 @@ impl Observed {
 pub struct Plan {
     /// Revision (pod template hash) of the spec.
     pub revision: String,
-    /// Replicas per zone the spec asks for once capacity has settled.
-    pub split: ZoneSplit,
     /// The rollout decision: sizes per revision and zone, Service pin, rollout status.
     pub rollout: Decision,
     /// Every child object that should exist, fully rendered.
@@ -252,7 +250,6 @@ pub fn plan(
     }
     let ctx = Context::new(cs).with_images(images);
     let template = render::deployment::app_template(&ctx);
-    let split = zones::split(cs.spec.replicas, zones, ctx.name);
     let by_revision = observed.by_revision(zones);
     let action = observed.action.as_deref().and_then(|raw| UserAction::parse(raw).map(|a| (raw, a)));
     let decision = rollout::decide(&rollout::Inputs {
@@ -320,7 +317,7 @@ pub fn plan(
         children.extend(database);
         children.push(Child::NetworkPolicy(Box::new(render::network_policy::database(&ctx))));
     }
-    Ok(Plan { revision: template.revision, split, rollout: decision, children })
+    Ok(Plan { revision: template.revision, rollout: decision, children })
 }
 
 #[cfg(test)]
