@@ -119,7 +119,10 @@ async fn campaign(manager: LeaseManager, metrics: &Metrics, leader: &watch::Send
                     attempt = 0;
                     if !leading && *leader.borrow() && !step_down_delay.is_zero() {
                         warn!(delay = ?step_down_delay, "lost the Lease; still acting as leader (--test-delay-step-down-seconds)");
-                        tokio::time::sleep(step_down_delay).await;
+                        tokio::select! {
+                            () = leader.closed() => break,
+                            () = tokio::time::sleep(step_down_delay) => {}
+                        }
                     }
                     leader.send_replace(leading);
                 }
