@@ -149,6 +149,8 @@ pub struct Observed {
     /// Secret yet (no Secret, or one from a version without the application user): nothing
     /// derived from them may be written, because the database may never learn them.
     pub database_credentials_unsaved: bool,
+    /// The application's database Secret (its connection string) exists already.
+    pub database_app_secret_exists: bool,
     /// For an external database: whether its connection-string Secret key exists (`Err` says
     /// what is missing). `None` when the database is not external or was not looked up.
     pub external_database: Option<Result<(), String>>,
@@ -212,12 +214,13 @@ fn hold_members_until_reconfigured(ctx: &Context<'_>, db: &DatabaseSpec, observe
 
 /// The application's connection string names the init Job's user and its password. It is
 /// written only from credentials already stored in their Secret (a cache lagging behind the
-/// Secret must not publish a password no member will ever know), and, once a set exists (its
-/// members StatefulSet does, or some init Job succeeded), only after the Job of the current
-/// config succeeded: a Job of a newer script may be the one that creates the user, so until then
-/// the Secret keeps its previous connection string. (Older Jobs are no proof of a set: the one
-/// a new config replaces is pruned as the new one is applied, and finished Jobs expire.)
-/// Secrets are never pruned, so leaving it out keeps it as it is.
+/// Secret must not publish a password no member will ever know). A new set gets it at once (the
+/// app starts and connects once the init Job has created its user); once it exists, it is
+/// rewritten only after the Job of the current config succeeded: a Job of a newer script may be
+/// the one that creates the user (an upgrade from root credentials), so until then the Secret
+/// keeps its previous connection string. (Older Jobs are no proof of anything: the one a new
+/// config replaces is pruned as the new one is applied, and finished Jobs expire.) Secrets are
+/// never pruned, so leaving it out keeps it as it is.
 fn hold_app_secret_until_its_user_exists(
     ctx: &Context<'_>,
     db: &DatabaseSpec,
@@ -226,10 +229,7 @@ fn hold_app_secret_until_its_user_exists(
 ) {
     let job = render::mongo::init_job(ctx, db);
     let current_job_done = job.metadata.name.as_ref().is_some_and(|n| observed.succeeded_jobs.contains(n));
-    let init_prefix = format!("{}-", render::mongo::init_config_map_name(ctx.name));
-    let members_exist = observed.statefulsets.contains_key(&names::database(ctx.name));
-    let set_exists = members_exist || observed.succeeded_jobs.iter().any(|n| n.starts_with(&init_prefix));
-    let publish = !observed.database_credentials_unsaved && (current_job_done || !set_exists);
+    let publish = !observed.database_credentials_unsaved && (current_job_done || !observed.database_app_secret_exists);
     let app_secret = names::database_app_secret(ctx.name);
     children.retain(|child| publish || !(matches!(child, Child::Secret(_)) && child.name() == app_secret));
 }
@@ -344,28 +344,24 @@ mod tests {
         let ctx = Context::new(&cs);
         let db = cs.spec.database.clone().expect("full-stack has a database");
         let current_job = render::mongo::init_job(&ctx, &db).metadata.name.expect("job name");
-        let older_job = format!("{}-0badc0de", render::mongo::init_config_map_name(ctx.name));
-        let observed = |unsaved: bool, jobs: &[&str]| Observed {
+        let observed = |unsaved: bool, secret_exists: bool, jobs: &[&str]| Observed {
             database_credentials: Some(DatabaseCredentials::generate()),
             database_credentials_unsaved: unsaved,
+            database_app_secret_exists: secret_exists,
+            statefulsets: [(names::database(ctx.name), ObservedStatefulSet { replicas: 3, ready: 3 })].into(),
             succeeded_jobs: jobs.iter().map(|j| (*j).to_owned()).collect(),
             ..Observed::default()
         };
-        assert!(!has_app_secret(&cs, &observed(true, &[])), "credentials not stored yet");
-        assert!(has_app_secret(&cs, &observed(false, &[])), "a new set: published with the credentials");
+        assert!(!has_app_secret(&cs, &observed(true, false, &[])), "credentials not stored yet");
         assert!(
-            !has_app_secret(&cs, &observed(false, &[&older_job])),
-            "an existing set: kept as it is until the current Job created the user"
+            has_app_secret(&cs, &observed(false, false, &[])),
+            "a new set (members running, its first Job not done): published with the stored credentials"
         );
-        assert!(has_app_secret(&cs, &observed(false, &[&older_job, &current_job])));
-        let mut running = observed(false, &[]);
-        running.statefulsets.insert(names::database(ctx.name), ObservedStatefulSet { replicas: 3, ready: 3 });
         assert!(
-            !has_app_secret(&cs, &running),
-            "members running, the Job that replaced the older one (pruned) not done yet: kept as it is"
+            !has_app_secret(&cs, &observed(false, true, &[])),
+            "an existing Secret (older config or root URI; the older Job pruned): kept as it is until the current Job is done"
         );
-        running.succeeded_jobs.push(current_job.clone());
-        assert!(has_app_secret(&cs, &running), "the current Job created the user");
-        assert!(!has_app_secret(&cs, &observed(true, &[&current_job])), "never from unsaved credentials");
+        assert!(has_app_secret(&cs, &observed(false, true, &[&current_job])), "the current Job created the user");
+        assert!(!has_app_secret(&cs, &observed(true, true, &[&current_job])), "never from unsaved credentials");
     }
 }

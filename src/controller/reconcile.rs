@@ -203,6 +203,11 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         succeeded_jobs: succeeded_jobs(&ctx.children, &namespace, &uid),
         database_credentials,
         database_credentials_unsaved,
+        database_app_secret_exists: ctx
+            .children
+            .secrets
+            .get(&ObjectRef::new(&crate::names::database_app_secret(&name)).within(&namespace))
+            .is_some(),
         external_database,
         action,
         now: Some(now),
