@@ -953,8 +953,6 @@ async fn kills_in(client: &Client, settings: &Settings, ns: &str, scenario: &mut
                 "leader"
             } else if !replicas_of_operator[victim].is_ready().await {
                 "starting"
-            } else if leading.iter().any(|l| *l) {
-                "standby"
             } else {
                 "leaderless"
             };
