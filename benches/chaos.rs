@@ -36,6 +36,7 @@ use anyhow::{Context as _, anyhow};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use k8s_openapi::jiff::Timestamp;
@@ -793,7 +794,8 @@ fn instance_of<K: kube::Resource>(object: &K, name: &str) -> bool {
 }
 
 /// Why `name` is not yet Healthy on `revision` alone (status, Deployments of that revision
-/// only and all Ready, Services: the main one only); `None` once it is.
+/// only and all Ready, Services: the main one only, every replica a Ready endpoint behind it);
+/// `None` once it is.
 async fn settled_on(client: &Client, ns: &str, name: &str, revision: &str, replicas: i32) -> Option<String> {
     let cs = match Api::<CourseService>::namespaced(client.clone(), ns).get(name).await {
         Ok(cs) => cs,
@@ -830,7 +832,16 @@ async fn settled_on(client: &Client, ns: &str, name: &str, revision: &str, repli
     if !extra.is_empty() {
         return Some(format!("orphaned Services {extra:?}"));
     }
-    None
+    // The Deployments' status can be ahead of the EndpointSlices: a floor is measured from a
+    // Service that serves every replica, not from a status that says it could.
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={name}")))
+        .await;
+    match slices {
+        Ok(list) if endpoints::ready_endpoints(&list.items) == usize::try_from(replicas).unwrap_or(0) => None,
+        Ok(list) => Some(format!("{} Ready endpoints behind the Service", endpoints::ready_endpoints(&list.items))),
+        Err(e) => Some(format!("list EndpointSlices: {e}")),
+    }
 }
 
 async fn kills(client: &Client, settings: &Settings, scenario: &mut Scenario) -> anyhow::Result<()> {

@@ -16,6 +16,18 @@ pub fn ready_endpoints(slices: &[EndpointSlice]) -> usize {
         .count()
 }
 
+/// The Ready pods in these EndpointSlices, by name, sorted (for reports).
+fn ready_pods(slices: &[EndpointSlice]) -> Vec<String> {
+    let mut pods: Vec<String> = slices
+        .iter()
+        .flat_map(|s| s.endpoints.iter().flatten())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+        .map(|e| e.target_ref.as_ref().and_then(|r| r.name.clone()).unwrap_or_else(|| e.addresses.join(",")))
+        .collect();
+    pods.sort();
+    pods
+}
+
 /// Ready endpoints behind a Service, from a watch (not a poll): the fewest Ready endpoints is
 /// updated on every EndpointSlice change, and a 100 ms tick counts a sample as taken only while
 /// the watch is live (listed, no error since). A sampler that went blind fails the test.
@@ -24,7 +36,15 @@ pub struct EndpointWatch {
     min_ready: Arc<AtomicUsize>,
     samples: Arc<AtomicUsize>,
     missed: Arc<AtomicUsize>,
+    lowest: Arc<std::sync::Mutex<Lowest>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// When the fewest Ready endpoints were first seen, and which pods they were.
+#[derive(Clone, Debug, Default)]
+pub struct Lowest {
+    pub after: Duration,
+    pub pods: Vec<String>,
 }
 
 /// What an [`EndpointWatch`] saw.
@@ -33,6 +53,8 @@ pub struct Sampled {
     pub min_ready: usize,
     pub samples: usize,
     pub missed: usize,
+    /// The moment of the fewest Ready endpoints (first time seen) and those pods.
+    pub lowest: Lowest,
 }
 
 impl Sampled {
@@ -54,7 +76,12 @@ impl Sampled {
             return Some(format!("the endpoint watch missed {} of {total} samples (more than 1 %)", self.missed));
         }
         (self.min_ready < floor).then(|| {
-            format!("Ready endpoints fell to {}, below the floor {floor} (replicas - maxUnavailable)", self.min_ready)
+            format!(
+                "Ready endpoints fell to {}, below the floor {floor} (replicas - maxUnavailable), {:.1} s after the watch started: {}",
+                self.min_ready,
+                self.lowest.after.as_secs_f64(),
+                self.lowest.pods.join(" ")
+            )
         })
     }
 }
@@ -69,9 +96,12 @@ impl EndpointWatch {
         let config = watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"));
         let (stop, min_ready) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(usize::MAX)));
         let (samples, missed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let lowest = Arc::new(std::sync::Mutex::new(Lowest::default()));
+        let started = tokio::time::Instant::now();
         let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
         let task = {
             let (stop, min_ready, samples, missed) = (stop.clone(), min_ready.clone(), samples.clone(), missed.clone());
+            let lowest = lowest.clone();
             tokio::spawn(async move {
                 let mut listed = Some(listed_tx);
                 let (reader, writer) = reflector::store();
@@ -80,7 +110,13 @@ impl EndpointWatch {
                 let mut live = false;
                 let ready_now = || {
                     let slices: Vec<EndpointSlice> = reader.state().iter().map(|s| (**s).clone()).collect();
-                    ready_endpoints(&slices)
+                    let ready = ready_endpoints(&slices);
+                    if ready < min_ready.load(Ordering::SeqCst) {
+                        if let Ok(mut lowest) = lowest.lock() {
+                            *lowest = Lowest { after: started.elapsed(), pods: ready_pods(&slices) };
+                        }
+                    }
+                    ready
                 };
                 while !stop.load(Ordering::SeqCst) {
                     tokio::select! {
@@ -117,7 +153,7 @@ impl EndpointWatch {
             .await
             .unwrap_or_else(|_| panic!("the endpoint watch of {service} listed nothing within 30 s"))
             .unwrap_or_else(|_| panic!("the endpoint watch of {service} ended before its first list"));
-        Self { stop, min_ready, samples, missed, task }
+        Self { stop, min_ready, samples, missed, lowest, task }
     }
 
     /// Stops watching; returns what was seen.
@@ -128,6 +164,7 @@ impl EndpointWatch {
             min_ready: self.min_ready.load(Ordering::SeqCst),
             samples: self.samples.load(Ordering::SeqCst),
             missed: self.missed.load(Ordering::SeqCst),
+            lowest: self.lowest.lock().map(|l| l.clone()).unwrap_or_default(),
         }
     }
 }
