@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -40,7 +41,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -96,6 +97,7 @@ struct Settings {
     kills: usize,
     fuzz_cases: usize,
     dry_run_sample: usize,
+    api_specs: usize,
     own_cluster: bool,
     log_dir: PathBuf,
 }
@@ -111,6 +113,7 @@ async fn main() -> ExitCode {
         kills: common::env_or("CHAOS_KILLS", if full { 100 } else { 10 }),
         fuzz_cases: common::env_or("CHAOS_FUZZ_CASES", 10_000),
         dry_run_sample: common::env_or("CHAOS_DRY_RUN_SAMPLE", 50),
+        api_specs: common::env_or("CHAOS_API_SPECS", 1000),
         own_cluster: common::env_flag("CHAOS_OWN_CLUSTER"),
         log_dir: PathBuf::from(std::env::var("CHAOS_LOG_DIR").unwrap_or_else(|_| "/tmp/course-operator-chaos".into())),
     };
@@ -645,7 +648,335 @@ async fn fuzz(client: &Client, settings: &Settings, scenario: &mut Scenario) -> 
     let ns = common::create_namespace(client, "chaos-fuzz").await?;
     let outcome = dry_run_sample(client, settings, &ns, &cases, &mut rng, scenario).await;
     common::delete_namespace(client, &ns, None).await?;
+    outcome?;
+    through_the_apiserver(client, settings, &mut rng, scenario).await
+}
+
+/// The kinds the operator writes, for finding every object in a namespace.
+fn child_kinds() -> Vec<ApiResource> {
+    use k8s_openapi::api::{autoscaling::v2, batch::v1 as batch, core::v1 as core, networking::v1 as net};
+    vec![
+        ApiResource::erase::<Deployment>(&()),
+        ApiResource::erase::<k8s_openapi::api::apps::v1::StatefulSet>(&()),
+        ApiResource::erase::<Service>(&()),
+        ApiResource::erase::<PodDisruptionBudget>(&()),
+        ApiResource::erase::<v2::HorizontalPodAutoscaler>(&()),
+        ApiResource::erase::<core::ConfigMap>(&()),
+        ApiResource::erase::<core::Secret>(&()),
+        ApiResource::erase::<core::PersistentVolumeClaim>(&()),
+        ApiResource::erase::<batch::Job>(&()),
+        ApiResource::erase::<batch::CronJob>(&()),
+        ApiResource::erase::<net::NetworkPolicy>(&()),
+    ]
+}
+
+/// One object of the operator's child kinds that carries the instance label.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Labelled {
+    /// `Kind/name`
+    id: String,
+    instance: String,
+    uid: String,
+    /// The uid of its controller owner; empty when it has none.
+    owner: String,
+    generation: i64,
+}
+
+/// Every object of the operator's child kinds in `ns` that carries the instance label.
+async fn labelled_children(client: &Client, ns: &str) -> anyhow::Result<Vec<Labelled>> {
+    let mut found = Vec::new();
+    for kind in child_kinds() {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &kind);
+        let list = api.list(&ListParams::default().labels(labels::INSTANCE)).await?;
+        for object in list.items {
+            let owner = object
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map(|o| o.uid.clone())
+                .unwrap_or_default();
+            found.push(Labelled {
+                id: format!("{}/{}", kind.kind, object.name_any()),
+                instance: object.labels().get(labels::INSTANCE).cloned().unwrap_or_default(),
+                uid: object.uid().unwrap_or_default(),
+                owner,
+                generation: object.metadata.generation.unwrap_or(0),
+            });
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Kept on purpose without an owner, so deleting a CourseService never drops data: the
+/// generated database credentials and the StatefulSets' volume claims.
+fn retained(id: &str) -> bool {
+    id.starts_with("PersistentVolumeClaim/") || (id.starts_with("Secret/") && id.ends_with("-db-credentials"))
+}
+
+/// Objects labelled for one CourseService but controlled by something else: neither that
+/// CourseService nor one of its own children (a CronJob's Jobs), nor retained on purpose.
+fn foreign(children: &[Labelled], uids: &BTreeMap<String, String>) -> Vec<String> {
+    children
+        .iter()
+        .filter(|c| {
+            let by_course = uids.get(&c.instance) == Some(&c.owner);
+            let by_sibling = children.iter().any(|p| p.uid == c.owner && p.instance == c.instance && !p.uid.is_empty());
+            let kept = c.owner.is_empty() && retained(&c.id);
+            !(by_course || by_sibling || kept)
+        })
+        .map(|c| format!("{} labelled {} is controlled by uid {:?}", c.id, c.instance, c.owner))
+        .collect()
+}
+
+/// Item 8 of issue 18: `api_specs` random specs go through the apiserver. Each is first
+/// created with a server-side dry run (the schema and CEL rules decide); every one the CRD
+/// accepts is then created for real, beside a settled CourseService that must stay untouched,
+/// and the operator must reconcile each to its children or to `InvalidSpec` naming a field.
+/// A ResourceQuota of 0 pods keeps the run to the objects the operator writes.
+async fn through_the_apiserver(
+    client: &Client,
+    settings: &Settings,
+    rng: &mut Rng,
+    scenario: &mut Scenario,
+) -> anyhow::Result<()> {
+    const CIDR: &str = "course-operator-chaos";
+    let ns = common::create_namespace(client, "chaos-fuzz-api").await?;
+    common::add_service_cidr(client, CIDR, "10.2.0.0/20").await?;
+    let outcome = through_the_apiserver_in(client, settings, &ns, rng, scenario).await;
+    if scenario.violations.is_empty() && outcome.is_ok() {
+        common::delete_namespace(client, &ns, Some(Duration::from_secs(300))).await?;
+    } else {
+        progress(format!("fuzz: keeping namespace {ns} for inspection"));
+    }
+    common::remove_service_cidr(client, CIDR).await;
     outcome
+}
+
+async fn through_the_apiserver_in(
+    client: &Client,
+    settings: &Settings,
+    ns: &str,
+    rng: &mut Rng,
+    scenario: &mut Scenario,
+) -> anyhow::Result<()> {
+    let quota: Api<k8s_openapi::api::core::v1::ResourceQuota> = Api::namespaced(client.clone(), ns);
+    let no_pods = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods", "namespace": ns},
+                         "spec": {"hard": {"pods": "0"}}});
+    common::apply_json(&quota, &no_pods, common::HARNESS_MANAGER).await?;
+    let courses: Api<CourseService> = Api::namespaced(client.clone(), ns);
+    let mut operator = Operator::start(ns, "fuzz", &[], &settings.log_dir).await?;
+    // The bystander: settled before the fuzzed specs arrive; its children must not change.
+    let bystander = common::course(
+        "bystander",
+        ns,
+        json!({"image": "chaos/bystander:1", "replicas": 3, "service": {"type": "ClusterIP"},
+               "cache": {"enabled": true, "replicas": 1}, "database": {"enabled": true, "members": 1}}),
+    );
+    let bystander = common::apply_json(&courses, &bystander, common::HARNESS_MANAGER).await?;
+    let bystander_uid = bystander.uid().unwrap_or_default();
+    common::poll(Duration::from_secs(60), "the bystander's children", || async {
+        let children = labelled_children(client, ns).await.ok()?;
+        let reconciled = courses.get("bystander").await.ok()?.status.is_some_and(|s| s.observed_generation == Some(1));
+        (reconciled && children.len() >= 5).then_some(())
+    })
+    .await?;
+    // Settled: the same children (generations included) in two reads 2 s apart.
+    let bystanders = || async {
+        labelled_children(client, ns)
+            .await
+            .map(|all| all.into_iter().filter(|c| c.instance == "bystander").collect::<Vec<_>>())
+    };
+    let mut before = bystanders().await?;
+    let settle_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = bystanders().await?;
+        if now == before {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < settle_by, "the bystander's children still changing after 60 s");
+        before = now;
+    }
+
+    // 1. Server-side dry run of every spec: the schema and CEL decide.
+    let started = Instant::now();
+    let dry = PostParams { dry_run: true, ..PostParams::default() };
+    let (mut accepted, mut rejected, mut stricter) = (Vec::new(), 0usize, 0usize);
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..settings.api_specs {
+        let name = format!(
+            "f{i:04}-{}",
+            random_name(rng).to_lowercase().trim_matches('-').chars().take(20).collect::<String>()
+        );
+        let name = name.trim_end_matches('-').to_owned();
+        let manifest = common::course(&name, ns, random_spec(rng));
+        let Ok(cs) = serde_json::from_value::<CourseService>(manifest.clone()) else {
+            // The CRD may take what the Rust types cannot: then the operator must not choke on
+            // it either; the real create below tells.
+            accepted.push((name, manifest, None));
+            continue;
+        };
+        match courses.create(&dry, &cs).await {
+            Ok(_) => {
+                let valid = course_operator::validate::validate(&cs).is_ok();
+                accepted.push((name, manifest, Some(valid)));
+            }
+            Err(e) => {
+                rejected += 1;
+                *reasons.entry(reason(&e)).or_default() += 1;
+                if course_operator::validate::validate(&cs).is_ok() {
+                    stricter += 1;
+                }
+            }
+        }
+    }
+    let dry_seconds = started.elapsed().as_secs_f64();
+    progress(format!(
+        "fuzz: {} specs through the apiserver's dry run in {dry_seconds:.1}s: {} accepted, {rejected} rejected",
+        settings.api_specs,
+        accepted.len()
+    ));
+
+    // 2. Every accepted spec for real; the operator reconciles them all.
+    let started = Instant::now();
+    let created: Vec<anyhow::Result<String>> = futures::stream::iter(accepted.iter().map(|(name, manifest, _)| {
+        let courses = courses.clone();
+        async move {
+            common::apply_json(&courses, manifest, common::HARNESS_MANAGER).await?;
+            Ok(name.clone())
+        }
+    }))
+    .buffer_unordered(16)
+    .collect()
+    .await;
+    let failed_creates: Vec<String> =
+        created.iter().filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}"))).collect();
+    scenario.check(failed_creates.is_empty(), || {
+        format!("{} dry-run-accepted specs failed to create, first: {}", failed_creates.len(), failed_creates[0])
+    });
+    let names: std::collections::BTreeSet<String> = created.into_iter().filter_map(Result::ok).collect();
+    let watched: Watched<CourseService> = Watched::start(client, ns, None).await?;
+    let verdicts = |objects: &[Arc<CourseService>]| -> BTreeMap<String, Option<(bool, String)>> {
+        objects
+            .iter()
+            .filter(|c| names.contains(&c.name_any()))
+            .map(|c| {
+                let verdict =
+                    c.status.as_ref().filter(|s| s.observed_generation == c.metadata.generation).and_then(|s| {
+                        let invalid = s
+                            .conditions
+                            .iter()
+                            .find(|c| c.type_ == course_operator::conditions::types::INVALID_SPEC)?;
+                        Some((invalid.status == "True", invalid.message.clone()))
+                    });
+                (c.name_any(), verdict)
+            })
+            .collect()
+    };
+    let waited = watched
+        .until(Duration::from_secs(600), "every fuzzed CourseService reconciled", |objects| {
+            let v = verdicts(objects);
+            (v.len() == names.len() && v.values().all(Option::is_some)).then_some(())
+        })
+        .await;
+    let reconcile_seconds = started.elapsed().as_secs_f64();
+    let verdicts = verdicts(&watched.objects());
+    let unreconciled: Vec<&String> = names.iter().filter(|n| !matches!(verdicts.get(*n), Some(Some(_)))).collect();
+    scenario.check(waited.is_ok() && unreconciled.is_empty(), || {
+        format!(
+            "{} of {} CourseServices not reconciled within 600 s, first {:?}",
+            unreconciled.len(),
+            names.len(),
+            unreconciled.first()
+        )
+    });
+
+    // 3. Judge each: InvalidSpec names a spec field and nothing was written for it; otherwise
+    //    its Deployments and main Service exist, owned by it alone.
+    let children = labelled_children(client, ns).await?;
+    let uids: BTreeMap<String, String> =
+        watched.objects().iter().map(|c| (c.name_any(), c.uid().unwrap_or_default())).collect();
+    let (mut invalid, mut with_children) = (0usize, 0usize);
+    let mut invalid_messages_without_field = Vec::new();
+    let mut missing_children = Vec::new();
+    let mut invalid_but_written = Vec::new();
+    let mut validate_disagrees = Vec::new();
+    for (name, manifest, valid) in &accepted {
+        let Some(Some((is_invalid, message))) = verdicts.get(name) else { continue };
+        let mine: Vec<&Labelled> = children.iter().filter(|c| c.instance == *name).collect();
+        // A missing external-database Secret is InvalidSpec too, which only the cluster knows.
+        let cluster_only = message.contains("spec.database.external.uriSecret");
+        if let Some(expected) = valid
+            && *expected == *is_invalid
+            && !(cluster_only && *is_invalid)
+        {
+            validate_disagrees
+                .push(format!("{name}: validate says valid={expected}, the operator InvalidSpec={is_invalid}"));
+        }
+        if *is_invalid {
+            invalid += 1;
+            if !message.contains("spec.") {
+                invalid_messages_without_field.push(format!("{name}: {message}"));
+            }
+            if !mine.is_empty() {
+                invalid_but_written.push(format!("{name}: {}", mine[0].id));
+            }
+        } else {
+            let has = |kind: &str| mine.iter().any(|c| c.id.starts_with(kind));
+            let main_service = mine.iter().any(|c| c.id == format!("Service/{name}"));
+            if has("Deployment/") && main_service {
+                with_children += 1;
+            } else {
+                missing_children.push(format!("{name}: {} children; spec {}", mine.len(), manifest["spec"]));
+            }
+        }
+    }
+    let foreign = foreign(&children, &uids);
+    if let Some(first) = foreign.first() {
+        scenario.check(false, || {
+            format!("{} children not controlled by their own CourseService, first: {first}", foreign.len())
+        });
+    }
+    let after = bystanders().await?;
+    scenario.check(before == after, || format!("the bystander's children changed: before {before:?}, after {after:?}"));
+    scenario.check(before.iter().all(|c| c.owner == bystander_uid || (c.owner.is_empty() && retained(&c.id))), || {
+        "a bystander child is not controlled by the bystander".to_owned()
+    });
+    let alive = operator.is_running();
+    let panicked = operator.log().matches("panicked").count();
+    scenario.check(alive && panicked == 0, || {
+        format!("the operator {} ({panicked} panics in its log)", if alive { "lives" } else { "exited" })
+    });
+    for (what, list) in [
+        ("InvalidSpec without a field name", &invalid_messages_without_field),
+        ("valid specs without their Deployments and Service", &missing_children),
+        ("InvalidSpec yet children written", &invalid_but_written),
+        ("the operator and validate() disagree", &validate_disagrees),
+    ] {
+        scenario.check(list.is_empty(), || format!("{}: {what}, first {}", list.len(), list[0]));
+    }
+    scenario.check(stricter == 0, || format!("{stricter} specs validate() accepts were rejected by the CRD"));
+    scenario.figure("api_specs", settings.api_specs);
+    scenario.figure("api_rejected_by_crd", rejected);
+    scenario.figure("api_rejection_reasons", serde_json::to_value(&reasons)?);
+    scenario.figure("api_accepted", accepted.len());
+    scenario.figure("api_reconciled_to_children", with_children);
+    scenario.figure("api_reconciled_to_invalid_spec", invalid);
+    scenario.figure("api_not_reconciled", unreconciled.len());
+    scenario.figure("api_foreign_children", foreign.len());
+    scenario.figure("api_dry_run_seconds", dry_seconds);
+    scenario.figure("api_reconcile_seconds", reconcile_seconds);
+    scenario.figure("api_operator_panics", panicked);
+    progress(format!(
+        "fuzz: {} accepted specs reconciled in {reconcile_seconds:.1}s: {with_children} to children, {invalid} to InvalidSpec, {} not reconciled",
+        accepted.len(),
+        unreconciled.len()
+    ));
+    operator.terminate();
+    Ok(())
 }
 
 async fn dry_run_sample(

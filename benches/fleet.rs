@@ -29,7 +29,6 @@ use anyhow::{Context as _, anyhow};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
-use k8s_openapi::api::networking::v1::ServiceCIDR;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
@@ -207,7 +206,7 @@ async fn bench() -> anyhow::Result<()> {
         }
     }
     if cidr {
-        let _ = Api::<ServiceCIDR>::all(client.clone()).delete(BENCH_CIDR, &Default::default()).await;
+        common::remove_service_cidr(&client, BENCH_CIDR).await;
     }
     write_outputs(&config, &runs, failure.as_deref())?;
     match failure {
@@ -263,20 +262,12 @@ async fn configure(client: &Client, zones: &[ZoneHealth]) -> anyhow::Result<Conf
 
 const BENCH_CIDR: &str = "course-operator-bench";
 
-/// The local control plane's Service range is a /24 (254 ClusterIPs for the whole cluster). A
-/// fleet beyond ~150 Services gets an extra ServiceCIDR for the duration of the bench.
+/// A fleet beyond ~150 Services gets an extra ServiceCIDR for the duration of the bench.
 async fn ensure_service_ips(client: &Client, config: &Config) -> anyhow::Result<bool> {
     if config.n <= 150 {
         return Ok(false);
     }
-    let api: Api<ServiceCIDR> = Api::all(client.clone());
-    let cidr = serde_json::json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
-        "metadata": {"name": BENCH_CIDR},
-        "spec": {"cidrs": ["10.1.0.0/20"]},
-    });
-    common::apply_json(&api, &cidr, common::HARNESS_MANAGER).await.context("adding a ServiceCIDR for the fleet")?;
-    progress("added ServiceCIDR course-operator-bench (10.1.0.0/20) for the fleet's Services");
+    common::add_service_cidr(client, BENCH_CIDR, "10.1.0.0/20").await?;
     Ok(true)
 }
 

@@ -24,4 +24,6 @@ pub mod reasons {
     pub const ROLLOUT_ABORTED: &str = "RolloutAborted";
     pub const SPEC_INVALID: &str = "SpecInvalid";
     pub const SPEC_VALID: &str = "SpecValid";
+    /// The apiserver refused a child rendered from the spec (a Warning Event).
+    pub const CHILD_REJECTED: &str = "ChildRejected";
 }

@@ -300,6 +300,11 @@ fn validate_data(spec: &CourseServiceSpec, e: &mut Errors) {
                 "a cron schedule (five fields or @daily)",
             );
             e.range(backup.keep, 1, 365, "spec.database.backup.keep");
+            e.check(
+                quantity::to_bytes(&backup.storage.0).is_some_and(|b| b > 0),
+                "spec.database.backup.storage",
+                || format!("{:?} must be a positive storage size like 20Gi", backup.storage.0),
+            );
             e.optional_image(backup.image.as_deref(), "spec.database.backup.image");
         }
         e.optional_image(db.image.as_deref(), "spec.database.image");

@@ -635,3 +635,27 @@ pub async fn apply_child(
         Child::PersistentVolumeClaim(o) => one(client, namespace, o.as_ref(), params).await,
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Service addresses
+
+/// The local control plane's Service range is a /24 (254 ClusterIPs for the whole cluster): a
+/// run that creates hundreds of Services adds a ServiceCIDR for its duration.
+pub async fn add_service_cidr(client: &Client, name: &str, cidr: &str) -> anyhow::Result<()> {
+    let api: Api<k8s_openapi::api::networking::v1::ServiceCIDR> = Api::all(client.clone());
+    let object = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+        "metadata": {"name": name},
+        "spec": {"cidrs": [cidr]},
+    });
+    apply_json(&api, &object, HARNESS_MANAGER).await.with_context(|| format!("adding ServiceCIDR {name} ({cidr})"))?;
+    progress(format!("added ServiceCIDR {name} ({cidr}) for this run's Services"));
+    Ok(())
+}
+
+/// Deletes a ServiceCIDR added by [`add_service_cidr`] (the apiserver keeps it until its last
+/// address is released).
+pub async fn remove_service_cidr(client: &Client, name: &str) {
+    let api: Api<k8s_openapi::api::networking::v1::ServiceCIDR> = Api::all(client.clone());
+    let _ = api.delete(name, &DeleteParams::default()).await;
+}

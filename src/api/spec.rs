@@ -542,6 +542,10 @@ pub struct BackupSpec {
     pub keep: i32,
     /// Size of the backup volume.
     #[serde(default = "defaults::backup_storage")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))",
+        "message": "spec.database.backup.storage must be a positive storage size, e.g. 20Gi",
+    }]))]
     pub storage: Quantity,
     /// Image of the backup Job: mongodump and a POSIX shell (default: the operator's backup
     /// repository, tagged `spec.database.version`).

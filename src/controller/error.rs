@@ -18,6 +18,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// The apiserver refused a rendered child as invalid (400 or 422): retrying cannot help,
+    /// the spec must change. `(kind, name, the apiserver's message)`; the message is left out
+    /// for Secrets, whose rejections may quote what they hold.
+    pub fn rejected_child(&self) -> Option<(&str, &str, String)> {
+        let Self::Apply { kind, name, source: kube::Error::Api(status), .. } = self else { return None };
+        if !matches!(status.code, 400 | 422) {
+            return None;
+        }
+        let message = if *kind == "Secret" { String::new() } else { status.message.clone() };
+        Some((kind, name, message))
+    }
+
     /// The write fence's refusal behind this failure, if that is what it was.
     pub fn fenced(&self) -> Option<&fence::Fenced> {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
@@ -28,5 +40,37 @@ impl Error {
             cause = error.source();
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply_error(kind: &'static str, code: u16) -> Error {
+        let status = kube::core::Status::failure("spec.x: Invalid value", "Invalid").with_code(code);
+        Error::Apply {
+            kind,
+            namespace: "ns".into(),
+            name: "catalog-db-backup".into(),
+            source: kube::Error::Api(status.boxed()),
+        }
+    }
+
+    #[test]
+    fn only_a_child_refused_as_invalid_is_reported_as_rejected_and_secrets_keep_their_message_to_themselves() {
+        let rejected = apply_error("PersistentVolumeClaim", 422);
+        assert_eq!(
+            rejected.rejected_child(),
+            Some(("PersistentVolumeClaim", "catalog-db-backup", "spec.x: Invalid value".to_owned()))
+        );
+        assert_eq!(
+            apply_error("PersistentVolumeClaim", 400).rejected_child().map(|r| r.0),
+            Some("PersistentVolumeClaim")
+        );
+        assert_eq!(apply_error("Secret", 422).rejected_child(), Some(("Secret", "catalog-db-backup", String::new())));
+        for transient in [409, 429, 500, 503, 403] {
+            assert_eq!(apply_error("Deployment", transient).rejected_child(), None, "HTTP {transient}");
+        }
     }
 }

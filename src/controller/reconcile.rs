@@ -100,6 +100,25 @@ pub async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Acti
         ctx.metrics.reconciled(Outcome::Skipped, started.elapsed());
         return Ok(Action::requeue(FENCE_RETRY));
     }
+    if let Err(error) = &result
+        && let Some((kind, child, message)) = error.rejected_child()
+    {
+        // Retrying cannot fix it; say so where `kubectl describe` shows it, not only in our log.
+        let note: String = format!("the apiserver refused {kind} {child} rendered from this spec: {message}")
+            .chars()
+            .take(1000)
+            .collect();
+        let event = Event {
+            type_: EventType::Warning,
+            reason: crate::conditions::reasons::CHILD_REJECTED.into(),
+            note: Some(note),
+            action: "Apply".into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &cs.object_ref(&())).await {
+            warn!(%error, "could not publish event");
+        }
+    }
     let outcome = match &result {
         Ok(Reconciled::Invalid { .. }) => Outcome::InvalidSpec,
         Ok(_) => Outcome::Success,

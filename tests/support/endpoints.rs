@@ -111,10 +111,10 @@ impl EndpointWatch {
                 let ready_now = || {
                     let slices: Vec<EndpointSlice> = reader.state().iter().map(|s| (**s).clone()).collect();
                     let ready = ready_endpoints(&slices);
-                    if ready < min_ready.load(Ordering::SeqCst) {
-                        if let Ok(mut lowest) = lowest.lock() {
-                            *lowest = Lowest { after: started.elapsed(), pods: ready_pods(&slices) };
-                        }
+                    if ready < min_ready.load(Ordering::SeqCst)
+                        && let Ok(mut lowest) = lowest.lock()
+                    {
+                        *lowest = Lowest { after: started.elapsed(), pods: ready_pods(&slices) };
                     }
                     ready
                 };
