@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2154 # BIN_* variables are set by build_bins (benches/common/scripts.sh)
-# `make chaos`: benches/chaos.rs against the local control plane, with the release operator
+# `make chaos`: benches/chaos/ against the local control plane, with the release operator
 # binary. Exits non-zero when any invariant breaks. Results: benchmarks/chaos.json and
 # BENCHMARKS.md (section chaos).
 #
