@@ -2,7 +2,11 @@
 
 use super::*;
 
-pub(super) async fn apiserver_restart(client: &Client, settings: &Settings, scenario: &mut Scenario) -> anyhow::Result<()> {
+pub(super) async fn apiserver_restart(
+    client: &Client,
+    settings: &Settings,
+    scenario: &mut Scenario,
+) -> anyhow::Result<()> {
     if !settings.own_cluster {
         scenario.skipped =
             Some("the cluster is shared (not started by chaos.sh): restarting it would break other users".into());

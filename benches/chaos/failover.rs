@@ -19,7 +19,12 @@ pub(super) async fn failover(client: &Client, settings: &Settings, scenario: &mu
     outcome
 }
 
-pub(super) async fn failover_in(client: &Client, settings: &Settings, ns: &str, scenario: &mut Scenario) -> anyhow::Result<()> {
+pub(super) async fn failover_in(
+    client: &Client,
+    settings: &Settings,
+    ns: &str,
+    scenario: &mut Scenario,
+) -> anyhow::Result<()> {
     let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
     let mut first = Operator::start(ns, "replica-a", &[], &settings.log_dir).await?;
     common::poll(Duration::from_secs(30), "replica-a to lead", || async { first.is_leader().await.then_some(()) })

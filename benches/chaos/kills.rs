@@ -80,7 +80,12 @@ pub(super) async fn kills(client: &Client, settings: &Settings, scenario: &mut S
     outcome
 }
 
-pub(super) async fn kills_in(client: &Client, settings: &Settings, ns: &str, scenario: &mut Scenario) -> anyhow::Result<()> {
+pub(super) async fn kills_in(
+    client: &Client,
+    settings: &Settings,
+    ns: &str,
+    scenario: &mut Scenario,
+) -> anyhow::Result<()> {
     let mut rng = Rng::new(settings.seed ^ 0x6b69_6c6c);
     let lease = ["--lease-duration-seconds", "4"];
     let api: Api<CourseService> = Api::namespaced(client.clone(), ns);

@@ -26,9 +26,9 @@
 //! CHAOS_KILLS, CHAOS_FUZZ_CASES, CHAOS_DRY_RUN_SAMPLE, CHAOS_API_SPECS, CHAOS_OWN_CLUSTER=1 (set by chaos.sh
 //! when it started the cluster), CHAOS_OUT_JSON, CHAOS_OUT_MD.
 
+mod apiserver_restart;
 #[path = "../common/mod.rs"]
 mod common;
-mod apiserver_restart;
 mod failover;
 mod fuzz;
 mod kills;

@@ -43,7 +43,12 @@ pub(super) async fn zone_loss(client: &Client, settings: &Settings, scenario: &m
     outcome.and(restored)
 }
 
-pub(super) async fn zone_loss_in(client: &Client, settings: &Settings, ns: &str, scenario: &mut Scenario) -> anyhow::Result<()> {
+pub(super) async fn zone_loss_in(
+    client: &Client,
+    settings: &Settings,
+    ns: &str,
+    scenario: &mut Scenario,
+) -> anyhow::Result<()> {
     let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
     let _operator = Operator::start(ns, "zone", &[], &settings.log_dir).await?;
     let strategy = json!({"type": "Rolling", "rolling": {"zoneByZone": true, "maxSurge": 1, "maxUnavailable": 0}});
