@@ -9,7 +9,8 @@
 //! 2. API economy: requests per CourseService by verb, and writes in an idle window that spans
 //!    several full resyncs;
 //! 3. memory: VmHWM/VmRSS of the operator;
-//! 4. latency: spec.replicas patched on K CourseServices one at a time → the Deployment shows it;
+//! 4. latency under load: spec.replicas changes sent at a fixed rate (open loop, 10 per second)
+//!    across the fleet → the watch shows that CourseService's Deployments at the new total;
 //! 5. rollout overhead: canary step advance and blue-green Service switch vs. the new pods'
 //!    own readiness;
 //! 6. the same convergence with cache + database on (quick N).
@@ -52,7 +53,10 @@ struct Config {
     idle_seconds: u64,
     resync_seconds: u64,
     concurrency: u16,
-    latency_k: usize,
+    /// Spec changes per second during the latency phase (open loop).
+    latency_rate: u32,
+    /// Samples the latency phase must collect in every run.
+    latency_samples: usize,
     rollouts: usize,
     /// App replicas per CourseService in the plain fleet.
     replicas: i32,
@@ -112,6 +116,8 @@ struct Latency {
     max_ms: f64,
     /// Round trip of the PATCH itself (part of the above).
     patch_p50_ms: f64,
+    /// Changes per second actually sent (samples over the time from first to last send).
+    sent_per_second: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -250,7 +256,8 @@ async fn configure(client: &Client, zones: &[ZoneHealth]) -> anyhow::Result<Conf
         idle_seconds: common::env_or("BENCH_IDLE_SECONDS", if full { 300 } else { 60 }),
         resync_seconds: common::env_or("BENCH_RESYNC_SECONDS", if full { 30 } else { 10 }),
         concurrency: common::env_or("BENCH_CONCURRENCY", 8),
-        latency_k: common::env_or("BENCH_LATENCY_K", if full { 100 } else { 30 }),
+        latency_rate: common::env_or("BENCH_LATENCY_RATE", 10u32).max(1),
+        latency_samples: common::env_or("BENCH_LATENCY_SAMPLES", 300),
         rollouts: common::env_or("BENCH_ROLLOUTS", 2),
         replicas,
         data_n,
@@ -559,7 +566,11 @@ fn replicas_of(deployments: &[Arc<Deployment>], instance: &str) -> i32 {
         .sum()
 }
 
-/// spec.replicas of K CourseServices, one at a time → their Deployments show the new total.
+/// Latency under load: every `1 / latency_rate` s a spec.replicas change goes to the next
+/// CourseService of the fleet not already waiting (open loop: a slow answer delays no later
+/// send), alternating +1 and −1 so the pod count stays bounded; each sample is the time from
+/// sending the PATCH to the watch event showing that CourseService's Deployments at the new
+/// total. Every one of `latency_samples` changes must be seen within 30 s, or the run fails.
 async fn latency(
     client: &Client,
     config: &Config,
@@ -567,33 +578,73 @@ async fn latency(
     deployments: &Watched<Deployment>,
     courses: &Watched<CourseService>,
 ) -> anyhow::Result<Latency> {
+    use futures::stream::FuturesUnordered;
     let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
     let all = names(config.n);
-    let k = config.latency_k.min(all.len());
-    let stride = (all.len() / k.max(1)).max(1);
-    let mut samples = Vec::new();
-    let mut patch_times = Vec::new();
-    for name in all.iter().step_by(stride).take(k) {
-        let current =
-            courses.objects().iter().find(|cs| cs.name_any() == *name).map_or(config.replicas, |cs| cs.spec.replicas);
-        let target = current + 1;
-        let patch = serde_json::json!({"spec": {"replicas": target}});
-        let started = Instant::now();
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        let patched = started.elapsed();
-        let (_, seen) = deployments
-            .until(Duration::from_secs(30), &format!("{name}'s Deployments at {target} replicas"), |objects| {
-                (replicas_of(objects, name) == target).then_some(())
-            })
-            .await?;
-        samples.push(common::secs_between(started, seen) * 1000.0);
-        patch_times.push(patched.as_secs_f64() * 1000.0);
+    anyhow::ensure!(!all.is_empty(), "no CourseService to change");
+    let mut replicas: BTreeMap<String, i32> = all
+        .iter()
+        .map(|name| {
+            let cs = courses.objects().into_iter().find(|cs| cs.name_any() == *name);
+            (name.clone(), cs.map_or(config.replicas, |cs| cs.spec.replicas))
+        })
+        .collect();
+    let mut waiting: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / config.latency_rate);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let (mut sent, mut next) = (0usize, 0usize);
+    let (mut samples, mut patch_times) = (Vec::new(), Vec::new());
+    let (mut first_send, mut last_send) = (None, None);
+    while samples.len() < config.latency_samples {
+        tokio::select! {
+            _ = ticker.tick(), if sent < config.latency_samples => {
+                // the next CourseService not already waiting for its previous change
+                let Some(index) = (0..all.len()).map(|i| (next + i) % all.len()).find(|i| !waiting.contains(&all[*i])) else {
+                    anyhow::bail!("every CourseService of the fleet is still waiting for its last change");
+                };
+                next = index + 1;
+                let name = all[index].clone();
+                let current = replicas.get(&name).copied().unwrap_or(config.replicas);
+                let target = if sent % 2 == 1 && current > 0 { current - 1 } else { current + 1 };
+                replicas.insert(name.clone(), target);
+                waiting.insert(name.clone());
+                sent += 1;
+                let api = api.clone();
+                let now = Instant::now();
+                first_send.get_or_insert(now);
+                last_send = Some(now);
+                in_flight.push(async move {
+                    let started = Instant::now();
+                    let patch = serde_json::json!({"spec": {"replicas": target}});
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                    let patched = started.elapsed();
+                    let what = format!("{name}'s Deployments at {target} replicas");
+                    let (_, seen) = deployments
+                        .until(Duration::from_secs(30), &what, |objects| (replicas_of(objects, &name) == target).then_some(()))
+                        .await?;
+                    anyhow::Ok((name, common::secs_between(started, seen) * 1000.0, patched.as_secs_f64() * 1000.0))
+                });
+            }
+            Some(done) = in_flight.next() => {
+                let (name, ms, patch_ms) = done?;
+                waiting.remove(&name);
+                samples.push(ms);
+                patch_times.push(patch_ms);
+            }
+        }
     }
+    let sending = match (first_send, last_send) {
+        (Some(first), Some(last)) => last.duration_since(first).as_secs_f64(),
+        _ => 0.0,
+    };
+    let intervals = samples.len().saturating_sub(1) as f64;
     Ok(Latency {
         p50_ms: common::percentile(&samples, 50.0).unwrap_or(0.0),
         p99_ms: common::percentile(&samples, 99.0).unwrap_or(0.0),
         max_ms: samples.iter().copied().fold(0.0, f64::max),
         patch_p50_ms: common::median(&patch_times).unwrap_or(0.0),
+        sent_per_second: if sending > 0.0 { intervals / sending } else { 0.0 },
         samples_ms: samples,
     })
 }
@@ -947,16 +998,23 @@ fn markdown(config: &Config, runs: &[Run], failure: Option<&str>) -> String {
         rss_goal,
     );
     row(&mut out, "  RSS in the idle window (MiB)", &|r| Some(r.idle_rss_mib), 1, "", None);
-    let p99 = med(runs, |r| Some(r.latency.p99_ms));
+    // The latency goal holds in every run, not in the median one.
+    let worst_p99 =
+        runs.iter().map(|r| r.latency.p99_ms).fold(None, |worst: Option<f64>, p| Some(worst.map_or(p, |w| w.max(p))));
     row(
         &mut out,
-        &format!("spec change → Deployment updated, p50 (ms, K={})", config.latency_k),
+        &format!(
+            "spec change → Deployments updated under load, p50 (ms; {} changes at {}/s)",
+            config.latency_samples, config.latency_rate
+        ),
         &|r| Some(r.latency.p50_ms),
         0,
         "",
         None,
     );
-    row(&mut out, "  p99 (ms)", &|r| Some(r.latency.p99_ms), 0, "≤ 250", p99.map(|p| p <= 250.0));
+    row(&mut out, "  p99 (ms)", &|r| Some(r.latency.p99_ms), 0, "≤ 250 in every run", worst_p99.map(|p| p <= 250.0));
+    row(&mut out, "  max (ms)", &|r| Some(r.latency.max_ms), 0, "", None);
+    row(&mut out, "  changes sent per second", &|r| Some(r.latency.sent_per_second), 1, "", None);
     row(&mut out, "  PATCH round trip, p50 (ms)", &|r| Some(r.latency.patch_p50_ms), 0, "", None);
     let canary = med(runs, |r| Some(r.rollouts.canary_max_ms));
     let bg = med(runs, |r| Some(r.rollouts.blue_green_max_ms));

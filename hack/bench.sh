@@ -9,7 +9,7 @@
 #   hack/bench.sh                       quick: N=100, 3 runs, 60 s idle window
 #   BENCH_FULL=1 hack/bench.sh          full: N=1000, 1 run, 300 s idle window
 #   BENCH_N, BENCH_RUNS, BENCH_IDLE_SECONDS, BENCH_RESYNC_SECONDS, BENCH_CONCURRENCY,
-#   BENCH_LATENCY_K, BENCH_ROLLOUTS, BENCH_REPLICAS, BENCH_DATA_N, BENCH_NO_DATA=1,
+#   BENCH_LATENCY_RATE, BENCH_LATENCY_SAMPLES, BENCH_ROLLOUTS, BENCH_REPLICAS, BENCH_DATA_N, BENCH_NO_DATA=1,
 #   BENCH_KEEP_NAMESPACES=1, BENCH_SKIP_RENDER=1    see benches/fleet.rs and BENCHMARKS.md
 set -euo pipefail
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

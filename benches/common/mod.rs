@@ -26,6 +26,10 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "../../tests/support/fixtures.rs"]
+#[allow(dead_code)] // the samples and invalid specs are the test tiers'
+mod fixtures;
+
 use course_operator::labels;
 use course_operator::render::Child;
 use course_operator::zones::{ZoneHealth, ZoneInventory};
@@ -34,10 +38,7 @@ use course_operator::zones::{ZoneHealth, ZoneInventory};
 /// are written as the operator's own manager so the comparison is exact).
 pub const HARNESS_MANAGER: &str = "course-operator-bench";
 
-/// Root of the repository (the crate's manifest directory).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use fixtures::repo_root;
 
 /// An environment variable parsed, or `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -149,23 +150,9 @@ where
         .with_context(|| format!("apply {name}"))
 }
 
-/// A CourseService manifest, placed on the simulated (kwok) nodes: they are tainted so that
-/// CourseServices without placement settings land on the real nodes.
-pub fn course(name: &str, namespace: &str, spec: serde_json::Value) -> serde_json::Value {
-    let mut spec = spec;
-    if let Some(fields) = spec.as_object_mut() {
-        fields.insert("nodeSelector".into(), serde_json::json!({"type": "kwok"}));
-        fields.insert(
-            "tolerations".into(),
-            serde_json::json!([{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]),
-        );
-    }
-    serde_json::json!({
-        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    })
-}
+/// A CourseService manifest on the simulated (kwok) nodes: the e2e suite's fixture.
+#[allow(unused_imports)] // not every bench places CourseServices
+pub use fixtures::course;
 
 // ---------------------------------------------------------------------------------------------
 // The operator as a separate process

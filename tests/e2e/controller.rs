@@ -12,18 +12,10 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
 use crate::cluster::{self, CLUSTER, Operator, eventually};
-use crate::fixtures::on_kwok;
+use crate::fixtures::course;
 use course_operator::api::CourseService;
 
 const CONVERGE: Duration = Duration::from_secs(90);
-
-fn course(name: &str, namespace: &str, spec: serde_json::Value) -> serde_json::Value {
-    on_kwok(serde_json::json!({
-        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }))
-}
 
 /// Application Deployments of a CourseService: name → (spec replicas, ready replicas).
 async fn app_deployments(client: &Client, ns: &str, name: &str) -> BTreeMap<String, (i32, i32)> {

@@ -566,7 +566,8 @@ async fn every_rendered_pod_is_admitted_under_the_restricted_pod_security_standa
             .collect();
         assert!(refused.is_empty(), "pods refused in the restricted namespace: {refused:?}");
 
-        // The generated database credentials never appear in the operator's log.
+        // The generated database credentials never appear in the operator's log, in the
+        // namespace's Events or in the CourseService's status.
         let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
         let credentials = eventually(Duration::from_secs(60), "the database credentials Secret", || async {
             secrets.get("catalog-db-credentials").await.ok()?.data
@@ -574,10 +575,21 @@ async fn every_rendered_pod_is_admitted_under_the_restricted_pod_security_standa
         .await;
         let log = operator.log();
         assert!(!log.is_empty(), "the operator wrote no log");
-        for (key, value) in credentials {
-            let text = String::from_utf8_lossy(&value.0).to_string();
-            if text.len() >= 8 {
-                assert!(!log.contains(&text), "the operator's log contains the credentials' {key}");
+        let events = serde_json::to_string(&events.list(&ListParams::default()).await.expect("list Events").items)
+            .expect("Events as JSON");
+        let courses: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let status = courses.get("catalog").await.expect("read the CourseService").status;
+        assert!(status.is_some(), "the CourseService has no status to search");
+        let status = serde_json::to_string(&status).expect("status as JSON");
+        let generated: Vec<(String, String)> = credentials
+            .into_iter()
+            .map(|(key, value)| (key, String::from_utf8_lossy(&value.0).to_string()))
+            .filter(|(_, text)| text.len() >= 8)
+            .collect();
+        assert!(!generated.is_empty(), "no generated credential of 8 characters or more to search for");
+        for (key, text) in &generated {
+            for (place, haystack) in [("log", &log), ("Events", &events), ("status", &status)] {
+                assert!(!haystack.contains(text.as_str()), "the operator's {place} contains the credentials' {key}");
             }
         }
     })

@@ -9,19 +9,11 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
 use crate::cluster::{self, CLUSTER, Operator, eventually};
-use crate::fixtures::on_kwok;
+use crate::fixtures::course;
 use crate::fixtures::repo_root;
 use course_operator::api::CourseService;
 
 const CONVERGE: Duration = Duration::from_secs(120);
-
-fn course(name: &str, namespace: &str, spec: serde_json::Value) -> serde_json::Value {
-    on_kwok(serde_json::json!({
-        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }))
-}
 
 /// Zone → (desired, ready, lost) from the CourseService status.
 async fn zones(api: &Api<CourseService>, name: &str) -> Vec<(String, i32, i32, bool)> {

@@ -16,7 +16,6 @@ use kube::{Api, Client, ResourceExt};
 use crate::cluster::{self, CLUSTER, Operator, eventually};
 pub(crate) use crate::endpoints::EndpointWatch;
 use crate::endpoints::ready_endpoints;
-use crate::fixtures::on_kwok;
 use course_operator::api::{CourseService, RolloutPhase};
 
 const ROLLOUT: Duration = Duration::from_secs(120);
@@ -32,11 +31,7 @@ fn course(
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
     }
-    on_kwok(serde_json::json!({
-        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }))
+    crate::fixtures::course(name, namespace, spec)
 }
 
 /// Waits until the main Service has Ready endpoints (the starting point of every rollout).
