@@ -9,7 +9,7 @@ LOCAL_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 OPERATOR := $(CARGO_TARGET_DIR)/debug/course-operator
 CARGO_TEST_THREADS ?= 8
 
-.PHONY: help deps build crd lint unit e2e test cluster cluster-down images demo demo-down bench chaos
+.PHONY: help deps build crd lint unit e2e test cluster cluster-down images demo demo-down bench bench-peers chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -60,6 +60,9 @@ demo-down: ## Stop the demo operator and the local cluster
 
 bench: deps ## Benchmarks (fleet convergence vs a raw writer, API economy, memory, latency, rollout overhead) → BENCHMARKS.md
 	hack/bench.sh
+
+bench-peers: deps ## Side by side with Argo Rollouts (built from the Go module proxy) on the same cluster → BENCHMARKS.md
+	hack/bench-peers.sh
 
 chaos: deps ## Chaos: fuzzed specs, SIGKILLs during rollouts, leader failover; exits non-zero when an invariant breaks
 	hack/chaos.sh

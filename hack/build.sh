@@ -3,6 +3,7 @@
 #
 #   hack/build.sh [component...]     components: kubernetes etcd kwok metrics-server helm coredns metallb ferretdb vegeta (default: all)
 #   hack/build.sh --list             print "<component> <bin dir>" for every component
+#   hack/build.sh --dir COMPONENT    print the cache directory of one component (also argo-rollouts)
 #
 # Each component lands in ${COURSE_OPERATOR_CACHE:-~/.cache/course-operator}/<component>-<version>/bin.
 # A component whose binaries are all present is skipped, so bumping a version in
@@ -15,6 +16,8 @@ source "$HACK_DIR/versions.env"
 
 CACHE_ROOT=${COURSE_OPERATOR_CACHE:-$HOME/.cache/course-operator}
 ALL_COMPONENTS=(kubernetes etcd kwok metrics-server helm coredns metallb ferretdb vegeta)
+# built only when named (make bench-peers), never by make test or make demo
+EXTRA_COMPONENTS=(argo-rollouts)
 
 log() { printf '[build] %s\n' "$*" >&2; }
 die() { printf '[build] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -30,7 +33,8 @@ component_version() {
     metallb) echo "$METALLB_VERSION" ;;
     ferretdb) echo "$FERRETDB_VERSION" ;;
     vegeta) echo "$VEGETA_VERSION" ;;
-    *) die "unknown component '$1' (known: ${ALL_COMPONENTS[*]})" ;;
+    argo-rollouts) echo "$ARGO_ROLLOUTS_VERSION" ;;
+    *) die "unknown component '$1' (known: ${ALL_COMPONENTS[*]} ${EXTRA_COMPONENTS[*]})" ;;
   esac
 }
 
@@ -45,6 +49,7 @@ component_bins() {
     metallb) echo "controller" ;;
     ferretdb) echo "ferretdb" ;;
     vegeta) echo "vegeta" ;;
+    argo-rollouts) echo "rollouts-controller" ;;
   esac
 }
 
@@ -55,6 +60,7 @@ component_files() {
   case $1 in
     kwok) echo "$KWOK_STAGE_FILES" ;;
     metallb) echo "crds.yaml" ;;
+    argo-rollouts) echo "crds.yaml" ;;
   esac
 }
 
@@ -78,6 +84,10 @@ is_built() {
 
 if [[ ${1:-} == --list ]]; then
   for c in "${ALL_COMPONENTS[@]}"; do echo "$c $(component_dir "$c")/bin"; done
+  exit 0
+fi
+if [[ ${1:-} == --dir ]]; then
+  component_dir "${2:?usage: hack/build.sh --dir COMPONENT}"
   exit 0
 fi
 
@@ -273,6 +283,38 @@ build_ferretdb() {
 
 build_vegeta() {
   go_install "$1" "vegeta $VEGETA_VERSION" "-s -w" "github.com/tsenart/vegeta/v12@$VEGETA_VERSION"
+}
+
+# Argo Rollouts' controller, the peer of `make bench-peers`. Its module replaces k8s.io/*
+# modules, and replace directives of a dependency are ignored, so (as for Kubernetes) a wrapper
+# module requires it and repeats its replace block.
+build_argo_rollouts() {
+  local dir=$1 v=$ARGO_ROLLOUTS_VERSION src gomod moddir f
+  src="$dir/src"
+  mkdir -p "$src" "$dir/bin"
+  log "  downloading github.com/argoproj/argo-rollouts@$v"
+  gomod=$(cd "$dir" && "$GO" mod download -json "github.com/argoproj/argo-rollouts@$v" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+  [[ -f $gomod ]] || die "cannot download github.com/argoproj/argo-rollouts@$v from the Go module proxy"
+  {
+    echo "module course-operator.local/argo-rollouts-build"
+    echo
+    echo "go 1.26.0"
+    echo
+    echo "require github.com/argoproj/argo-rollouts $v"
+    echo
+    sed -n '/^replace (/,/^)/p' "$gomod"
+    sed -n '/^replace [^(]/p' "$gomod"
+  } >"$src/go.mod"
+  : >"$src/go.sum"
+  (cd "$src" && run_go "$dir/build.log" "argo-rollouts $v" build -mod=mod -v -trimpath -ldflags "-s -w" \
+    -o "$dir/bin/rollouts-controller" github.com/argoproj/argo-rollouts/cmd/rollouts-controller)
+  moddir="$GOMODCACHE/github.com/argoproj/argo-rollouts@$v"
+  : >"$dir/crds.yaml"
+  for f in "$moddir"/manifests/crds/*.yaml; do
+    [[ ${f##*/} == kustomization.yaml ]] && continue
+    { echo "---"; cat "$f"; } >>"$dir/crds.yaml"
+  done
+  [[ -s $dir/crds.yaml ]] || die "no CRDs found in $moddir/manifests/crds"
 }
 
 # --- main -----------------------------------------------------------------------

@@ -1,0 +1,438 @@
+//! Side by side with Argo Rollouts (`make bench-peers` → hack/bench-peers.sh → this target):
+//! the same fleet, expressed once as CourseServices for the release course-operator and once
+//! as Argo Rollouts (a Rollout with the same canary steps, replicas and pod template, plus its
+//! Service) for Argo's controller built from the Go module proxy, on the same cluster.
+//!
+//! Per run, each side alone in a fresh namespace, with its controller as a separate process
+//! watching only that namespace (leader election on for both); the order alternates by run:
+//! 1. converge: N objects applied (16 requests in flight) → every one Healthy with all its
+//!    replicas Ready;
+//! 2. update: the image of all N changed at once → every canary finished on the new pods;
+//! 3. memory: VmRSS of the controller with 0 objects, converged, after the update; VmHWM.
+//!
+//! Both sides are judged by the same clock: a list every 250 ms of the side's objects, from the
+//! first request of the burst to the first list that saw all N done (so up to 250 ms late on
+//! both sides alike). Environment: PEERS_N (100), PEERS_RUNS (2), PEERS_REPLICAS (3),
+//! ARGO_ROLLOUTS_BIN and ARGO_ROLLOUTS_CRDS (set by hack/bench-peers.sh), OPERATOR_BIN,
+//! PEERS_OUT_JSON, PEERS_OUT_MD.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child as Process, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use common::{Operator, progress};
+use course_operator::api::{CourseService, RolloutPhase};
+
+const POLL: Duration = Duration::from_millis(250);
+const STEPS: &str =
+    r#"[{"setWeight": 20}, {"pause": {"duration": "10s"}}, {"setWeight": 60}, {"pause": {"duration": "10s"}}]"#;
+
+#[derive(Clone, Debug, Default, Serialize)]
+struct Side {
+    controller: String,
+    n: usize,
+    converge_seconds: f64,
+    update_seconds: f64,
+    rss_empty_mib: f64,
+    rss_converged_mib: f64,
+    rss_updated_mib: f64,
+    peak_rss_mib: f64,
+    /// (converged − empty) / N, in KiB.
+    rss_per_object_kib: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+struct Run {
+    run: usize,
+    first: String,
+    course_operator: Side,
+    argo_rollouts: Side,
+}
+
+struct Settings {
+    n: usize,
+    runs: usize,
+    replicas: i32,
+    argo_bin: PathBuf,
+    argo_crds: PathBuf,
+    log_dir: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match bench().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peers: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let settings = Settings {
+        n: common::env_or("PEERS_N", 100),
+        runs: common::env_or("PEERS_RUNS", 2),
+        replicas: common::env_or("PEERS_REPLICAS", 3),
+        argo_bin: PathBuf::from(std::env::var("ARGO_ROLLOUTS_BIN").context("ARGO_ROLLOUTS_BIN is not set")?),
+        argo_crds: PathBuf::from(std::env::var("ARGO_ROLLOUTS_CRDS").context("ARGO_ROLLOUTS_CRDS is not set")?),
+        log_dir: PathBuf::from(std::env::var("PEERS_LOG_DIR").unwrap_or_else(|_| "/tmp/course-operator-peers".into())),
+    };
+    let client = common::client().await?;
+    common::ensure_crd(&client).await?;
+    install_argo_crds(&settings.argo_crds)?;
+    let mut runs = Vec::new();
+    for run in 1..=settings.runs {
+        let argo_first = run.is_multiple_of(2);
+        progress(format!(
+            "=== run {run}/{}: {} first ===",
+            settings.runs,
+            if argo_first { "Argo Rollouts" } else { "course-operator" }
+        ));
+        let mut result =
+            Run { run, first: if argo_first { "argo-rollouts" } else { "course-operator" }.into(), ..Run::default() };
+        if argo_first {
+            result.argo_rollouts = argo_side(&client, &settings).await?;
+            result.course_operator = our_side(&client, &settings).await?;
+        } else {
+            result.course_operator = our_side(&client, &settings).await?;
+            result.argo_rollouts = argo_side(&client, &settings).await?;
+        }
+        progress(format!("run {run}: {result:?}"));
+        runs.push(result);
+    }
+    write_outputs(&settings, &runs)
+}
+
+fn install_argo_crds(path: &Path) -> anyhow::Result<()> {
+    let kubectl = common::repo_root().join(".cluster/bin/kubectl");
+    let kubectl = if kubectl.exists() { kubectl } else { PathBuf::from("kubectl") };
+    let status = Command::new(kubectl)
+        .args(["apply", "--server-side", "--force-conflicts", "-f"])
+        .arg(path)
+        .stdout(Stdio::null())
+        .status()
+        .context("kubectl apply of the Argo Rollouts CRDs")?;
+    if !status.success() {
+        bail!("kubectl apply -f {} failed", path.display());
+    }
+    Ok(())
+}
+
+fn pod_template(image: &str) -> Value {
+    json!({
+        "metadata": {"labels": {"app": "peer"}},
+        "spec": {
+            "nodeSelector": {"type": "kwok"},
+            "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{"name": "app", "image": image, "ports": [{"containerPort": 8080}]}],
+        },
+    })
+}
+
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("p{i:04}")).collect()
+}
+
+fn mib(kib: Option<u64>) -> f64 {
+    kib.map_or(0.0, |k| k as f64 / 1024.0)
+}
+
+/// Lists every `period` until `done` holds for the listed objects; returns the instant of the
+/// list that showed it.
+async fn poll_list<K, F>(api: &Api<K>, timeout: Duration, what: &str, mut done: F) -> anyhow::Result<Instant>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    F: FnMut(&[K]) -> bool,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let listed = api.list(&ListParams::default()).await?;
+        let at = Instant::now();
+        if done(&listed.items) {
+            return Ok(at);
+        }
+        if at > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// course-operator
+
+async fn our_side(client: &Client, settings: &Settings) -> anyhow::Result<Side> {
+    let ns = common::create_namespace(client, "peers-co").await?;
+    let outcome = our_side_in(client, settings, &ns).await;
+    common::delete_namespace(client, &ns, Some(Duration::from_secs(300))).await?;
+    outcome
+}
+
+fn course_healthy(cs: &CourseService, replicas: i32, image: &str) -> bool {
+    let Some(status) = cs.status.as_ref() else { return false };
+    let healthy = status.rollout.as_ref().is_some_and(|r| {
+        r.phase == RolloutPhase::Healthy && r.stable_revision.is_some() && r.stable_revision == r.new_revision
+    });
+    cs.spec.image == image
+        && status.observed_generation == cs.metadata.generation
+        && status.ready_replicas == replicas
+        && healthy
+}
+
+async fn our_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow::Result<Side> {
+    let operator = Operator::start(ns, "peers", &[], &settings.log_dir).await?;
+    let mut side = Side { controller: "course-operator".into(), n: settings.n, ..Side::default() };
+    side.rss_empty_mib = mib(operator.proc_status_kib("VmRSS"));
+    let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
+    let spec = |image: &str| {
+        json!({"image": image, "replicas": settings.replicas, "service": {"type": "ClusterIP"},
+               "strategy": {"type": "Canary", "canary": {"steps": serde_json::from_str::<Value>(STEPS).unwrap_or_default()}}})
+    };
+    let timeout = Duration::from_secs(600);
+    let v1 = "registry.example.com/peers/app:1";
+    let started = Instant::now();
+    apply_all(names(settings.n), |name| {
+        let api = api.clone();
+        let object = common::course(&name, ns, spec(v1));
+        async move { common::apply_json(&api, &object, common::HARNESS_MANAGER).await.map(|_| ()) }
+    })
+    .await?;
+    let n = settings.n;
+    let replicas = settings.replicas;
+    let done = poll_list(&api, timeout, "every CourseService Healthy", |items| {
+        items.iter().filter(|cs| course_healthy(cs, replicas, v1)).count() >= n
+    })
+    .await?;
+    side.converge_seconds = common::secs_between(started, done);
+    side.rss_converged_mib = mib(operator.proc_status_kib("VmRSS"));
+    progress(format!("course-operator: {n} Healthy in {:.1}s", side.converge_seconds));
+
+    let v2 = "registry.example.com/peers/app:2";
+    let started = Instant::now();
+    apply_all(names(settings.n), |name| {
+        let api = api.clone();
+        async move {
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"image": v2}})))
+                .await
+                .map(|_| ())?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
+    let done = poll_list(&api, timeout, "every CourseService's canary finished", |items| {
+        items.iter().filter(|cs| course_healthy(cs, replicas, v2)).count() >= n
+    })
+    .await?;
+    side.update_seconds = common::secs_between(started, done);
+    side.rss_updated_mib = mib(operator.proc_status_kib("VmRSS"));
+    side.peak_rss_mib = mib(operator.proc_status_kib("VmHWM"));
+    side.rss_per_object_kib = (side.rss_converged_mib - side.rss_empty_mib) * 1024.0 / n.max(1) as f64;
+    progress(format!("course-operator: {n} canaries finished in {:.1}s", side.update_seconds));
+    Ok(side)
+}
+
+async fn apply_all<F, Fut>(names: Vec<String>, apply: F) -> anyhow::Result<()>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    futures::stream::iter(names).map(apply).buffer_unordered(16).try_collect::<Vec<_>>().await.map(|_| ())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argo Rollouts
+
+/// Argo's controller as a separate process, watching one namespace.
+struct Argo {
+    process: Process,
+    log_path: PathBuf,
+}
+
+impl Argo {
+    fn start(settings: &Settings, ns: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.log_dir)?;
+        let log_path = settings.log_dir.join(format!("argo-rollouts-{ns}.log"));
+        let log = std::fs::File::create(&log_path)?;
+        let kubeconfig = std::env::var("KUBECONFIG").context("KUBECONFIG is not set")?;
+        let process = Command::new(&settings.argo_bin)
+            .args(["--kubeconfig", &kubeconfig, "--namespaced", "--namespace", ns])
+            .args(["--metricsport", "0", "--healthzPort", "0", "--loglevel", "warn"])
+            // its Lease and configuration live in "the controller's namespace": this one
+            .env("POD_NAMESPACE", ns)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", settings.argo_bin.display()))?;
+        Ok(Self { process, log_path })
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
+        common::proc_status_kib(self.process.id(), field)
+    }
+
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Argo {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn rollout_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"), "rollouts")
+}
+
+fn rollout_healthy(rollout: &DynamicObject, replicas: i32, image: &str) -> bool {
+    let status = &rollout.data["status"];
+    let spec_image = rollout.data["spec"]["template"]["spec"]["containers"][0]["image"].as_str();
+    let ready = status["readyReplicas"].as_i64() == Some(i64::from(replicas))
+        && status["updatedReplicas"].as_i64() == Some(i64::from(replicas));
+    let stable = status["stableRS"].as_str().is_some() && status["stableRS"] == status["currentPodHash"];
+    spec_image == Some(image) && status["phase"] == "Healthy" && ready && stable
+}
+
+async fn argo_side(client: &Client, settings: &Settings) -> anyhow::Result<Side> {
+    let ns = common::create_namespace(client, "peers-argo").await?;
+    let outcome = argo_side_in(client, settings, &ns).await;
+    common::delete_namespace(client, &ns, Some(Duration::from_secs(300))).await?;
+    outcome
+}
+
+async fn argo_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow::Result<Side> {
+    let argo = Argo::start(settings, ns)?;
+    // Argo's controller has no readiness endpoint we can use without its ports: wait until its
+    // first list is surely done (it logs nothing at warn level when it is).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut side = Side { controller: "argo-rollouts".into(), n: settings.n, ..Side::default() };
+    side.rss_empty_mib = mib(argo.status_kib("VmRSS"));
+    let resource = rollout_resource();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), ns);
+    let steps: Value = serde_json::from_str(STEPS)?;
+    let rollout = |name: &str, image: &str| {
+        let mut template = pod_template(image);
+        template["metadata"]["labels"]["peer"] = json!(name);
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "replicas": settings.replicas,
+                "selector": {"matchLabels": {"app": "peer", "peer": name}},
+                "template": template,
+                "strategy": {"canary": {"steps": steps}},
+            },
+        })
+    };
+    let timeout = Duration::from_secs(600);
+    let v1 = "registry.example.com/peers/app:1";
+    let started = Instant::now();
+    apply_all(names(settings.n), |name| {
+        let (api, services) = (api.clone(), services.clone());
+        let object = rollout(&name, v1);
+        let service = json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": {"app": "peer", "peer": name}, "ports": [{"port": 80, "targetPort": 8080}]},
+        });
+        async move {
+            let params = PatchParams::apply(common::HARNESS_MANAGER).force();
+            services.patch(&name, &params, &Patch::Apply(&service)).await?;
+            api.patch(&name, &params, &Patch::Apply(&object)).await?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
+    let n = settings.n;
+    let replicas = settings.replicas;
+    let done = poll_list(&api, timeout, "every Rollout Healthy", |items| {
+        items.iter().filter(|r| rollout_healthy(r, replicas, v1)).count() >= n
+    })
+    .await
+    .map_err(|e| anyhow!("{e}; Argo Rollouts log tail:\n{}", argo.tail()))?;
+    side.converge_seconds = common::secs_between(started, done);
+    side.rss_converged_mib = mib(argo.status_kib("VmRSS"));
+    progress(format!("argo-rollouts: {n} Healthy in {:.1}s", side.converge_seconds));
+
+    let v2 = "registry.example.com/peers/app:2";
+    let started = Instant::now();
+    apply_all(names(settings.n), |name| {
+        let api = api.clone();
+        let object = rollout(&name, v2);
+        async move {
+            api.patch(&name, &PatchParams::apply(common::HARNESS_MANAGER).force(), &Patch::Apply(&object)).await?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
+    let done = poll_list(&api, timeout, "every Rollout's canary finished", |items| {
+        items.iter().filter(|r| rollout_healthy(r, replicas, v2)).count() >= n
+    })
+    .await
+    .map_err(|e| anyhow!("{e}; Argo Rollouts log tail:\n{}", argo.tail()))?;
+    side.update_seconds = common::secs_between(started, done);
+    side.rss_updated_mib = mib(argo.status_kib("VmRSS"));
+    side.peak_rss_mib = mib(argo.status_kib("VmHWM"));
+    side.rss_per_object_kib = (side.rss_converged_mib - side.rss_empty_mib) * 1024.0 / n.max(1) as f64;
+    progress(format!("argo-rollouts: {n} canaries finished in {:.1}s", side.update_seconds));
+    Ok(side)
+}
+
+// ---------------------------------------------------------------------------------------------
+// output
+
+fn median(runs: &[Run], f: impl Fn(&Run) -> f64) -> f64 {
+    let values: Vec<f64> = runs.iter().map(f).collect();
+    common::median(&values).unwrap_or(0.0)
+}
+
+fn write_outputs(settings: &Settings, runs: &[Run]) -> anyhow::Result<()> {
+    let json_path = std::env::var("PEERS_OUT_JSON").unwrap_or_else(|_| "benchmarks/peers.json".into());
+    let md_path = std::env::var("PEERS_OUT_MD").unwrap_or_else(|_| "/tmp/course-operator-peers.md".into());
+    let doc =
+        json!({"benchmark": "peers", "n": settings.n, "replicas": settings.replicas, "steps": STEPS, "runs": runs});
+    std::fs::write(&json_path, serde_json::to_string_pretty(&doc)? + "\n")?;
+    let mut out = format!(
+        "N = {} objects per side × {} replicas, canary steps `20% → pause 10 s → 60% → pause 10 s`, {} run(s) alternating which side goes first; medians, each run in brackets.\n\n",
+        settings.n,
+        settings.replicas,
+        runs.len()
+    );
+    out.push_str("| figure | course-operator | Argo Rollouts | ratio |\n|---|---|---|---|\n");
+    let row = |out: &mut String, what: &str, f: &dyn Fn(&Side) -> f64, digits: usize| {
+        let ours = median(runs, |r| f(&r.course_operator));
+        let theirs = median(runs, |r| f(&r.argo_rollouts));
+        let each = |pick: &dyn Fn(&Run) -> &Side| {
+            runs.iter().map(|r| format!("{:.digits$}", f(pick(r)))).collect::<Vec<_>>().join(", ")
+        };
+        let ratio = if theirs > 0.0 { format!("{:.2}", ours / theirs) } else { "–".into() };
+        out.push_str(&format!(
+            "| {what} | **{ours:.digits$}** ({}) | **{theirs:.digits$}** ({}) | {ratio} |\n",
+            each(&|r| &r.course_operator),
+            each(&|r| &r.argo_rollouts)
+        ));
+    };
+    row(&mut out, "all Healthy after the create burst (s)", &|s| s.converge_seconds, 1);
+    row(&mut out, "all canaries finished after the image change (s)", &|s| s.update_seconds, 1);
+    row(&mut out, "RSS with 0 objects (MiB)", &|s| s.rss_empty_mib, 1);
+    row(&mut out, "RSS converged (MiB)", &|s| s.rss_converged_mib, 1);
+    row(&mut out, "RSS after the update (MiB)", &|s| s.rss_updated_mib, 1);
+    row(&mut out, "peak RSS, VmHWM (MiB)", &|s| s.peak_rss_mib, 1);
+    row(&mut out, "RSS per object, (converged − empty) / N (KiB)", &|s| s.rss_per_object_kib, 0);
+    std::fs::write(&md_path, out)?;
+    progress(format!("results: {json_path}, {md_path}"));
+    Ok(())
+}
