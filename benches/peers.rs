@@ -303,7 +303,12 @@ fn rollout_healthy(rollout: &DynamicObject, replicas: i32, image: &str) -> bool 
     let ready = status["readyReplicas"].as_i64() == Some(i64::from(replicas))
         && status["updatedReplicas"].as_i64() == Some(i64::from(replicas));
     let stable = status["stableRS"].as_str().is_some() && status["stableRS"] == status["currentPodHash"];
-    spec_image == Some(image) && status["phase"] == "Healthy" && ready && stable
+    // Argo writes its observedGeneration as a string; before it matches, the status is the
+    // previous spec's (a Rollout whose new image it has not seen yet still says Healthy).
+    let generation = rollout.metadata.generation.unwrap_or(0).to_string();
+    let observed = status["observedGeneration"].as_str() == Some(generation.as_str())
+        || status["observedGeneration"].as_i64().map(|g| g.to_string()) == Some(generation);
+    spec_image == Some(image) && observed && status["phase"] == "Healthy" && ready && stable
 }
 
 async fn argo_side(client: &Client, settings: &Settings) -> anyhow::Result<Side> {
