@@ -28,8 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, anyhow};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -86,10 +85,6 @@ struct Round {
     /// `Available` condition: a reconcile writes the status only after it applied every child
     /// without error, so this is "every child applied and the outcome reported".
     operator_applied_seconds: f64,
-    /// With cache and database on: seconds until every StatefulSet was Ready and every Job
-    /// (the database init Job) had succeeded; 0 without them.
-    operator_data_ready_seconds: f64,
-    raw_data_ready_seconds: f64,
     raw_seconds: f64,
     raw_apply_seconds: f64,
     /// The primary ratio: `operator_applied_seconds` over `raw_apply_seconds` (both "every
@@ -326,58 +321,6 @@ fn reported(cs: &CourseService) -> bool {
     status.observed_generation == cs.metadata.generation && status.conditions.iter().any(|c| c.type_ == "Available")
 }
 
-/// StatefulSets and Jobs one CourseService with `spec` renders (the data layer to wait for).
-fn data_children(spec: &serde_json::Value, zones: &[ZoneHealth]) -> anyhow::Result<(usize, usize)> {
-    let cs: CourseService = serde_json::from_value(common::course("probe", "probe", spec.clone()))?;
-    let observed = Observed {
-        now: Some(Timestamp::now()),
-        database_credentials: Some(DatabaseCredentials::generate()),
-        ..Observed::default()
-    };
-    let planned = plan::plan(&cs, zones, &observed, &Images::default()).map_err(|e| anyhow!("plan: {e}"))?;
-    let count = |kind: &str| planned.children.iter().filter(|c| c.kind() == kind).count();
-    Ok((count("StatefulSet"), count("Job")))
-}
-
-/// The StatefulSets and Jobs of a namespace, watched from before a round starts.
-struct DataLayer {
-    sets: Watched<StatefulSet>,
-    jobs: Watched<Job>,
-}
-
-impl DataLayer {
-    async fn start(client: &Client, ns: &str) -> anyhow::Result<Self> {
-        Ok(Self { sets: Watched::start(client, ns, None).await?, jobs: Watched::start(client, ns, None).await? })
-    }
-
-    /// The instant of the event after which `statefulsets` StatefulSets were Ready and `jobs`
-    /// Jobs had succeeded.
-    async fn ready(&self, (statefulsets, jobs): (usize, usize), timeout: Duration) -> anyhow::Result<Instant> {
-        let (_, sets_at) = self
-            .sets
-            .until(timeout, "every StatefulSet Ready", |objects| {
-                let ready = objects
-                    .iter()
-                    .filter(|s| {
-                        let wanted = s.spec.replicas.unwrap_or(1);
-                        s.status.as_ref().is_some_and(|st| st.ready_replicas.unwrap_or(0) == wanted)
-                    })
-                    .count();
-                (ready >= statefulsets).then_some(())
-            })
-            .await?;
-        let (_, jobs_at) = self
-            .jobs
-            .until(timeout, "every Job succeeded", |objects| {
-                let succeeded =
-                    objects.iter().filter(|j| j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) >= 1).count();
-                (succeeded >= jobs).then_some(())
-            })
-            .await?;
-        Ok(sets_at.max(jobs_at))
-    }
-}
-
 fn deployment_ready(d: &Deployment) -> bool {
     let Some(status) = d.status.as_ref() else { return false };
     status.observed_generation == d.metadata.generation
@@ -410,8 +353,7 @@ async fn one_run(client: &Client, config: &Config, zones: &[ZoneHealth], run: us
     let outcome = async {
         let mut operator = Operator::start(&ns, "bench", &operator_args, &config.log_dir).await?;
         let spec = fleet_spec(config.replicas, false);
-        let (round, courses, deployments) =
-            operator_round(client, config, &ns, &operator, config.n, &spec, zones).await?;
+        let (round, courses, deployments) = operator_round(client, config, &ns, &operator, config.n, &spec).await?;
         result.idle = idle_window(config, &operator).await?;
         result.idle_rss_mib = mib(operator.proc_status_kib("VmRSS"));
         progress(format!("idle: {:?}", result.idle));
@@ -460,7 +402,7 @@ async fn one_run(client: &Client, config: &Config, zones: &[ZoneHealth], run: us
         let outcome = async {
             let operator = Operator::start(&ns, "bench", &operator_args, &config.log_dir).await?;
             let spec = fleet_spec(1, true);
-            let (round, _, _) = operator_round(client, config, &ns, &operator, config.data_n, &spec, zones).await?;
+            let (round, _, _) = operator_round(client, config, &ns, &operator, config.data_n, &spec).await?;
             anyhow::Ok(round)
         }
         .await;
@@ -486,10 +428,7 @@ async fn operator_round(
     operator: &Operator,
     n: usize,
     spec: &serde_json::Value,
-    zones: &[ZoneHealth],
 ) -> anyhow::Result<(Round, Watched<CourseService>, Watched<Deployment>)> {
-    let (statefulsets, jobs) = data_children(spec, zones)?;
-    let data_layer = DataLayer::start(client, ns).await?;
     let courses: Watched<CourseService> = Watched::start(client, ns, None).await?;
     let deployments: Watched<Deployment> =
         Watched::start(client, ns, Some(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))).await?;
@@ -528,12 +467,6 @@ async fn operator_round(
             );
         }
     };
-    let data_ready = if statefulsets + jobs > 0 {
-        let at = data_layer.ready((statefulsets * n, jobs * n), timeout).await?;
-        common::secs_between(started, at)
-    } else {
-        0.0
-    };
     let after = operator.metrics().await?;
     let per = |x: f64| x / n as f64;
     let mut requests = BTreeMap::new();
@@ -553,7 +486,6 @@ async fn operator_round(
         operator_applied_seconds: common::secs_between(started, applied),
         operator_seconds: common::secs_between(started, done),
         operator_deployments_ready_seconds: common::secs_between(started, ready),
-        operator_data_ready_seconds: data_ready,
         requests_per_course: requests,
         writes_per_course: per(after.writes() - before.writes()),
         reconciles_per_course: per(after.reconciles("Success") - before.reconciles("Success")),
@@ -579,7 +511,6 @@ fn is_app(d: &Deployment) -> bool {
 struct Raw {
     apply_seconds: f64,
     ready_seconds: f64,
-    data_ready_seconds: f64,
     writes_per_course: f64,
 }
 
@@ -588,13 +519,10 @@ impl Round {
     fn compare(&mut self, raw: &Raw, raw_first: bool) {
         self.raw_apply_seconds = raw.apply_seconds;
         self.raw_seconds = raw.ready_seconds;
-        self.raw_data_ready_seconds = raw.data_ready_seconds;
         self.raw_writes_per_course = raw.writes_per_course;
         self.raw_first = raw_first;
         self.applied_ratio = self.operator_applied_seconds / raw.apply_seconds.max(1e-9);
-        let operator_done =
-            self.operator_seconds.max(self.operator_deployments_ready_seconds).max(self.operator_data_ready_seconds);
-        self.ratio = operator_done / raw.ready_seconds.max(raw.data_ready_seconds).max(1e-9);
+        self.ratio = self.operator_seconds.max(self.operator_deployments_ready_seconds) / raw.ready_seconds.max(1e-9);
         progress(format!(
             "operator/raw: children applied {:.2} ({:.1}s / {:.1}s), every pod Ready {:.2}; raw writer ran {}",
             self.applied_ratio,
@@ -636,13 +564,8 @@ async fn raw_round(
             rendered.push(children);
         }
         let expected = rendered.iter().flatten().filter(|c| matches!(c, Child::Deployment(_))).count();
-        let data_layer = (
-            rendered.iter().flatten().filter(|c| matches!(c, Child::StatefulSet(_))).count(),
-            rendered.iter().flatten().filter(|c| matches!(c, Child::Job(_))).count(),
-        );
         let writes = rendered.iter().map(Vec::len).sum::<usize>();
         let deployments: Watched<Deployment> = Watched::start(client, &ns, None).await?;
-        let watched_data = DataLayer::start(client, &ns).await?;
         progress(format!("raw: applying {writes} children of {n} CourseServices in {ns}"));
         let params = PatchParams::apply(labels::MANAGER).force();
         let started = Instant::now();
@@ -667,16 +590,9 @@ async fn raw_round(
                 (objects.iter().filter(|d| deployment_ready(d)).count() >= expected).then_some(())
             })
             .await?;
-        let data_ready = if data_layer.0 + data_layer.1 > 0 {
-            let at = watched_data.ready(data_layer, converge_timeout(n)).await?;
-            common::secs_between(started, at)
-        } else {
-            0.0
-        };
         let raw = Raw {
             apply_seconds: applied.as_secs_f64(),
             ready_seconds: common::secs_between(started, ready),
-            data_ready_seconds: data_ready,
             writes_per_course: writes as f64 / n as f64,
         };
         progress(format!(
@@ -1134,30 +1050,7 @@ fn markdown(config: &Config, runs: &[Run], failure: Option<&str>) -> String {
             "",
             None,
         );
-        row(
-            &mut out,
-            "  … every StatefulSet Ready and init Job succeeded (s)",
-            &|r| r.data.as_ref().map(|d| d.operator_data_ready_seconds),
-            1,
-            "",
-            None,
-        );
-        row(
-            &mut out,
-            "  … raw writer, every Deployment Ready (s)",
-            &|r| r.data.as_ref().map(|d| d.raw_seconds),
-            1,
-            "",
-            None,
-        );
-        row(
-            &mut out,
-            "  … raw writer, every StatefulSet Ready and Job succeeded (s)",
-            &|r| r.data.as_ref().map(|d| d.raw_data_ready_seconds),
-            1,
-            "",
-            None,
-        );
+        row(&mut out, "  … raw writer (s)", &|r| r.data.as_ref().map(|d| d.raw_seconds), 1, "", None);
         row(
             &mut out,
             "  **operator / raw, children applied**",
