@@ -320,9 +320,14 @@ async fn argo_side(client: &Client, settings: &Settings) -> anyhow::Result<Side>
 
 async fn argo_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow::Result<Side> {
     let argo = Argo::start(settings, ns)?;
-    // Argo's controller has no readiness endpoint we can use without its ports: wait until its
-    // first list is surely done (it logs nothing at warn level when it is).
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Its health port is not exposed here: it is ready to work once it holds its Lease in the
+    // namespace (it starts its informers as the leader), as ours is once /readyz answers.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), ns);
+    poll_list(&leases, Duration::from_secs(60), "Argo Rollouts to hold its Lease", |items| {
+        items.iter().any(|l| l.spec.as_ref().and_then(|s| s.holder_identity.as_ref()).is_some())
+    })
+    .await
+    .map_err(|e| anyhow!("{e}; Argo Rollouts log tail:\n{}", argo.tail()))?;
     let mut side = Side { controller: "argo-rollouts".into(), n: settings.n, ..Side::default() };
     side.rss_empty_mib = mib(argo.status_kib("VmRSS"));
     let resource = rollout_resource();

@@ -104,20 +104,8 @@ pub async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Acti
         && let Some((kind, child, message)) = error.rejected_child()
     {
         // Retrying cannot fix it; say so where `kubectl describe` shows it, not only in our log.
-        let note: String = format!("the apiserver refused {kind} {child} rendered from this spec: {message}")
-            .chars()
-            .take(1000)
-            .collect();
-        let event = Event {
-            type_: EventType::Warning,
-            reason: crate::conditions::reasons::CHILD_REJECTED.into(),
-            note: Some(note),
-            action: "Apply".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &cs.object_ref(&())).await {
-            warn!(%error, "could not publish event");
-        }
+        let note = format!("the apiserver refused {kind} {child} rendered from this spec: {message}");
+        publish(&ctx, &cs, EventType::Warning, crate::conditions::reasons::CHILD_REJECTED, "Apply", &note).await;
     }
     let outcome = match &result {
         Ok(Reconciled::Invalid { .. }) => Outcome::InvalidSpec,
@@ -259,16 +247,9 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
                 info!(writes, revision = %plan.revision, phase = ?plan.rollout.status.phase, "children updated");
             }
             if plan.rollout.aborted_now {
-                let event = Event {
-                    type_: EventType::Warning,
-                    reason: crate::conditions::reasons::ROLLOUT_ABORTED.into(),
-                    note: plan.rollout.status.message.clone(),
-                    action: "Rollout".into(),
-                    secondary: None,
-                };
-                if let Err(error) = ctx.recorder.publish(&event, &cs.object_ref(&())).await {
-                    warn!(%error, "could not publish event");
-                }
+                let note = plan.rollout.status.message.as_deref().unwrap_or_default();
+                publish(ctx, cs, EventType::Warning, crate::conditions::reasons::ROLLOUT_ABORTED, "Rollout", note)
+                    .await;
             }
             let moving = observed.deployments.values().any(|d| d.replicas != d.ready)
                 || plan.rollout.status.phase != crate::api::RolloutPhase::Healthy;
@@ -431,6 +412,21 @@ fn succeeded_jobs(stores: &ChildStores, namespace: &str, uid: &str) -> Vec<Strin
         .collect()
 }
 
+/// Records one Event on `cs` (its note cut to the 1 kB the API allows); a failure to record it
+/// is logged, never a failed reconcile.
+async fn publish(ctx: &Context, cs: &CourseService, type_: EventType, reason: &str, action: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &cs.object_ref(&())).await {
+        warn!(%error, "could not publish event");
+    }
+}
+
 /// One Event per condition that changed, Warning for bad news.
 async fn publish_transitions(
     ctx: &Context,
@@ -451,16 +447,8 @@ async fn publish_transitions(
         if first_seen && (!bad || condition.type_ == types::AVAILABLE) {
             continue;
         }
-        let event = Event {
-            type_: if bad { EventType::Warning } else { EventType::Normal },
-            reason: condition.reason.clone(),
-            note: Some(condition.message.chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &cs.object_ref(&())).await {
-            warn!(%error, "could not publish event");
-        }
+        let type_ = if bad { EventType::Warning } else { EventType::Normal };
+        publish(ctx, cs, type_, &condition.reason, "Reconcile", &condition.message).await;
     }
 }
 
