@@ -5,12 +5,12 @@
 //! 1. fleet convergence: N CourseServices applied at once → every one converged (Available=True,
 //!    observedGeneration current, every app pod Ready as the status reports); beside it a raw
 //!    writer that server-side-applies exactly the children `plan` renders, with the same client
-//!    concurrency, and waits for every Deployment to be Ready: the lower bound;
+//!    concurrency, and waits for every ReplicaSet to be Ready: the lower bound;
 //! 2. API economy: requests per CourseService by verb, and writes in an idle window that spans
 //!    several full resyncs;
 //! 3. memory: VmHWM/VmRSS of the operator;
 //! 4. latency under load: spec.replicas changes sent at a fixed rate (open loop, 10 per second)
-//!    across the fleet → the watch shows that CourseService's Deployments at the new total;
+//!    across the fleet → the watch shows that CourseService's ReplicaSets at the new total;
 //! 5. rollout overhead: canary step advance and blue-green Service switch vs. the new pods'
 //!    own readiness;
 //! 6. the same convergence with cache + database on (quick N).
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, anyhow};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -79,8 +79,8 @@ struct Round {
     submit_seconds: f64,
     /// Seconds until every CourseService converged (status).
     operator_seconds: f64,
-    /// Seconds until every app Deployment was Ready (same criterion as the raw writer).
-    operator_deployments_ready_seconds: f64,
+    /// Seconds until every app ReplicaSet was Ready (same criterion as the raw writer).
+    operator_replica_sets_ready_seconds: f64,
     /// Seconds until every CourseService's status was written for its generation with an
     /// `Available` condition: a reconcile writes the status only after it applied every child
     /// without error, so this is "every child applied and the outcome reported".
@@ -92,10 +92,10 @@ struct Round {
     applied_ratio: f64,
     /// The raw writer ran before the operator in this run (the order alternates).
     raw_first: bool,
-    /// The later of `operator_seconds` and `operator_deployments_ready_seconds`, over
-    /// `raw_seconds`: the raw writer's clock stops at "every Deployment Ready", so the operator's
+    /// The later of `operator_seconds` and `operator_replica_sets_ready_seconds`, over
+    /// `raw_seconds`: the raw writer's clock stops at "every ReplicaSet Ready", so the operator's
     /// does too (its CourseServices may report Available earlier, from Ready endpoints or with
-    /// 0 replicas, before kube-controller-manager has written the Deployments' status).
+    /// 0 replicas, before kube-controller-manager has written the ReplicaSets' status).
     ratio: f64,
     /// API requests per CourseService until convergence, by verb.
     requests_per_course: BTreeMap<String, f64>,
@@ -134,7 +134,7 @@ struct RolloutStep {
     kind: String,
     /// Last needed new pod Ready (watch) → operator's next action (watch).
     overhead_ms: f64,
-    /// Deployment status showing the pods Ready (kube-controller-manager) → operator action.
+    /// ReplicaSet status showing the pods Ready (kube-controller-manager) → operator action.
     operator_share_ms: f64,
     /// Pod Ready condition lastTransitionTime (1 s resolution) → operator action.
     overhead_from_condition_ms: f64,
@@ -321,7 +321,7 @@ fn reported(cs: &CourseService) -> bool {
     status.observed_generation == cs.metadata.generation && status.conditions.iter().any(|c| c.type_ == "Available")
 }
 
-fn deployment_ready(d: &Deployment) -> bool {
+fn replica_set_ready(d: &ReplicaSet) -> bool {
     let Some(status) = d.status.as_ref() else { return false };
     status.observed_generation == d.metadata.generation
         && status.ready_replicas.unwrap_or(0) == d.spec.replicas.unwrap_or(1)
@@ -353,11 +353,11 @@ async fn one_run(client: &Client, config: &Config, zones: &[ZoneHealth], run: us
     let outcome = async {
         let mut operator = Operator::start(&ns, "bench", &operator_args, &config.log_dir).await?;
         let spec = fleet_spec(config.replicas, false);
-        let (round, courses, deployments) = operator_round(client, config, &ns, &operator, config.n, &spec).await?;
+        let (round, courses, replica_sets) = operator_round(client, config, &ns, &operator, config.n, &spec).await?;
         result.idle = idle_window(config, &operator).await?;
         result.idle_rss_mib = mib(operator.proc_status_kib("VmRSS"));
         progress(format!("idle: {:?}", result.idle));
-        result.latency = latency(client, config, &ns, &deployments, &courses).await?;
+        result.latency = latency(client, config, &ns, &replica_sets, &courses).await?;
         progress(format!(
             "latency: p50 {:.0} ms, p99 {:.0} ms over {}",
             result.latency.p50_ms,
@@ -428,13 +428,13 @@ async fn operator_round(
     operator: &Operator,
     n: usize,
     spec: &serde_json::Value,
-) -> anyhow::Result<(Round, Watched<CourseService>, Watched<Deployment>)> {
+) -> anyhow::Result<(Round, Watched<CourseService>, Watched<ReplicaSet>)> {
     let courses: Watched<CourseService> = Watched::start(client, ns, None).await?;
-    let deployments: Watched<Deployment> =
+    let replica_sets: Watched<ReplicaSet> =
         Watched::start(client, ns, Some(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))).await?;
     let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
     let before = operator.metrics().await?;
-    let expected_deployments = n * config.zones;
+    let expected_replica_sets = n * config.zones;
     progress(format!("operator: applying {n} CourseServices in {ns}"));
     let started = Instant::now();
     futures::stream::iter(names(n))
@@ -454,9 +454,9 @@ async fn operator_round(
     let all_converged = courses.until(timeout, "every CourseService converged", |objects| {
         (objects.iter().filter(|cs| converged(cs)).count() >= n).then_some(())
     });
-    let all_ready = deployments.until(timeout, "every app Deployment Ready", |objects| {
-        let ready = objects.iter().filter(|d| is_app(d) && deployment_ready(d)).count();
-        (ready >= expected_deployments).then_some(())
+    let all_ready = replica_sets.until(timeout, "every app ReplicaSet Ready", |objects| {
+        let ready = objects.iter().filter(|d| is_app(d) && replica_set_ready(d)).count();
+        (ready >= expected_replica_sets).then_some(())
     });
     let (applied, done, ready) = match tokio::try_join!(all_reported, all_converged, all_ready) {
         Ok(((_, applied), (_, done), (_, ready))) => (applied, done, ready),
@@ -476,7 +476,7 @@ async fn operator_round(
             requests.insert(verb.to_owned(), per(delta));
         }
     }
-    let children = deployments.objects().len() as f64;
+    let children = replica_sets.objects().len() as f64;
     let round = Round {
         n,
         pods_per_course: spec["replicas"].as_i64().unwrap_or(0) as i32
@@ -485,7 +485,7 @@ async fn operator_round(
         submit_seconds: submitted.as_secs_f64(),
         operator_applied_seconds: common::secs_between(started, applied),
         operator_seconds: common::secs_between(started, done),
-        operator_deployments_ready_seconds: common::secs_between(started, ready),
+        operator_replica_sets_ready_seconds: common::secs_between(started, ready),
         requests_per_course: requests,
         writes_per_course: per(after.writes() - before.writes()),
         reconciles_per_course: per(after.reconciles("Success") - before.reconciles("Success")),
@@ -493,17 +493,17 @@ async fn operator_round(
         ..Round::default()
     };
     progress(format!(
-        "operator: {n} applied and reported in {:.1}s, converged in {:.1}s (Deployments Ready at {:.1}s), {:.1} writes/CourseService, VmHWM {:.1} MiB",
+        "operator: {n} applied and reported in {:.1}s, converged in {:.1}s (ReplicaSets Ready at {:.1}s), {:.1} writes/CourseService, VmHWM {:.1} MiB",
         round.operator_applied_seconds,
         round.operator_seconds,
-        round.operator_deployments_ready_seconds,
+        round.operator_replica_sets_ready_seconds,
         round.writes_per_course,
         round.peak_rss_mib
     ));
-    Ok((round, courses, deployments))
+    Ok((round, courses, replica_sets))
 }
 
-fn is_app(d: &Deployment) -> bool {
+fn is_app(d: &ReplicaSet) -> bool {
     d.labels().get(labels::COMPONENT).is_some_and(|c| c == "app")
 }
 
@@ -522,7 +522,7 @@ impl Round {
         self.raw_writes_per_course = raw.writes_per_course;
         self.raw_first = raw_first;
         self.applied_ratio = self.operator_applied_seconds / raw.apply_seconds.max(1e-9);
-        self.ratio = self.operator_seconds.max(self.operator_deployments_ready_seconds) / raw.ready_seconds.max(1e-9);
+        self.ratio = self.operator_seconds.max(self.operator_replica_sets_ready_seconds) / raw.ready_seconds.max(1e-9);
         progress(format!(
             "operator/raw: children applied {:.2} ({:.1}s / {:.1}s), every pod Ready {:.2}; raw writer ran {}",
             self.applied_ratio,
@@ -536,7 +536,7 @@ impl Round {
 
 /// The lower bound: the same rendered children, applied with the operator's concurrency (N
 /// CourseServices `concurrency` at a time, each one's children in sequence, as a reconcile
-/// does), then every Deployment Ready.
+/// does), then every ReplicaSet Ready.
 async fn raw_round(
     client: &Client,
     config: &Config,
@@ -563,9 +563,9 @@ async fn raw_round(
             children.iter_mut().for_each(common::fingerprint);
             rendered.push(children);
         }
-        let expected = rendered.iter().flatten().filter(|c| matches!(c, Child::Deployment(_))).count();
+        let expected = rendered.iter().flatten().filter(|c| matches!(c, Child::ReplicaSet(_))).count();
         let writes = rendered.iter().map(Vec::len).sum::<usize>();
-        let deployments: Watched<Deployment> = Watched::start(client, &ns, None).await?;
+        let replica_sets: Watched<ReplicaSet> = Watched::start(client, &ns, None).await?;
         progress(format!("raw: applying {writes} children of {n} CourseServices in {ns}"));
         let params = PatchParams::apply(labels::MANAGER).force();
         let started = Instant::now();
@@ -585,9 +585,9 @@ async fn raw_round(
             .try_collect::<Vec<_>>()
             .await?;
         let applied = started.elapsed();
-        let (_, ready) = deployments
-            .until(converge_timeout(n), "every raw Deployment Ready", |objects| {
-                (objects.iter().filter(|d| deployment_ready(d)).count() >= expected).then_some(())
+        let (_, ready) = replica_sets
+            .until(converge_timeout(n), "every raw ReplicaSet Ready", |objects| {
+                (objects.iter().filter(|d| replica_set_ready(d)).count() >= expected).then_some(())
             })
             .await?;
         let raw = Raw {
@@ -596,7 +596,7 @@ async fn raw_round(
             writes_per_course: writes as f64 / n as f64,
         };
         progress(format!(
-            "raw: applied in {:.1}s, every Deployment Ready at {:.1}s",
+            "raw: applied in {:.1}s, every ReplicaSet Ready at {:.1}s",
             raw.apply_seconds, raw.ready_seconds
         ));
         anyhow::Ok(raw)
@@ -638,8 +638,8 @@ async fn idle_window(config: &Config, operator: &Operator) -> anyhow::Result<Idl
     })
 }
 
-fn replicas_of(deployments: &[Arc<Deployment>], instance: &str) -> i32 {
-    deployments
+fn replicas_of(replica_sets: &[Arc<ReplicaSet>], instance: &str) -> i32 {
+    replica_sets
         .iter()
         .filter(|d| d.labels().get(labels::INSTANCE).is_some_and(|i| i == instance) && is_app(d))
         .filter(|d| d.metadata.deletion_timestamp.is_none())
@@ -650,13 +650,13 @@ fn replicas_of(deployments: &[Arc<Deployment>], instance: &str) -> i32 {
 /// Latency under load: every `1 / latency_rate` s a spec.replicas change goes to the next
 /// CourseService of the fleet not already waiting (open loop: a slow answer delays no later
 /// send), alternating +1 and −1 so the pod count stays bounded; each sample is the time from
-/// sending the PATCH to the watch event showing that CourseService's Deployments at the new
+/// sending the PATCH to the watch event showing that CourseService's ReplicaSets at the new
 /// total. Every one of `latency_samples` changes must be seen within 30 s, or the run fails.
 async fn latency(
     client: &Client,
     config: &Config,
     ns: &str,
-    deployments: &Watched<Deployment>,
+    replica_sets: &Watched<ReplicaSet>,
     courses: &Watched<CourseService>,
 ) -> anyhow::Result<Latency> {
     use futures::stream::FuturesUnordered;
@@ -700,8 +700,8 @@ async fn latency(
                     let patch = serde_json::json!({"spec": {"replicas": target}});
                     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
                     let patched = started.elapsed();
-                    let what = format!("{name}'s Deployments at {target} replicas");
-                    let (_, seen) = deployments
+                    let what = format!("{name}'s ReplicaSets at {target} replicas");
+                    let (_, seen) = replica_sets
                         .until(Duration::from_secs(30), &what, |objects| (replicas_of(objects, &name) == target).then_some(()))
                         .await?;
                     anyhow::Ok((name, common::secs_between(started, seen) * 1000.0, patched.as_secs_f64() * 1000.0))
@@ -754,8 +754,8 @@ fn ready_pods(pods: &[Arc<Pod>], rev: &str) -> Vec<SystemTime> {
     times
 }
 
-fn revision_sum(deployments: &[Arc<Deployment>], rev: &str, ready: bool) -> i32 {
-    deployments
+fn revision_sum(replica_sets: &[Arc<ReplicaSet>], rev: &str, ready: bool) -> i32 {
+    replica_sets
         .iter()
         .filter(|d| d.metadata.deletion_timestamp.is_none() && is_app(d))
         .filter(|d| d.metadata.labels.as_ref().and_then(revision).is_some_and(|r| r == rev))
@@ -803,13 +803,13 @@ async fn rollouts(client: &Client, config: &Config, ns: &str) -> anyhow::Result<
                 .await
                 .map(|(stable, at)| (at, stable))?;
             let pods: Watched<Pod> = Watched::start(client, ns, Some(&selector(name))).await?;
-            let deployments: Watched<Deployment> = Watched::start(client, ns, Some(&selector(name))).await?;
+            let replica_sets: Watched<ReplicaSet> = Watched::start(client, ns, Some(&selector(name))).await?;
             let services: Watched<Service> = Watched::start(client, ns, Some(&selector(name))).await?;
             let image = format!("bench/roll:{round}");
             common::apply_json(&api, &common::course(name, ns, spec(&image, strategy)), common::HARNESS_MANAGER)
                 .await?;
-            let (new, _) = deployments
-                .until(Duration::from_secs(30), "the new revision's Deployments", |objects| {
+            let (new, _) = replica_sets
+                .until(Duration::from_secs(30), "the new revision's ReplicaSets", |objects| {
                     objects
                         .iter()
                         .filter_map(|d| d.metadata.labels.as_ref().and_then(revision))
@@ -824,14 +824,14 @@ async fn rollouts(client: &Client, config: &Config, ns: &str) -> anyhow::Result<
                         let ready = ready_pods(p, &new);
                         (ready.len() >= want).then(|| ready[want - 1])
                     });
-                    let deployment_ready = deployments.until(timeout, "Deployment status Ready", |d| {
+                    let replica_set_ready = replica_sets.until(timeout, "ReplicaSet status Ready", |d| {
                         (revision_sum(d, &new, true) >= i32::try_from(want).unwrap_or(0)).then_some(())
                     });
-                    let advanced = deployments.until(timeout, "the next canary step", |d| {
+                    let advanced = replica_sets.until(timeout, "the next canary step", |d| {
                         (revision_sum(d, &new, false) >= next).then_some(())
                     });
                     let ((condition, pod_at), (_, dep_at), (_, op_at)) =
-                        tokio::try_join!(pod_ready, deployment_ready, advanced)?;
+                        tokio::try_join!(pod_ready, replica_set_ready, advanced)?;
                     result.steps.push(step("canary", pod_at, dep_at, op_at, condition, anchor));
                 }
             } else {
@@ -839,15 +839,15 @@ async fn rollouts(client: &Client, config: &Config, ns: &str) -> anyhow::Result<
                     let ready = ready_pods(p, &new);
                     (ready.len() >= 4).then(|| ready[3])
                 });
-                let deployment_ready = deployments
-                    .until(timeout, "Deployment status Ready", |d| (revision_sum(d, &new, true) >= 4).then_some(()));
+                let replica_set_ready = replica_sets
+                    .until(timeout, "ReplicaSet status Ready", |d| (revision_sum(d, &new, true) >= 4).then_some(()));
                 let switched = services.until(timeout, "the main Service switched", |s| {
                     let main = s.iter().find(|s| s.name_any() == name)?;
                     let selected = main.spec.as_ref()?.selector.as_ref()?.get(labels::REVISION)?;
                     (*selected == new).then_some(())
                 });
                 let ((condition, pod_at), (_, dep_at), (_, op_at)) =
-                    tokio::try_join!(pod_ready, deployment_ready, switched)?;
+                    tokio::try_join!(pod_ready, replica_set_ready, switched)?;
                 result.steps.push(step("blue-green", pod_at, dep_at, op_at, condition, anchor));
             }
         }
@@ -1030,8 +1030,8 @@ fn markdown(config: &Config, runs: &[Run], failure: Option<&str>) -> String {
     );
     row(
         &mut out,
-        "  … every app Deployment Ready (s)",
-        &|r| Some(r.plain.operator_deployments_ready_seconds),
+        "  … every app ReplicaSet Ready (s)",
+        &|r| Some(r.plain.operator_replica_sets_ready_seconds),
         1,
         "",
         None,
@@ -1130,7 +1130,7 @@ fn markdown(config: &Config, runs: &[Run], failure: Option<&str>) -> String {
     row(
         &mut out,
         &format!(
-            "spec change → Deployments updated under load, p50 (ms; {} changes at {}/s)",
+            "spec change → ReplicaSets updated under load, p50 (ms; {} changes at {}/s)",
             config.latency_samples, config.latency_rate
         ),
         &|r| Some(r.latency.p50_ms),
@@ -1155,7 +1155,7 @@ fn markdown(config: &Config, runs: &[Run], failure: Option<&str>) -> String {
     row(&mut out, "  max (ms)", &|r| Some(r.rollouts.canary_max_ms), 0, "≤ 1000", canary.map(|m| m <= 1000.0));
     row(
         &mut out,
-        "  of it after the Deployment status showed Ready, p50 (ms)",
+        "  of it after the ReplicaSet status showed Ready, p50 (ms)",
         &|r| Some(r.rollouts.canary_operator_share_p50_ms),
         0,
         "",
@@ -1172,7 +1172,7 @@ fn markdown(config: &Config, runs: &[Run], failure: Option<&str>) -> String {
     row(&mut out, "  max (ms)", &|r| Some(r.rollouts.blue_green_max_ms), 0, "≤ 1000", bg.map(|m| m <= 1000.0));
     row(
         &mut out,
-        "  of it after the Deployment status showed Ready, p50 (ms)",
+        "  of it after the ReplicaSet status showed Ready, p50 (ms)",
         &|r| Some(r.rollouts.blue_green_operator_share_p50_ms),
         0,
         "",

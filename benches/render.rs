@@ -12,7 +12,7 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -21,11 +21,11 @@ use kube::runtime::watcher;
 
 use course_operator::api::CourseService;
 use course_operator::labels;
-use course_operator::plan::{self, Observed, ObservedDeployment};
+use course_operator::plan::{self, Observed, ObservedWorkload};
 use course_operator::render::Child;
 use course_operator::render::Images;
-use course_operator::render::deployment::AppTemplate;
 use course_operator::render::mongo::DatabaseCredentials;
+use course_operator::render::workload::AppTemplate;
 use course_operator::status;
 use course_operator::zones::{Zone, ZoneHealth};
 
@@ -86,49 +86,49 @@ fn zones() -> Vec<ZoneHealth> {
         .collect()
 }
 
-/// What the cluster shows at rest for `cs`: its Deployments, Ready.
-fn observed_at_rest(cs: &CourseService, zones: &[ZoneHealth], db: bool) -> (Observed, Vec<Deployment>) {
+/// What the cluster shows at rest for `cs`: its ReplicaSets, Ready.
+fn observed_at_rest(cs: &CourseService, zones: &[ZoneHealth], db: bool) -> (Observed, Vec<ReplicaSet>) {
     let first = Observed {
         now: Some(Timestamp::now()),
         database_credentials: db.then(DatabaseCredentials::generate),
         ..Observed::default()
     };
     let planned = plan::plan(cs, zones, &first, &Images::default()).expect("valid");
-    let mut deployments = Vec::new();
+    let mut replica_sets = Vec::new();
     let mut observed = first.clone();
     for child in &planned.children {
-        if let Child::Deployment(d) = child {
+        if let Child::ReplicaSet(d) = child {
             let mut d = d.as_ref().clone();
             let replicas = d.spec.replicas.unwrap_or(0);
-            d.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+            d.status = Some(k8s_openapi::api::apps::v1::ReplicaSetStatus {
                 ready_replicas: Some(replicas),
-                replicas: Some(replicas),
+                replicas,
                 ..Default::default()
             });
             let labels = d.labels().clone();
-            observed.deployments.insert(
+            observed.workloads.insert(
                 d.name_any(),
-                ObservedDeployment {
+                ObservedWorkload {
                     revision: labels[labels::REVISION].clone(),
                     zone: labels[labels::ZONE].clone(),
                     replicas,
                     ready: replicas,
-                    template: AppTemplate::from_deployment(&d),
+                    template: AppTemplate::from_replica_set(&d),
                 },
             );
-            deployments.push(d);
+            replica_sets.push(d);
         }
     }
-    (observed, deployments)
+    (observed, replica_sets)
 }
 
-/// The controller's scan of the Deployment cache for one CourseService.
-fn scan_deployments(store: &Store<Deployment>, namespace: &str, instance: &str, uid: &str) -> usize {
-    plan::observe_deployments(store.state().iter().map(AsRef::as_ref), namespace, instance, uid).len()
+/// The controller's scan of the ReplicaSet cache for one CourseService.
+fn scan_replica_sets(store: &Store<ReplicaSet>, namespace: &str, instance: &str, uid: &str) -> usize {
+    plan::observe_workloads(store.state().iter().map(AsRef::as_ref), namespace, instance, uid).len()
 }
 
-fn fleet_store(n: usize, template: &[Deployment]) -> Store<Deployment> {
-    let (reader, mut writer) = reflector::store::<Deployment>();
+fn fleet_store(n: usize, template: &[ReplicaSet]) -> Store<ReplicaSet> {
+    let (reader, mut writer) = reflector::store::<ReplicaSet>();
     writer.apply_watcher_event(&watcher::Event::Init);
     for i in 0..n {
         for d in template {
@@ -160,7 +160,7 @@ fn main() {
     let mut cases = Vec::new();
     let wanted = |name: &str| filter.as_ref().is_none_or(|f| name.contains(f.as_str()));
     for (label, cs, db) in [("plain", &plain, false), ("cache+db", &data, true), ("canary", &canary, false)] {
-        let (observed, deployments) = observed_at_rest(cs, &zones, db);
+        let (observed, replica_sets) = observed_at_rest(cs, &zones, db);
         let planned = plan::plan(cs, &zones, &observed, &Images::default()).expect("valid");
         let now = Time(Timestamp::now());
         let mut cs_with_status = cs.clone();
@@ -209,11 +209,11 @@ fn main() {
                 }));
             }));
         }
-        let name = format!("{label}: AppTemplate::from_deployment per observed Deployment");
+        let name = format!("{label}: AppTemplate::from_replica_set per observed ReplicaSet");
         if wanted(&name) {
             cases.push(measure(&name, budget, || {
-                for d in &deployments {
-                    black_box(AppTemplate::from_deployment(d));
+                for d in &replica_sets {
+                    black_box(AppTemplate::from_replica_set(d));
                 }
             }));
         }
@@ -225,12 +225,12 @@ fn main() {
         }
         if label == "plain" {
             for n in [100usize, 1000] {
-                let store = fleet_store(n, &deployments);
+                let store = fleet_store(n, &replica_sets);
                 let name =
-                    format!("plain: scan the Deployment cache for one CourseService, {} Deployments cached", n * 3);
+                    format!("plain: scan the ReplicaSet cache for one CourseService, {} ReplicaSets cached", n * 3);
                 if wanted(&name) {
                     cases.push(measure(&name, budget, || {
-                        black_box(scan_deployments(&store, "bench", "c0007", "uid-7"));
+                        black_box(scan_replica_sets(&store, "bench", "c0007", "uid-7"));
                     }));
                 }
             }

@@ -120,7 +120,7 @@ log "zones"
 log "conditions"
 "$KUBECTL" get courseservice "$name" -n "$NAMESPACE" -o jsonpath='{range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}' >&2
 log "children"
-"$KUBECTL" get deployments,statefulsets,services,pdb,hpa -n "$NAMESPACE" -l "app.kubernetes.io/instance=$name" >&2
+"$KUBECTL" get replicasets,statefulsets,services,pdb,hpa -n "$NAMESPACE" -l "app.kubernetes.io/instance=$name" >&2
 log "two reads of the course list: a cache miss, then a hit"
 for _ in 1 2; do
   curl -fsS -D - -o /dev/null "$url/courses" | grep -iE '^x-(cache|course-version|course-pod):' | tr -d '\r' | paste -sd' ' >&2

@@ -16,9 +16,9 @@ pub const PART_OF: &str = "app.kubernetes.io/part-of";
 /// Standard: the version of the application (the image tag).
 pub const VERSION: &str = "app.kubernetes.io/version";
 
-/// Hash of the pod template; names the Deployments of one version.
+/// Hash of the pod template; names the ReplicaSets of one version.
 pub const REVISION: &str = "microcourses.io/revision";
-/// Zone a Deployment's pods are pinned to.
+/// Zone a ReplicaSet's pods are pinned to.
 pub const ZONE: &str = "microcourses.io/zone";
 
 /// Annotation with a hash of the object as last applied; an observed object carrying the hash

@@ -3,8 +3,8 @@
 
 use crate::zones::Zone;
 
-/// Per-zone Deployment of one revision: `<name>-<revision>-<zone>`.
-pub fn app_deployment(name: &str, revision: &str, zone: &Zone) -> String {
+/// Per-zone ReplicaSet of one revision: `<name>-<revision>-<zone>`.
+pub fn app_workload(name: &str, revision: &str, zone: &Zone) -> String {
     format!("{name}-{revision}-{}", zone.slug())
 }
 

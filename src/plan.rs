@@ -5,44 +5,44 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{CourseService, DatabaseSpec};
 use crate::labels::{self, Component};
 use crate::names;
-use crate::render::deployment::AppTemplate;
 use crate::render::mongo::DatabaseCredentials;
+use crate::render::workload::AppTemplate;
 use crate::render::{self, Child, Context, Images};
 use crate::rollout::analysis::Verdict;
 use crate::rollout::{self, Decision, UserAction};
 use crate::validate::{FieldError, InvalidSpec, validate};
 use crate::zones::{Zone, ZoneHealth, ZoneObserved};
 
-/// One application Deployment as the cluster shows it.
+/// One application ReplicaSet (a revision in a zone) as the cluster shows it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ObservedDeployment {
+pub struct ObservedWorkload {
     pub revision: String,
-    /// Zone slug from the Deployment's zone label.
+    /// Zone slug from the ReplicaSet's zone label.
     pub zone: String,
     pub replicas: i32,
     pub ready: i32,
     /// Its pod template, so an older revision can be re-sized after the spec moved on. The
-    /// operator's Deployment cache keeps no templates: the controller fills this in for one
-    /// Deployment of each older revision (`None` from a template-less Deployment).
+    /// operator's ReplicaSet cache keeps no templates: the controller fills this in for one
+    /// ReplicaSet of each older revision (`None` from a template-less ReplicaSet).
     pub template: Option<AppTemplate>,
 }
 
-/// The application Deployments (every revision) of one CourseService among `deployments`: its
+/// The application ReplicaSets (every revision) of one CourseService among `replica_sets`: its
 /// namespace, its selector labels and its owner uid, by name.
-pub fn observe_deployments<'a>(
-    deployments: impl IntoIterator<Item = &'a Deployment>,
+pub fn observe_workloads<'a>(
+    replica_sets: impl IntoIterator<Item = &'a ReplicaSet>,
     namespace: &str,
     instance: &str,
     uid: &str,
-) -> BTreeMap<String, ObservedDeployment> {
+) -> BTreeMap<String, ObservedWorkload> {
     let selector = labels::selector(instance, Component::App);
-    deployments
+    replica_sets
         .into_iter()
         .filter(|d| d.metadata.namespace.as_deref() == Some(namespace))
         .filter(|d| {
@@ -52,75 +52,122 @@ pub fn observe_deployments<'a>(
         .filter(|d| d.metadata.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == uid)))
         .filter_map(|d| {
             let labels = d.metadata.labels.as_ref()?;
-            let observed = ObservedDeployment {
+            let observed = ObservedWorkload {
                 revision: labels.get(labels::REVISION)?.clone(),
                 zone: labels.get(labels::ZONE)?.clone(),
                 replicas: d.spec.replicas.unwrap_or(1),
                 ready: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
-                template: AppTemplate::from_deployment(d),
+                template: AppTemplate::from_replica_set(d),
             };
             Some((d.metadata.name.clone()?, observed))
         })
         .collect()
 }
 
-/// Raises each Deployment's Ready count to the Ready pods the Services' EndpointSlices already
-/// show for it. The EndpointSlice controller reflects a pod's readiness one hop after the
-/// pod; `Deployment.status` needs two (ReplicaSet, then Deployment), which measured 0.3–1.1 s
-/// later: the rollout gates (canary steps, the blue-green switch) act on the fresher figure.
-/// Never lowers a count and never above the Deployment's replicas. `ready_pods` are pod names
-/// (duplicates across Services count once); a pod is matched to its Deployment by name
-/// (`<deployment>-<replicaset hash>-<suffix>`).
-pub fn count_ready_endpoints<'a>(
-    deployments: &mut BTreeMap<String, ObservedDeployment>,
-    ready_pods: impl IntoIterator<Item = &'a str>,
-) {
+/// Ready endpoints behind a CourseService's Services, per ReplicaSet name. `ready_pods` are pod
+/// names (duplicates across Services count once); a pod is matched to its ReplicaSet by name
+/// (`<replicaset>-<suffix>`).
+pub fn serving_by_workload<'a>(ready_pods: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, i32> {
     let pods: std::collections::BTreeSet<&str> = ready_pods.into_iter().collect();
-    let mut ready: BTreeMap<&str, i32> = BTreeMap::new();
+    let mut serving: BTreeMap<String, i32> = BTreeMap::new();
     for pod in pods {
-        let mut parts = pod.rsplitn(3, '-');
-        let (Some(_suffix), Some(_hash), Some(deployment)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        *ready.entry(deployment).or_default() += 1;
+        let Some((workload, _suffix)) = pod.rsplit_once('-') else { continue };
+        *serving.entry(workload.to_owned()).or_default() += 1;
     }
-    for (name, observed) in deployments.iter_mut() {
-        if let Some(&n) = ready.get(name.as_str()) {
+    serving
+}
+
+/// Raises each ReplicaSet's Ready count to the Ready endpoints the Services' EndpointSlices
+/// already show for it (`serving`, from [`serving_by_workload`]). The EndpointSlice controller
+/// and the ReplicaSet controller each reflect a pod's readiness one hop after the pod, in either
+/// order: the rollout gates (canary steps, the blue-green switch) act on the fresher figure.
+/// Never lowers a count and never above the ReplicaSet's replicas.
+pub fn count_ready_endpoints(workloads: &mut BTreeMap<String, ObservedWorkload>, serving: &BTreeMap<String, i32>) {
+    for (name, observed) in workloads.iter_mut() {
+        if let Some(&n) = serving.get(name) {
             observed.ready = observed.ready.max(n.min(observed.replicas));
         }
     }
+}
+
+/// Whether every desired ReplicaSet among `children` runs at its desired size (as the cache
+/// shows it) with every replica a Ready endpoint behind the Services (`serving`): what users'
+/// requests reach, not only the ReplicaSet status.
+pub fn workloads_serving(
+    children: &[Child],
+    workloads: &BTreeMap<String, ObservedWorkload>,
+    serving: &BTreeMap<String, i32>,
+) -> bool {
+    children.iter().all(|child| match child {
+        Child::ReplicaSet(rs) => {
+            let desired = rs.spec.replicas.unwrap_or(1);
+            workloads.get(child.name()).is_some_and(|o| o.replicas == desired)
+                && serving.get(child.name()).copied().unwrap_or(0) >= desired
+        }
+        _ => true,
+    })
 }
 
 #[cfg(test)]
 mod endpoint_tests {
     use super::*;
 
-    fn observed(replicas: i32, ready: i32) -> ObservedDeployment {
-        ObservedDeployment { revision: "r".into(), zone: "zone-a".into(), replicas, ready, template: None }
+    #[test]
+    fn workloads_serve_when_every_desired_replica_set_has_its_ready_endpoints() {
+        let replica_set = |name: &str, replicas: i32| {
+            let mut rs = ReplicaSet::default();
+            rs.metadata.name = Some(name.to_owned());
+            rs.spec.replicas = Some(replicas);
+            Child::ReplicaSet(Box::new(rs))
+        };
+        let desired = [replica_set("c-r2-zone-a", 2), replica_set("c-r2-zone-b", 0)];
+        let both: BTreeMap<String, ObservedWorkload> =
+            [("c-r2-zone-a".to_owned(), observed(2, 2)), ("c-r2-zone-b".to_owned(), observed(0, 0))].into();
+        let serving = |pods: &[&str]| serving_by_workload(pods.iter().copied());
+        assert!(workloads_serving(&desired, &both, &serving(&["c-r2-zone-a-x1x2x", "c-r2-zone-a-y1y2y"])));
+        assert!(
+            !workloads_serving(&desired, &both, &serving(&["c-r2-zone-a-x1x2x"])),
+            "the status says Ready, the EndpointSlices show one pod: not yet"
+        );
+        assert!(
+            !workloads_serving(
+                &desired,
+                &[("c-r2-zone-a".to_owned(), observed(2, 2))].into(),
+                &serving(&["c-r2-zone-a-x1x2x", "c-r2-zone-a-y1y2y"])
+            ),
+            "one not created yet"
+        );
+        let scaling = [replica_set("c-r2-zone-a", 3), replica_set("c-r2-zone-b", 0)];
+        let endpoints = serving(&["c-r2-zone-a-x1x2x", "c-r2-zone-a-y1y2y", "c-r2-zone-a-z1z2z"]);
+        assert!(!workloads_serving(&scaling, &both, &endpoints), "the cache has not seen the new size yet");
+    }
+
+    fn observed(replicas: i32, ready: i32) -> ObservedWorkload {
+        ObservedWorkload { revision: "r".into(), zone: "zone-a".into(), replicas, ready, template: None }
     }
 
     #[test]
-    fn ready_endpoints_raise_a_lagging_deployment_count_and_never_lower_it() {
-        let mut deployments: BTreeMap<String, ObservedDeployment> = [
+    fn ready_endpoints_raise_a_lagging_replica_set_count_and_never_lower_it() {
+        let mut workloads: BTreeMap<String, ObservedWorkload> = [
             ("catalog-abc-zone-a".to_owned(), observed(2, 0)),
             ("catalog-abc-zone-b".to_owned(), observed(2, 2)),
             ("catalog-old-zone-a".to_owned(), observed(1, 0)),
         ]
         .into();
         count_ready_endpoints(
-            &mut deployments,
-            [
-                "catalog-abc-zone-a-5d8f9c7b6-x1x2x",
-                "catalog-abc-zone-a-5d8f9c7b6-y1y2y",
+            &mut workloads,
+            &serving_by_workload([
+                "catalog-abc-zone-a-x1x2x",
+                "catalog-abc-zone-a-y1y2y",
                 // The same pod behind the main and the preview Service counts once.
-                "catalog-abc-zone-a-5d8f9c7b6-y1y2y",
+                "catalog-abc-zone-a-y1y2y",
                 // More endpoints than replicas (a stale slice) are capped.
-                "catalog-old-zone-a-7c6b5a4d3-a1a2a",
-                "catalog-old-zone-a-7c6b5a4d3-b1b2b",
+                "catalog-old-zone-a-a1a2a",
+                "catalog-old-zone-a-b1b2b",
                 "not-a-pod-name",
-            ],
+            ]),
         );
-        let ready: Vec<i32> = deployments.values().map(|d| d.ready).collect();
+        let ready: Vec<i32> = workloads.values().map(|d| d.ready).collect();
         assert_eq!(ready, vec![2, 2, 1]);
         // zone-b showed 2 Ready in its status but none in the slices: kept at 2.
     }
@@ -136,8 +183,8 @@ pub struct ObservedStatefulSet {
 /// What the cluster runs now for one CourseService, as far as planning needs it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
-    /// Application Deployments (every revision), by name.
-    pub deployments: BTreeMap<String, ObservedDeployment>,
+    /// Application ReplicaSets (every revision), by name.
+    pub workloads: BTreeMap<String, ObservedWorkload>,
     /// The cache and database StatefulSets, by name.
     pub statefulsets: BTreeMap<String, ObservedStatefulSet>,
     /// Names of Jobs that have succeeded (the database init Job of each config).
@@ -171,7 +218,7 @@ impl Observed {
     /// Revision → zone → counts, for the zones the CourseService runs in.
     pub fn by_revision(&self, zones: &[ZoneHealth]) -> BTreeMap<String, BTreeMap<Zone, ZoneObserved>> {
         let mut result: BTreeMap<String, BTreeMap<Zone, ZoneObserved>> = BTreeMap::new();
-        for d in self.deployments.values() {
+        for d in self.workloads.values() {
             if let Some(zone) = zones.iter().map(|z| &z.zone).find(|z| z.slug() == d.zone) {
                 let entry = result.entry(d.revision.clone()).or_default().entry(zone.clone()).or_default();
                 entry.replicas += d.replicas;
@@ -249,7 +296,7 @@ pub fn plan(
         return Err(InvalidSpec(vec![FieldError { field: field.into(), message: format!("{field}: {missing}") }]));
     }
     let ctx = Context::new(cs).with_images(images);
-    let template = render::deployment::app_template(&ctx);
+    let template = render::workload::app_template(&ctx);
     let by_revision = observed.by_revision(zones);
     let action = observed.action.as_deref().and_then(|raw| UserAction::parse(raw).map(|a| (raw, a)));
     let decision = rollout::decide(&rollout::Inputs {
@@ -272,15 +319,15 @@ pub fn plan(
         let revision_template = if *revision == template.revision {
             Some(&template)
         } else {
-            observed.deployments.values().filter(|d| d.revision == *revision).find_map(|d| d.template.as_ref())
+            observed.workloads.values().filter(|d| d.revision == *revision).find_map(|d| d.template.as_ref())
         };
-        // An older revision whose Deployments are all gone cannot be re-rendered; it is simply
+        // An older revision whose ReplicaSets are all gone cannot be re-rendered; it is simply
         // no longer desired.
         let Some(revision_template) = revision_template else { continue };
-        // Lost zones keep a Deployment at zero replicas, ready to take their share back.
+        // Lost zones keep a ReplicaSet at zero replicas, ready to take their share back.
         for (zone, replicas) in sizes {
-            let deployment = render::deployment::deployment(&ctx, revision_template, zone, *replicas);
-            children.push(Child::Deployment(Box::new(deployment)));
+            let replica_set = render::workload::replica_set(&ctx, revision_template, zone, *replicas);
+            children.push(Child::ReplicaSet(Box::new(replica_set)));
         }
     }
     children.push(Child::Service(Box::new(render::service::main(&ctx, decision.service_revision.as_deref()))));

@@ -32,12 +32,12 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
     let previous = cs.status.clone().unwrap_or_default();
     let name = cs.metadata.name.as_deref().unwrap_or_default();
     let generation = cs.metadata.generation;
-    let deployments = &input.observed.deployments;
+    let workloads = &input.observed.workloads;
 
     let mut status = CourseServiceStatus {
         observed_generation: generation,
-        replicas: deployments.values().map(|d| d.replicas).sum(),
-        ready_replicas: deployments.values().map(|d| d.ready).sum(),
+        replicas: workloads.values().map(|d| d.replicas).sum(),
+        ready_replicas: workloads.values().map(|d| d.ready).sum(),
         selector: Some(labels::to_selector_string(&labels::selector(name, Component::App))),
         ..previous.clone()
     };
@@ -63,7 +63,7 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
             let floor = (desired - cs.spec.disruption.max_unavailable).max(0);
 
             // Pods behind the main Service: the pinned revision (blue-green) or every revision.
-            let serving: i32 = deployments
+            let serving: i32 = workloads
                 .values()
                 .filter(|d| rollout.service_revision.as_ref().is_none_or(|r| *r == d.revision))
                 .map(|d| d.ready)
@@ -75,7 +75,7 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
                     per_zone.entry(zone.slug()).or_default().0 += n;
                 }
             }
-            for d in deployments.values() {
+            for d in workloads.values() {
                 per_zone.entry(d.zone.clone()).or_default().1 += d.ready;
             }
             status.zones = input
@@ -103,7 +103,7 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
             ));
 
             let settled = rollout.status.phase == RolloutPhase::Healthy
-                && deployments.values().all(|d| d.replicas == d.ready)
+                && workloads.values().all(|d| d.replicas == d.ready)
                 && per_zone.values().all(|(want, ready)| want == ready);
             let rolling_out = rollout.status.in_progress();
             conditions.push(condition(

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::{CourseService, CourseServiceSpec, MAX_NAME_LEN, StrategyType};
 use crate::quantity;
-use crate::render::deployment::env_names;
+use crate::render::workload::env_names;
 
 /// Environment variables the operator sets itself; a user value would clash on apply.
 pub const RESERVED_ENV: &[&str] = &[
@@ -333,7 +333,7 @@ fn validate_data(spec: &CourseServiceSpec, e: &mut Errors) {
 }
 
 /// Quantities must parse and not be negative, and a request may not exceed its limit: the
-/// apiserver would reject every Deployment rendered from such a spec.
+/// apiserver would reject every ReplicaSet rendered from such a spec.
 fn validate_resources(resources: &k8s_openapi::api::core::v1::ResourceRequirements, e: &mut Errors) {
     let mut parsed = |kind: &str,
                       map: &Option<

@@ -1,6 +1,6 @@
 //! Zone inventory and the split of replicas over zones.
 //!
-//! Pure: the controller feeds in Nodes and observed Deployments; nothing here does I/O.
+//! Pure: the controller feeds in Nodes and observed ReplicaSets; nothing here does I/O.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -92,10 +92,10 @@ impl ZoneInventory {
         Self { zones: names.iter().map(|n| (n.as_ref().to_owned(), true)).collect(), unlabelled_nodes: false }
     }
 
-    /// Remembers a zone the CourseService already runs in (it has Deployments there): when all
+    /// Remembers a zone the CourseService already runs in (it has ReplicaSets there): when all
     /// its nodes are deleted it is lost, not forgotten, so its share comes back when nodes
     /// return. To retire a zone for good, list the remaining ones in `spec.zones`.
-    /// `slug` is the zone label of the Deployment; a zone the nodes name differently but with
+    /// `slug` is the zone label of the ReplicaSet; a zone the nodes name differently but with
     /// the same slug is the same zone.
     pub fn remember(&mut self, slug: &str) {
         if !self.zones.keys().any(|z| Zone::Named(z.clone()).slug() == slug) {
@@ -178,7 +178,7 @@ fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
 /// A pod of one CourseService that the scheduler reports it cannot place.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnschedulablePod {
-    /// Zone slug of its Deployment (label `microcourses.io/zone`).
+    /// Zone slug of its ReplicaSet (label `microcourses.io/zone`).
     pub zone: String,
     /// When the scheduler set `PodScheduled=False` (reason Unschedulable).
     pub since: Timestamp,
@@ -388,7 +388,7 @@ fn seed_offset(seed: &str, modulus: usize) -> usize {
 /// What runs in one zone now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ZoneObserved {
-    /// Replicas the zone's Deployments are asked for.
+    /// Replicas the zone's ReplicaSets are asked for.
     pub replicas: i32,
     /// Of them, Ready.
     pub ready: i32,

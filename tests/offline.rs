@@ -211,19 +211,19 @@ fn rendered_samples_match_snapshots() {
 }
 
 #[test]
-fn minimal_sample_makes_one_deployment_per_zone_plus_service_and_budget() {
+fn minimal_sample_makes_one_replica_set_per_zone_plus_service_and_budget() {
     let children = render_sample("minimal", &["zone-a", "zone-b", "zone-c"]);
     let kinds: Vec<(&str, &str)> = children.iter().map(|c| (c.kind(), c.name())).collect();
     let rev = match &children[0] {
-        Child::Deployment(d) => d.metadata.labels.as_ref().expect("labels")["microcourses.io/revision"].clone(),
+        Child::ReplicaSet(d) => d.metadata.labels.as_ref().expect("labels")["microcourses.io/revision"].clone(),
         other => panic!("first child is {}", other.kind()),
     };
     assert_eq!(
         kinds,
         vec![
-            ("Deployment", format!("catalog-{rev}-zone-a").as_str()),
-            ("Deployment", format!("catalog-{rev}-zone-b").as_str()),
-            ("Deployment", format!("catalog-{rev}-zone-c").as_str()),
+            ("ReplicaSet", format!("catalog-{rev}-zone-a").as_str()),
+            ("ReplicaSet", format!("catalog-{rev}-zone-b").as_str()),
+            ("ReplicaSet", format!("catalog-{rev}-zone-c").as_str()),
             ("Service", "catalog"),
             ("PodDisruptionBudget", "catalog"),
         ]
@@ -231,7 +231,7 @@ fn minimal_sample_makes_one_deployment_per_zone_plus_service_and_budget() {
     let replicas: i32 = children
         .iter()
         .filter_map(|c| match c {
-            Child::Deployment(d) => d.spec.replicas,
+            Child::ReplicaSet(d) => d.spec.replicas,
             _ => None,
         })
         .sum();
@@ -291,7 +291,7 @@ fn revision_changes_with_the_image_and_only_with_the_pod_template() {
 }
 
 #[test]
-fn lost_zone_keeps_a_deployment_at_zero() {
+fn lost_zone_keeps_a_replica_set_at_zero() {
     let text = std::fs::read_to_string(fixtures::repo_root().join("manifests/samples/minimal.yaml")).expect("sample");
     let cs = manifest::parse(&text).expect("parse");
     let mut inventory = ZoneInventory::healthy_zones(&["zone-a", "zone-b", "zone-c"]);
@@ -300,7 +300,7 @@ fn lost_zone_keeps_a_deployment_at_zero() {
     let counts: Vec<i32> = plan.rollout.targets[&plan.revision].iter().map(|(_, n)| *n).collect();
     assert_eq!(counts.iter().sum::<i32>(), 3);
     assert_eq!(counts[0], 0);
-    assert_eq!(plan.children.iter().filter(|c| c.kind() == "Deployment").count(), 3);
+    assert_eq!(plan.children.iter().filter(|c| c.kind() == "ReplicaSet").count(), 3);
 }
 
 #[test]
@@ -334,11 +334,11 @@ fn an_external_database_renders_no_database_objects_and_waits_for_its_secret() {
         .map(|c| format!("{} {}", c.kind(), c.name()))
         .collect();
     assert!(stray.is_empty(), "database objects rendered for an external database: {stray:?}");
-    let deployments: Vec<&Child> = plan.children.iter().filter(|c| c.kind() == "Deployment").collect();
-    assert_eq!(deployments.len(), 2);
-    for child in deployments {
-        let Child::Deployment(deployment) = child else { unreachable!() };
-        let pod = deployment.spec.template.spec.as_ref().expect("pod spec");
+    let replica_sets: Vec<&Child> = plan.children.iter().filter(|c| c.kind() == "ReplicaSet").collect();
+    assert_eq!(replica_sets.len(), 2);
+    for child in replica_sets {
+        let Child::ReplicaSet(replica_set) = child else { unreachable!() };
+        let pod = replica_set.spec.template.as_ref().and_then(|t| t.spec.as_ref()).expect("pod spec");
         let env = pod.containers[0].env.as_ref().expect("env");
         let uri = env.iter().find(|e| e.name == "MONGODB_URI").expect("MONGODB_URI");
         let selector = uri.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).expect("from a Secret");

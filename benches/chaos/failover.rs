@@ -68,8 +68,8 @@ pub(super) async fn failover_in(
     // Field managers of every child: the operator's alone (both replicas use the same one;
     // anything else means another writer).
     let mut managers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for d in Api::<Deployment>::namespaced(client.clone(), ns).list(&ListParams::default()).await?.items {
-        managers.insert(format!("Deployment/{}", d.name_any()), spec_managers(d.metadata.managed_fields.as_ref()));
+    for d in Api::<ReplicaSet>::namespaced(client.clone(), ns).list(&ListParams::default()).await?.items {
+        managers.insert(format!("ReplicaSet/{}", d.name_any()), spec_managers(d.metadata.managed_fields.as_ref()));
     }
     for s in Api::<Service>::namespaced(client.clone(), ns).list(&ListParams::default()).await?.items {
         managers.insert(format!("Service/{}", s.name_any()), spec_managers(s.metadata.managed_fields.as_ref()));

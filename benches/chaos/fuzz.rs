@@ -317,9 +317,9 @@ pub(super) fn random_observed(rng: &mut Rng, cs: &CourseService, zones: &[ZoneHe
             let ready = i32::try_from(rng.range(-1, i64::from(replicas) + 1)).unwrap_or(0);
             let mut t = template.clone();
             t.revision = revision.to_owned();
-            observed.deployments.insert(
+            observed.workloads.insert(
                 format!("{}-{revision}-{}", cs.name_any(), zone.zone.slug()),
-                ObservedDeployment {
+                ObservedWorkload {
                     revision: revision.to_owned(),
                     zone: zone.zone.slug(),
                     replicas,
@@ -473,7 +473,7 @@ pub(super) async fn fuzz(client: &Client, settings: &Settings, scenario: &mut Sc
 pub(super) fn child_kinds() -> Vec<ApiResource> {
     use k8s_openapi::api::{autoscaling::v2, batch::v1 as batch, core::v1 as core, networking::v1 as net};
     vec![
-        ApiResource::erase::<Deployment>(&()),
+        ApiResource::erase::<ReplicaSet>(&()),
         ApiResource::erase::<k8s_openapi::api::apps::v1::StatefulSet>(&()),
         ApiResource::erase::<Service>(&()),
         ApiResource::erase::<PodDisruptionBudget>(&()),
@@ -714,7 +714,7 @@ pub(super) async fn through_the_apiserver_in(
     });
 
     // 3. Judge each: InvalidSpec names a spec field and nothing was written for it; otherwise
-    //    its Deployments and main Service exist, owned by it alone.
+    //    its ReplicaSets and main Service exist, owned by it alone.
     let children = labelled_children(client, ns).await?;
     let uids: BTreeMap<String, String> =
         watched.objects().iter().map(|c| (c.name_any(), c.uid().unwrap_or_default())).collect();
@@ -746,7 +746,7 @@ pub(super) async fn through_the_apiserver_in(
         } else {
             let has = |kind: &str| mine.iter().any(|c| c.id.starts_with(kind));
             let main_service = mine.iter().any(|c| c.id == format!("Service/{name}"));
-            if has("Deployment/") && main_service {
+            if has("ReplicaSet/") && main_service {
                 with_children += 1;
             } else {
                 missing_children.push(format!("{name}: {} children; spec {}", mine.len(), manifest["spec"]));
@@ -771,7 +771,7 @@ pub(super) async fn through_the_apiserver_in(
     });
     for (what, list) in [
         ("InvalidSpec without a field name", &invalid_messages_without_field),
-        ("valid specs without their Deployments and Service", &missing_children),
+        ("valid specs without their ReplicaSets and Service", &missing_children),
         ("InvalidSpec yet children written", &invalid_but_written),
         ("the operator and validate() disagree", &validate_disagrees),
     ] {

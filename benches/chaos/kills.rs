@@ -18,7 +18,7 @@ pub(super) fn instance_of<K: kube::Resource>(object: &K, name: &str) -> bool {
         && object.meta().deletion_timestamp.is_none()
 }
 
-/// Why `name` is not yet Healthy on `revision` alone (status, Deployments of that revision
+/// Why `name` is not yet Healthy on `revision` alone (status, ReplicaSets of that revision
 /// only and all Ready, Services: the main one only, every replica a Ready endpoint behind it);
 /// `None` once it is.
 pub(super) async fn settled_on(client: &Client, ns: &str, name: &str, revision: &str, replicas: i32) -> Option<String> {
@@ -30,18 +30,18 @@ pub(super) async fn settled_on(client: &Client, ns: &str, name: &str, revision: 
     if phase != RolloutPhase::Healthy || stable != revision || new != revision || weight != 100 {
         return Some(format!("rollout {phase:?} stable {stable} new {new} weight {weight}"));
     }
-    let deployments = match Api::<Deployment>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
+    let replica_sets = match Api::<ReplicaSet>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
         Ok(list) => list,
-        Err(e) => return Some(format!("list Deployments: {e}")),
+        Err(e) => return Some(format!("list ReplicaSets: {e}")),
     };
-    let mine: Vec<&Deployment> = deployments.items.iter().filter(|d| instance_of(*d, name)).collect();
+    let mine: Vec<&ReplicaSet> = replica_sets.items.iter().filter(|d| instance_of(*d, name)).collect();
     let others: Vec<String> = mine
         .iter()
         .filter(|d| d.labels().get(labels::REVISION).is_none_or(|r| r != revision))
         .map(|d| d.name_any())
         .collect();
     if !others.is_empty() {
-        return Some(format!("orphaned Deployments {others:?}"));
+        return Some(format!("orphaned ReplicaSets {others:?}"));
     }
     let ready: i32 = mine.iter().map(|d| d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)).sum();
     let wanted: i32 = mine.iter().map(|d| d.spec.replicas.unwrap_or(0)).sum();
@@ -57,7 +57,7 @@ pub(super) async fn settled_on(client: &Client, ns: &str, name: &str, revision: 
     if !extra.is_empty() {
         return Some(format!("orphaned Services {extra:?}"));
     }
-    // The Deployments' status can be ahead of the EndpointSlices: a floor is measured from a
+    // The ReplicaSets' status can be ahead of the EndpointSlices: a floor is measured from a
     // Service that serves every replica, not from a status that says it could.
     let slices = Api::<EndpointSlice>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={name}")))
@@ -116,7 +116,7 @@ pub(super) async fn kills_in(
     };
     let mut generation = 0usize;
     // Two replicas at all times: the one that leads and a warm standby (each killed one is
-    // replaced at once), as a Deployment of two would have it.
+    // replaced at once), as a ReplicaSet of two would have it.
     let mut replicas_of_operator = [
         Operator::start(ns, "chaos-a0", &lease, &settings.log_dir).await?,
         Operator::start(ns, "chaos-b0", &lease, &settings.log_dir).await?,

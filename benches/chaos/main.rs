@@ -2,13 +2,13 @@
 //! invariants and failing the run when one breaks:
 //!
 //! - `fuzz`: seeded random CourseService specs (and random rollout status, observed
-//!   Deployments, zones, actions) through `app_template` → `validate` → `plan` → `status` →
+//!   ReplicaSets, zones, actions) through `app_template` → `validate` → `plan` → `status` →
 //!   fingerprint/YAML: no panic, deterministic; a sample of the valid ones (and the
 //!   CourseService itself) accepted by the apiserver's server-side dry run; then fresh random
 //!   specs through the apiserver: dry-run created, and every one the CRD accepts created and
 //!   reconciled to its children or `InvalidSpec`, touching no other CourseService's children;
 //! - `kills`: seeded SIGKILLs of the operator (a leader and a warm standby, each victim replaced
-//!   at once) at uniformly random moments during canary and blue-green rollouts: each ends Healthy on its new revision, no orphaned Deployments or Services, and
+//!   at once) at uniformly random moments during canary and blue-green rollouts: each ends Healthy on its new revision, no orphaned ReplicaSets or Services, and
 //!   a watch on the Services' EndpointSlices (100 ms samples, ≤ 1 % missed) never sees fewer
 //!   than `replicas − maxUnavailable` Ready endpoints;
 //! - `failover`: two replicas, the leader SIGKILLed: failover ≤ 15 s, only the
@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -61,10 +61,10 @@ use common::{Operator, Rng, Watched, progress};
 mod endpoints;
 use course_operator::api::{CourseService, RolloutPhase};
 use course_operator::labels;
-use course_operator::plan::{self, Observed, ObservedDeployment};
+use course_operator::plan::{self, Observed, ObservedWorkload};
 use course_operator::render::Images;
-use course_operator::render::deployment::app_template;
 use course_operator::render::mongo::DatabaseCredentials;
+use course_operator::render::workload::app_template;
 use course_operator::render::{self, Child};
 use course_operator::rollout::analysis::Verdict;
 use course_operator::zones::{Zone, ZoneHealth};

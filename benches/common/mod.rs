@@ -609,7 +609,7 @@ pub async fn apply_child(
         api.patch(&object.name_any(), params, &Patch::Apply(object)).await.map(|_| ())
     }
     match child {
-        Child::Deployment(o) => one(client, namespace, o.as_ref(), params).await,
+        Child::ReplicaSet(o) => one(client, namespace, o.as_ref(), params).await,
         Child::Service(o) => one(client, namespace, o.as_ref(), params).await,
         Child::PodDisruptionBudget(o) => one(client, namespace, o.as_ref(), params).await,
         Child::HorizontalPodAutoscaler(o) => one(client, namespace, o.as_ref(), params).await,

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::CourseServiceStatus;
 
-/// A highly available course application: one Deployment per availability zone, a Service,
-/// PodDisruptionBudgets, an optional HorizontalPodAutoscaler, and optionally a Redis Sentinel
-/// cache and a MongoDB replica set.
+/// A highly available course application: one ReplicaSet per availability zone and version,
+/// a Service, PodDisruptionBudgets, an optional HorizontalPodAutoscaler, and optionally a Redis
+/// Sentinel cache and a MongoDB replica set.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "microcourses.io",
@@ -29,7 +29,7 @@ use super::CourseServiceStatus;
         status_replicas_path = ".status.replicas",
         label_selector_path = ".status.selector"
     ),
-    doc = "CourseService: a zone-aware, highly available course application (Deployments per zone, Service, HPA, PDBs, Redis cache, MongoDB).",
+    doc = "CourseService: a zone-aware, highly available course application (ReplicaSets per zone, Service, HPA, PDBs, Redis cache, MongoDB).",
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
         .message("metadata.name must be a DNS-1035 label (lowercase letters, digits, '-', starting with a letter)"),
     validation = Rule::new("self.metadata.name.size() <= 40")
@@ -104,7 +104,7 @@ pub struct CourseServiceSpec {
     pub probes: Option<Probes>,
 
     /// Horizontal autoscaling on CPU. The HorizontalPodAutoscaler scales this CourseService
-    /// (not its Deployments), so the operator and the HPA never fight over replicas.
+    /// (not its ReplicaSets), so the operator and the HPA never fight over replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
 

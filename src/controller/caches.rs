@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Secret, Service};
@@ -27,7 +27,7 @@ use crate::api::CourseService;
 use crate::labels;
 
 /// Objects per page of a cache's (re)list. kube's default of 500 made the initial list of a
-/// 1000-CourseService fleet the operator's memory peak: a page of 500 whole Deployments
+/// 1000-CourseService fleet the operator's memory peak: a page of 500 whole workload objects
 /// (templates included, before slimming) is ~20 MB of transient heap, twice the steady heap
 /// of every cache together; at 100 per page the peak is a fifth of that, for 30 list requests
 /// instead of 6.
@@ -63,8 +63,12 @@ pub struct Stores {
 pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>, memory: Arc<CourseMemory>) -> Caches {
     // Children are watched by our managed-by label only.
     let managed = list_config().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    let (deployments, deployment_events) =
-        watch_children::<Deployment>(client, namespace, &managed, metrics, slim_deployment);
+    let (replica_sets, replica_set_events) =
+        watch_children::<ReplicaSet>(client, namespace, &managed, metrics, slim_replica_set);
+    // Per-zone Deployments written by earlier builds of the operator: deleted once the
+    // ReplicaSets that replace them are Ready (`children::prune`). Metadata only.
+    let (legacy_deployments, legacy_deployment_events) =
+        watch_children::<PartialObjectMeta<Deployment>>(client, namespace, &managed, metrics, slim_meta);
     let (statefulsets, statefulset_events) =
         watch_children::<StatefulSet>(client, namespace, &managed, metrics, slim_meta);
     let (jobs, job_events) = watch_children::<Job>(client, namespace, &managed, metrics, slim_meta);
@@ -88,7 +92,8 @@ pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>, m
     let (pvcs, pvc_events) =
         watch_children::<PartialObjectMeta<PersistentVolumeClaim>>(client, namespace, &managed, metrics, slim_meta);
     let children = ChildStores {
-        deployments,
+        replica_sets,
+        legacy_deployments,
         statefulsets,
         jobs,
         services,
@@ -105,7 +110,8 @@ pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>, m
     let (courses, courses_listed, course_events) = watch_courses(client, namespace, metrics, memory);
 
     let controller = Controller::for_stream(course_events, courses.clone())
-        .owns_stream(deployment_events)
+        .owns_stream(replica_set_events)
+        .owns_stream(legacy_deployment_events)
         .owns_stream(statefulset_events)
         .owns_stream(job_events)
         .owns_stream(service_events)
@@ -134,7 +140,8 @@ impl Stores {
             self.nodes.wait_until_ready().boxed(),
             self.app_pods.wait_until_ready().boxed(),
             self.endpoint_slices.wait_until_ready().boxed(),
-            c.deployments.wait_until_ready().boxed(),
+            c.replica_sets.wait_until_ready().boxed(),
+            c.legacy_deployments.wait_until_ready().boxed(),
             c.statefulsets.wait_until_ready().boxed(),
             c.jobs.wait_until_ready().boxed(),
             c.services.wait_until_ready().boxed(),
@@ -402,17 +409,17 @@ fn slim_course(cs: &mut CourseService) {
     }
 }
 
-/// Memory: of a Deployment the operator reads labels, owners, its applied hash, replicas and
-/// the replica counts. The pod template (over half of a Deployment) is dropped: the current
+/// Memory: of a ReplicaSet the operator reads labels, owners, its applied hash, replicas and
+/// the replica counts. The pod template (over half of a ReplicaSet) is dropped: the current
 /// revision's is rendered from the spec, and an older revision's is fetched once when a
 /// rollout needs it (`reconcile::older_templates`).
-fn slim_deployment(deployment: &mut Deployment) {
-    deployment.metadata.managed_fields = None;
-    if let Some(annotations) = deployment.metadata.annotations.as_mut() {
+fn slim_replica_set(replica_set: &mut ReplicaSet) {
+    replica_set.metadata.managed_fields = None;
+    if let Some(annotations) = replica_set.metadata.annotations.as_mut() {
         annotations.retain(|key, _| key == labels::APPLIED_HASH);
     }
-    deployment.spec.template = Default::default();
-    if let Some(status) = deployment.status.as_mut() {
+    replica_set.spec.template = None;
+    if let Some(status) = replica_set.status.as_mut() {
         status.conditions = None;
     }
 }
@@ -420,7 +427,7 @@ fn slim_deployment(deployment: &mut Deployment) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::deployment::AppTemplate;
+    use crate::render::workload::AppTemplate;
 
     fn pod(ready: &str, scheduled: &str, restarts: &[i32]) -> Pod {
         serde_json::from_value(serde_json::json!({

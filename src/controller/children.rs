@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
@@ -31,7 +31,10 @@ pub type MetaStore<K> = Store<PartialObjectMeta<K>>;
 /// elsewhere (memory).
 #[derive(Clone)]
 pub struct ChildStores {
-    pub deployments: Store<Deployment>,
+    /// The per-zone application workloads (full objects: their replica counts are read).
+    pub replica_sets: Store<ReplicaSet>,
+    /// Per-zone Deployments of earlier builds of the operator, pruned once replaced.
+    pub legacy_deployments: MetaStore<Deployment>,
     pub statefulsets: Store<StatefulSet>,
     pub jobs: Store<Job>,
     pub services: MetaStore<Service>,
@@ -64,7 +67,7 @@ impl ChildStores {
     /// Metadata of a cached child of `kind`.
     fn meta_of(&self, kind: &str, namespace: &str, name: &str) -> Option<ObjectMeta> {
         match kind {
-            Deployment::KIND => cached(&self.deployments, namespace, name),
+            ReplicaSet::KIND => cached(&self.replica_sets, namespace, name),
             StatefulSet::KIND => cached(&self.statefulsets, namespace, name),
             Job::KIND => cached(&self.jobs, namespace, name),
             Service::KIND => cached(&self.services, namespace, name),
@@ -90,11 +93,11 @@ impl ChildStores {
                 cached.is_some_and(|c| missing_keys(secret, &c).is_empty())
             }
             Child::PersistentVolumeClaim(_) => true,
-            // Replicas are compared too: someone scaling the Deployment by hand is drift.
-            Child::Deployment(d) => {
-                let observed = self.deployments.get(&ObjectRef::new(child.name()).within(namespace));
+            // Replicas are compared too: someone scaling the ReplicaSet by hand is drift.
+            Child::ReplicaSet(desired) => {
+                let observed = self.replica_sets.get(&ObjectRef::new(child.name()).within(namespace));
                 applied_hash(&meta) == applied_hash(child.meta())
-                    && observed.is_some_and(|o| o.spec.replicas == d.spec.replicas)
+                    && observed.is_some_and(|o| o.spec.replicas == desired.spec.replicas)
             }
             _ => applied_hash(&meta) == applied_hash(child.meta()),
         }
@@ -221,12 +224,15 @@ pub struct Owner<'a> {
 
 /// Deletes children carrying this CourseService's labels and owner reference that are no
 /// longer desired. Secrets (generated credentials) and PersistentVolumeClaims are never
-/// pruned: data outlives a spec change.
+/// pruned: data outlives a spec change. Per-zone Deployments of earlier builds go only once
+/// `replaced` (every desired ReplicaSet's replicas Ready endpoints), so their pods serve until
+/// then.
 pub async fn prune(
     client: &Client,
     stores: &ChildStores,
     owner: &Owner<'_>,
     desired: &[Child],
+    replaced: bool,
 ) -> Result<usize, Error> {
     let wanted: BTreeSet<(&str, &str)> = desired.iter().map(|c| (c.kind(), c.name())).collect();
     let mut deleted = 0;
@@ -238,9 +244,12 @@ pub async fn prune(
             }
         };
     }
-    // Old revisions' Deployments leave the desired set only once the rollout decided the
+    // Old revisions' ReplicaSets leave the desired set only once the rollout decided the
     // remaining ones carry the disruption budget.
-    prune_kind!(stores.deployments, Deployment);
+    prune_kind!(stores.replica_sets, ReplicaSet);
+    if replaced {
+        prune_kind!(stores.legacy_deployments, Deployment);
+    }
     prune_kind!(stores.statefulsets, StatefulSet);
     prune_kind!(stores.jobs, Job);
     prune_kind!(stores.services, Service);

@@ -222,7 +222,7 @@ mod tests {
     fn a_refusal_is_found_behind_a_failed_apply() {
         // The fence's error reaches the reconcile as kube's service error inside an apply error.
         let error = crate::controller::Error::Apply {
-            kind: "Deployment",
+            kind: "ReplicaSet",
             namespace: "a".into(),
             name: "b".into(),
             source: kube::Error::Service(Box::new(Fenced::NotHolder(Some("c".into())))),

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use kube::runtime::reflector::ObjectRef;
 
 use crate::api::CourseService;
-use crate::render::deployment::AppTemplate;
+use crate::render::workload::AppTemplate;
 
 /// Namespace, instance (CourseService name) and revision.
 type TemplateKey = (String, String, String);
@@ -17,7 +17,7 @@ type TemplateKey = (String, String, String);
 #[derive(Default)]
 pub struct CourseMemory {
     /// Pod templates of older revisions still running (by namespace, instance and revision):
-    /// the Deployment cache keeps no templates, so one is fetched when a rollout first needs it.
+    /// the ReplicaSet cache keeps no templates, so one is fetched when a rollout first needs it.
     templates: Mutex<HashMap<TemplateKey, AppTemplate>>,
     /// Consecutive failures per object, for exponential back-off.
     failures: Mutex<HashMap<ObjectRef<CourseService>, u32>>,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -26,8 +26,8 @@ use crate::api::CourseService;
 use crate::labels;
 use crate::plan::{self, Observed, ObservedStatefulSet};
 use crate::render::Images;
-use crate::render::deployment::AppTemplate;
 use crate::render::mongo::{self, DatabaseCredentials};
+use crate::render::workload::AppTemplate;
 use crate::rollout::ACTION_ANNOTATION;
 use crate::status;
 use crate::zones::{self, UnschedulablePod, UnschedulablePolicy, Zone, ZoneInventory};
@@ -145,12 +145,13 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
 
     // 1. observe, from the caches only
     let nodes = ctx.nodes.state();
-    let mut deployments =
-        plan::observe_deployments(ctx.children.deployments.state().iter().map(AsRef::as_ref), &namespace, &name, &uid);
+    let mut workloads =
+        plan::observe_workloads(ctx.children.replica_sets.state().iter().map(AsRef::as_ref), &namespace, &name, &uid);
     let slices = ctx.endpoint_slices.state();
-    plan::count_ready_endpoints(&mut deployments, ready_endpoints(&slices, &namespace, &name));
-    let new_revision = crate::render::deployment::app_template(&crate::render::Context::new(cs)).revision;
-    older_templates(ctx, &namespace, &name, &new_revision, &mut deployments).await?;
+    let serving = plan::serving_by_workload(ready_endpoints(&slices, &namespace, &name));
+    plan::count_ready_endpoints(&mut workloads, &serving);
+    let new_revision = crate::render::workload::app_template(&crate::render::Context::new(cs)).revision;
+    older_templates(ctx, &namespace, &name, &new_revision, &mut workloads).await?;
     // Zones as this CourseService's pods see them: only nodes they may be scheduled on count.
     let mut inventory = ZoneInventory::from_nodes(
         nodes
@@ -158,7 +159,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
             .map(AsRef::as_ref)
             .filter(|node| zones::admits(node, &cs.spec.node_selector, &cs.spec.tolerations)),
     );
-    for zone in deployments.values().map(|d| d.zone.as_str()).filter(|z| *z != Zone::Anywhere.slug()) {
+    for zone in workloads.values().map(|d| d.zone.as_str()).filter(|z| *z != Zone::Anywhere.slug()) {
         inventory.remember(zone);
     }
     let mut zones = inventory.for_spec(&cs.spec.zones);
@@ -205,7 +206,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     let observed = Observed {
         new_pod_restarts,
         analysis,
-        deployments,
+        workloads,
         statefulsets: observed_statefulsets(&ctx.children, &namespace, &uid),
         succeeded_jobs: succeeded_jobs(&ctx.children, &namespace, &uid),
         database_credentials,
@@ -242,7 +243,8 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
                 }
             }
             let owner = Owner { namespace: &namespace, instance: &name, uid: &uid };
-            writes += children::prune(&ctx.client, &ctx.children, &owner, &plan.children).await?;
+            let replaced = plan::workloads_serving(&plan.children, &observed.workloads, &serving);
+            writes += children::prune(&ctx.client, &ctx.children, &owner, &plan.children, replaced).await?;
             if writes > 0 {
                 info!(writes, revision = %plan.revision, phase = ?plan.rollout.status.phase, "children updated");
             }
@@ -251,7 +253,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
                 publish(ctx, cs, EventType::Warning, crate::conditions::reasons::ROLLOUT_ABORTED, "Rollout", note)
                     .await;
             }
-            let moving = observed.deployments.values().any(|d| d.replicas != d.ready)
+            let moving = observed.workloads.values().any(|d| d.replicas != d.ready)
                 || plan.rollout.status.phase != crate::api::RolloutPhase::Healthy;
             let requeue = [plan.rollout.requeue_after, observed.unschedulable.recheck_in].into_iter().flatten().min();
             Reconciled::Applied { progressing: moving, requeue }
@@ -282,7 +284,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     Ok(reconciled)
 }
 
-/// Gives one Deployment of every older revision in `deployments` its pod template, from
+/// Gives one ReplicaSet of every older revision in `workloads` its pod template, from
 /// `ctx.memory` or, the first time, from the apiserver (one GET per revision per process).
 /// Templates of revisions no longer running are forgotten. A failed GET fails the reconcile:
 /// without its template an older revision would look no longer desired and be scaled away.
@@ -291,17 +293,17 @@ async fn older_templates(
     namespace: &str,
     instance: &str,
     new_revision: &str,
-    deployments: &mut BTreeMap<String, plan::ObservedDeployment>,
+    workloads: &mut BTreeMap<String, plan::ObservedWorkload>,
 ) -> Result<(), Error> {
-    let running: std::collections::BTreeSet<String> = deployments.values().map(|d| d.revision.clone()).collect();
+    let running: std::collections::BTreeSet<String> = workloads.values().map(|d| d.revision.clone()).collect();
     ctx.memory.keep_templates(namespace, instance, |revision| running.contains(revision));
     for revision in running.iter().filter(|r| *r != new_revision) {
         let template = match ctx.memory.template(namespace, instance, revision) {
             Some(template) => Some(template),
-            None => fetch_template(ctx, namespace, revision, deployments).await?,
+            None => fetch_template(ctx, namespace, revision, workloads).await?,
         };
         let Some(template) = template else { continue };
-        if let Some(d) = deployments.values_mut().find(|d| d.revision == *revision) {
+        if let Some(d) = workloads.values_mut().find(|d| d.revision == *revision) {
             d.template = Some(template.clone());
         }
         ctx.memory.remember_template(namespace, instance, revision, template);
@@ -309,22 +311,22 @@ async fn older_templates(
     Ok(())
 }
 
-/// The template of `revision`, read from the first of its Deployments that still exists.
+/// The template of `revision`, read from the first of its ReplicaSets that still exists.
 async fn fetch_template(
     ctx: &Context,
     namespace: &str,
     revision: &str,
-    deployments: &BTreeMap<String, plan::ObservedDeployment>,
+    workloads: &BTreeMap<String, plan::ObservedWorkload>,
 ) -> Result<Option<AppTemplate>, Error> {
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
-    for name in deployments.iter().filter(|(_, d)| d.revision == revision).map(|(name, _)| name) {
-        let deployment = api.get_opt(name).await.map_err(|source| Error::Get {
-            kind: "Deployment",
+    let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), namespace);
+    for name in workloads.iter().filter(|(_, d)| d.revision == revision).map(|(name, _)| name) {
+        let replica_set = api.get_opt(name).await.map_err(|source| Error::Get {
+            kind: "ReplicaSet",
             namespace: namespace.to_owned(),
             name: name.clone(),
             source,
         })?;
-        if let Some(template) = deployment.as_ref().and_then(AppTemplate::from_deployment) {
+        if let Some(template) = replica_set.as_ref().and_then(AppTemplate::from_replica_set) {
             return Ok(Some(template));
         }
     }

@@ -11,7 +11,7 @@ use crate::api::{Autoscaling, CourseService};
 use crate::labels::Component;
 use crate::names;
 
-/// The HPA scales the CourseService itself, never a Deployment: it writes `spec.replicas`
+/// The HPA scales the CourseService itself, never a ReplicaSet: it writes `spec.replicas`
 /// through `/scale` and the operator splits that over zones and revisions.
 pub fn hpa(ctx: &Context<'_>, autoscaling: &Autoscaling) -> HorizontalPodAutoscaler {
     HorizontalPodAutoscaler {

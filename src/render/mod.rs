@@ -1,7 +1,6 @@
 //! Pure renderers: one module per child kind, each building k8s-openapi objects from a
 //! CourseService and the plan's decisions. No I/O here.
 
-pub mod deployment;
 pub mod hpa;
 pub mod mongo;
 pub mod network_policy;
@@ -9,10 +8,11 @@ pub mod pdb;
 pub mod redis;
 pub mod security;
 pub mod service;
+pub mod workload;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, PodSpec, Secret, Service};
@@ -184,7 +184,7 @@ impl<'a> Context<'a> {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Child {
-    Deployment(Box<Deployment>),
+    ReplicaSet(Box<ReplicaSet>),
     Service(Box<Service>),
     PodDisruptionBudget(Box<PodDisruptionBudget>),
     HorizontalPodAutoscaler(Box<HorizontalPodAutoscaler>),
@@ -203,7 +203,7 @@ pub enum Child {
 macro_rules! each_child {
     ($child:expr, $object:ident => $body:expr) => {
         match $child {
-            Child::Deployment($object) => $body,
+            Child::ReplicaSet($object) => $body,
             Child::Service($object) => $body,
             Child::PodDisruptionBudget($object) => $body,
             Child::HorizontalPodAutoscaler($object) => $body,
@@ -220,7 +220,7 @@ macro_rules! each_child {
 pub(crate) use each_child;
 
 impl Child {
-    /// Kind of the object, e.g. `Deployment`.
+    /// Kind of the object, e.g. `ReplicaSet`.
     pub fn kind(&self) -> &'static str {
         fn kind_of<K: k8s_openapi::Resource>(_: &K) -> &'static str {
             K::KIND

@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-use super::deployment::SENTINEL_PORT;
+use super::workload::SENTINEL_PORT;
 use super::{Child, Context, pdb, security};
 use crate::api::CacheSpec;
 use crate::labels::{self, Component};
@@ -515,7 +515,7 @@ mod tests {
         cs.metadata.namespace = Some("courses".to_owned());
         let ctx = Context::new(&cs);
         let cache = cs.spec.cache.clone().expect("full-stack has a cache");
-        let app = super::super::deployment::app_template(&ctx).pod.containers.remove(0);
+        let app = super::super::workload::app_template(&ctx).pod.containers.remove(0);
         let statefulset = stateful_set(&ctx, &cache);
         let pod = statefulset.spec.template.spec.expect("pod spec");
         for container in &pod.containers {

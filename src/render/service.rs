@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Context;
-use super::deployment::HTTP_PORT_NAME;
+use super::workload::HTTP_PORT_NAME;
 use crate::api::ServiceType;
 use crate::labels::{self, Component};
 use crate::names;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -17,9 +17,9 @@ use course_operator::api::CourseService;
 
 const CONVERGE: Duration = Duration::from_secs(90);
 
-/// Application Deployments of a CourseService: name → (spec replicas, ready replicas).
-async fn app_deployments(client: &Client, ns: &str, name: &str) -> BTreeMap<String, (i32, i32)> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+/// Application ReplicaSets of a CourseService: name → (spec replicas, ready replicas).
+async fn app_replica_sets(client: &Client, ns: &str, name: &str) -> BTreeMap<String, (i32, i32)> {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
     let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=app");
     api.list(&ListParams::default().labels(&selector))
         .await
@@ -27,6 +27,8 @@ async fn app_deployments(client: &Client, ns: &str, name: &str) -> BTreeMap<Stri
             list.items
                 .into_iter()
                 .filter(|d| d.metadata.deletion_timestamp.is_none())
+                // the operator's own, not those a Deployment controller made
+                .filter(|d| d.owner_references().iter().any(|o| o.kind == "CourseService"))
                 .map(|d| {
                     let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
                     (d.name_any(), (d.spec.replicas.unwrap_or(1), ready))
@@ -43,7 +45,7 @@ fn condition(cs: &CourseService, type_: &str) -> Option<(String, String)> {
 }
 
 /// Waits until the CourseService is Available with `ready` Ready pods split as `per_zone`
-/// (sorted counts) over Deployments of one revision.
+/// (sorted counts) over ReplicaSets of one revision.
 async fn wait_converged(client: &Client, ns: &str, name: &str, per_zone: &[i32]) -> BTreeMap<String, (i32, i32)> {
     let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
     let total: i32 = per_zone.iter().sum();
@@ -51,11 +53,11 @@ async fn wait_converged(client: &Client, ns: &str, name: &str, per_zone: &[i32])
         let cs = api.get(name).await.ok()?;
         let available = condition(&cs, "Available")? == ("True".into(), "MinimumReplicasAvailable".into());
         let status = cs.status.as_ref()?;
-        let deployments = app_deployments(client, ns, name).await;
-        let mut counts: Vec<i32> = deployments.values().map(|(r, _)| *r).collect();
+        let replica_sets = app_replica_sets(client, ns, name).await;
+        let mut counts: Vec<i32> = replica_sets.values().map(|(r, _)| *r).collect();
         counts.sort_unstable();
-        let all_ready = deployments.values().all(|(r, ready)| r == ready);
-        (available && status.ready_replicas == total && counts == per_zone && all_ready).then_some(deployments)
+        let all_ready = replica_sets.values().all(|(r, ready)| r == ready);
+        (available && status.ready_replicas == total && counts == per_zone && all_ready).then_some(replica_sets)
     })
     .await
 }
@@ -78,9 +80,9 @@ async fn create_makes_every_child_and_reports_available() {
         let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
         cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0", "replicas": 3}))).await;
 
-        let deployments = wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
-        let zones: Vec<String> = deployments.keys().map(|n| n.rsplit('-').next().unwrap_or_default().to_owned()).collect();
-        assert_eq!(zones, vec!["a", "b", "c"], "one Deployment per zone: {deployments:?}");
+        let replica_sets = wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+        let zones: Vec<String> = replica_sets.keys().map(|n| n.rsplit('-').next().unwrap_or_default().to_owned()).collect();
+        assert_eq!(zones, vec!["a", "b", "c"], "one ReplicaSet per zone: {replica_sets:?}");
 
         let cs = api.get("catalog").await.expect("course");
         let status = cs.status.clone().expect("status");
@@ -120,15 +122,20 @@ async fn image_change_rolls_to_a_new_revision_and_removes_the_old_one() {
             course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.1", "replicas": 3})),
         )
         .await;
-        let after = eventually(CONVERGE, "only new-revision Deployments", || async {
+        let after = eventually(CONVERGE, "only new-revision ReplicaSets", || async {
             let now = wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
             now.keys().all(|n| !before.contains_key(n)).then_some(now)
         })
         .await;
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
         for name in after.keys() {
-            let d = deployments.get(name).await.expect("deployment");
-            let image = d.spec.template.spec.and_then(|s| s.containers.into_iter().next()).and_then(|c| c.image);
+            let d = replica_sets.get(name).await.expect("replica set");
+            let image = d
+                .spec
+                .template
+                .and_then(|t| t.spec)
+                .and_then(|s| s.containers.into_iter().next())
+                .and_then(|c| c.image);
             assert_eq!(image.as_deref(), Some("registry.example.com/catalog:1.1"));
         }
     })
@@ -167,8 +174,8 @@ async fn invalid_spec_past_admission_sets_invalid_spec_and_touches_no_child() {
         cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0"})))
             .await;
         wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        let before: BTreeMap<String, String> = deployments
+        let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+        let before: BTreeMap<String, String> = replica_sets
             .list(&ListParams::default())
             .await
             .expect("list")
@@ -193,7 +200,7 @@ async fn invalid_spec_past_admission_sets_invalid_spec_and_touches_no_child() {
         .await;
         assert!(message.contains("spec.strategy.canary.steps[1].setWeight"), "{message}");
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let after: BTreeMap<String, String> = deployments
+        let after: BTreeMap<String, String> = replica_sets
             .list(&ListParams::default())
             .await
             .expect("list")
@@ -217,11 +224,11 @@ async fn deleting_the_course_service_garbage_collects_its_children() {
         wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
         api.delete("catalog", &Default::default()).await.expect("delete");
         eventually(CONVERGE, "children garbage-collected", || async {
-            let deployments = app_deployments(&client, &ns, "catalog").await;
+            let replica_sets = app_replica_sets(&client, &ns, "catalog").await;
             let services = Api::<Service>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.ok()?;
             let pdbs =
                 Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.ok()?;
-            (deployments.is_empty() && services.items.is_empty() && pdbs.items.is_empty()).then_some(())
+            (replica_sets.is_empty() && services.items.is_empty() && pdbs.items.is_empty()).then_some(())
         })
         .await;
     })
@@ -365,11 +372,11 @@ async fn a_stale_leader_is_fenced_and_the_apiserver_sees_no_write_from_it() {
         // the new leader's scale-up is in the log: it records what it should
         let scaled = from("standby").into_iter().any(|w| {
             w.verb == "patch"
-                && w.resource == "deployments"
+                && w.resource == "replicasets"
                 && w.name.starts_with("catalog-")
                 && (200..300).contains(&w.code)
         });
-        assert!(scaled, "no Deployment patch of the leading standby in the audit log: {writes:#?}");
+        assert!(scaled, "no ReplicaSet patch of the leading standby in the audit log: {writes:#?}");
         eprintln!(
             "stale leader: {fenced} writes fenced, 0 sent, 0 in the audit log; standby: 0 fenced, {} writes audited",
             from("standby").len()
@@ -439,6 +446,76 @@ async fn an_operator_started_before_its_rbac_waits_and_leads_without_a_restart()
         let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
         let holder = leases.get("course-operator-leader").await.expect("lease").spec.and_then(|s| s.holder_identity);
         assert_eq!(holder.as_deref(), Some("early"));
+    })
+    .await;
+}
+
+/// A CourseService left with per-zone Deployments by an earlier build of the operator (before
+/// the per-zone workloads became ReplicaSets): the operator creates the ReplicaSets beside them
+/// and deletes the Deployments only once every ReplicaSet has all its replicas Ready, so the
+/// main Service never has fewer Ready endpoints than before.
+#[tokio::test]
+async fn deployments_of_an_earlier_build_go_only_once_their_replica_sets_are_ready() {
+    use course_operator::plan::{self, Observed};
+    use course_operator::render::{Child, Images};
+    use course_operator::zones::ZoneInventory;
+    use k8s_openapi::api::apps::v1::Deployment;
+
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("legacy", |client, ns| async move {
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let spec = serde_json::json!({"image": "registry.example.com/catalog:1.0", "replicas": 3});
+        let cs = cluster::apply(&api, course("catalog", &ns, spec)).await;
+        // What the earlier build wrote: the same per-zone objects, as Deployments, and the
+        // main Service, all owned by the CourseService.
+        let zones = ZoneInventory::healthy_zones(&["zone-a", "zone-b", "zone-c"]).for_spec(&[]);
+        let planned = plan::plan(&cs, &zones, &Observed::default(), &Images::default()).expect("plan");
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let mut legacy = Vec::new();
+        for child in &planned.children {
+            match child {
+                Child::ReplicaSet(rs) => {
+                    let mut object = serde_json::to_value(rs.as_ref()).expect("json");
+                    object["kind"] = "Deployment".into();
+                    legacy.push(cluster::apply(&deployments, object).await.name_any());
+                }
+                Child::Service(service) if service.metadata.name.as_deref() == Some("catalog") => {
+                    let object = serde_json::to_value(service.as_ref()).expect("json");
+                    cluster::apply(&Api::<Service>::namespaced(client.clone(), &ns), object).await;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(legacy.len(), 3, "one legacy Deployment per zone");
+        let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::namespaced(client.clone(), &ns);
+        let by_service = ListParams::default().labels("kubernetes.io/service-name=catalog");
+        eventually(CONVERGE, "the legacy pods Ready behind the Service", || async {
+            let list = slices.list(&by_service).await.ok()?;
+            (crate::endpoints::ready_endpoints(&list.items) == 3).then_some(())
+        })
+        .await;
+
+        let watch = crate::endpoints::EndpointWatch::start(&client, &ns, "catalog").await;
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        // Sampled until the Deployments are gone: whenever one is missing, every ReplicaSet
+        // must already be Ready.
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            assert!(Instant::now() < deadline, "the legacy Deployments are still there");
+            let left = deployments.list(&ListParams::default()).await.expect("list Deployments").items.len();
+            let replica_sets = app_replica_sets(&client, &ns, "catalog").await;
+            let all_ready = replica_sets.len() == 3 && replica_sets.values().all(|(r, ready)| *r == 1 && *ready == 1);
+            assert!(
+                left == 3 || all_ready,
+                "{left} legacy Deployments left while the ReplicaSets are {replica_sets:?}"
+            );
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+        watch.finish().await.assert_floor(3, "Ready endpoints while the Deployments were replaced");
     })
     .await;
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -83,10 +83,13 @@ async fn cache_and_database_come_up_stay_stable_scale_safely_and_keep_their_data
         .await;
 
         // Wiring and the rest of the children.
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
         let app =
-            deployments.list(&ListParams::default().labels("app.kubernetes.io/component=app")).await.expect("list");
-        let env = app.items[0].spec.template.spec.as_ref().expect("pod").containers[0].env.clone().unwrap_or_default();
+            replica_sets.list(&ListParams::default().labels("app.kubernetes.io/component=app")).await.expect("list");
+        let env = app.items[0].spec.template.as_ref().and_then(|t| t.spec.as_ref()).expect("pod").containers[0]
+            .env
+            .clone()
+            .unwrap_or_default();
         let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
         for wanted in ["CACHE_SENTINELS", "CACHE_MASTER_NAME", "CACHE_TTL_SECONDS", "MONGODB_URI"] {
             assert!(names.contains(&wanted), "app env lacks {wanted}: {names:?}");
@@ -244,9 +247,9 @@ async fn an_external_database_waits_for_its_secret_key_then_renders_no_database_
             }
         };
         let missing = eventually(CONVERGE, "InvalidSpec naming the missing Secret", || invalid("not found")).await;
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
         let app = ListParams::default().labels("app.kubernetes.io/instance=catalog");
-        assert!(deployments.list(&app).await.expect("list").items.is_empty(), "children rendered without the Secret: {missing}");
+        assert!(replica_sets.list(&app).await.expect("list").items.is_empty(), "children rendered without the Secret: {missing}");
 
         // The Secret without the key: still held, now naming the key.
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
@@ -255,17 +258,17 @@ async fn an_external_database_waits_for_its_secret_key_then_renders_no_database_
         };
         cluster::apply(&secrets, secret(serde_json::json!({"other": "x"}))).await;
         eventually(CONVERGE, "InvalidSpec naming the missing key", || invalid("has no key \"uri\"")).await;
-        assert!(deployments.list(&app).await.expect("list").items.is_empty());
+        assert!(replica_sets.list(&app).await.expect("list").items.is_empty());
 
         // The key: the app is rendered with MONGODB_URI from it, and no database object.
         cluster::apply(&secrets, secret(serde_json::json!({"uri": "mongodb://db.example:27017/courses"}))).await;
-        let rendered = eventually(CONVERGE, "the app's Deployments", || async {
-            let list = deployments.list(&app).await.ok()?.items;
+        let rendered = eventually(CONVERGE, "the app's ReplicaSets", || async {
+            let list = replica_sets.list(&app).await.ok()?.items;
             (!list.is_empty()).then_some(list)
         })
         .await;
-        for deployment in &rendered {
-            let pod = deployment.spec.template.spec.as_ref().expect("pod spec");
+        for replica_set in &rendered {
+            let pod = replica_set.spec.template.as_ref().and_then(|t| t.spec.as_ref()).expect("pod spec");
             let uri = pod.containers[0].env.iter().flatten().find(|e| e.name == "MONGODB_URI").expect("MONGODB_URI");
             let selector = uri.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).expect("from a Secret");
             assert_eq!((selector.name.as_str(), selector.key.as_str()), ("course-db", "uri"));

@@ -112,7 +112,7 @@ async fn a_course_service_without_placement_runs_probed_pods_on_the_real_nodes_o
         for pod in &pods {
             assert!(pod.delay >= READY_DELAY_SECONDS - 1, "{} was Ready {}s after it started", pod.name, pod.delay);
         }
-        // The status follows the pods one Deployment-status hop later (under load, seconds).
+        // The status follows the pods one ReplicaSet-status hop later (under load, seconds).
         eventually(Duration::from_secs(60), "the status to count one Ready pod in each zone", || async {
             let status = zones(&api, "catalog").await;
             (status.values().map(|(d, r, _)| (*d, *r)).collect::<Vec<_>>() == vec![(1, 1); 3]).then_some(())

@@ -198,7 +198,7 @@ async fn a_zone_whose_pods_stay_unschedulable_is_lost_and_retried() {
 }
 
 #[tokio::test]
-async fn the_hpa_scales_the_course_service_and_zone_deployments_follow() {
+async fn the_hpa_scales_the_course_service_and_zone_replica_sets_follow() {
     let _shared = CLUSTER.read().await;
     cluster::with_namespace("hpa", |client, ns| async move {
         let _operator = Operator::start(&client, &ns, "solo", &[]).await;
@@ -227,8 +227,8 @@ async fn the_hpa_scales_the_course_service_and_zone_deployments_follow() {
         })
         .await;
         eprintln!("HPA: spec.replicas 3 -> {scaled} after {:?}", started.elapsed());
-        // The operator follows: every zone Deployment together runs what the HPA asked for.
-        eventually(CONVERGE, "zone Deployments to follow the HPA", || async {
+        // The operator follows: every zone ReplicaSet together runs what the HPA asked for.
+        eventually(CONVERGE, "zone ReplicaSets to follow the HPA", || async {
             let cs = api.get("catalog").await.ok()?;
             let status = cs.status?;
             let desired: i32 = status.zones.iter().map(|z| z.desired).sum();
@@ -283,18 +283,18 @@ async fn the_operator_recovers_from_an_apiserver_restart_without_restarting() {
             api.patch_scale("catalog", &PatchParams::default(), &Patch::Merge(&scale)).await.ok().map(|_| ())
         })
         .await;
-        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &ns);
+        let replica_sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(client.clone(), &ns);
         eventually(
             Duration::from_secs(30),
-            "zone Deployments at 2/2/2 within 30 s of the apiserver's return",
+            "zone ReplicaSets at 2/2/2 within 30 s of the apiserver's return",
             || async {
-                let list = deployments.list(&ListParams::default()).await.ok()?;
+                let list = replica_sets.list(&ListParams::default()).await.ok()?;
                 let replicas: Vec<i32> = list.items.iter().filter_map(|d| d.spec.replicas).collect();
                 (replicas == [2, 2, 2]).then_some(())
             },
         )
         .await;
-        eprintln!("apiserver restart: zone Deployments resized {:?} after the apiserver was ready", back_at.elapsed());
+        eprintln!("apiserver restart: zone ReplicaSets resized {:?} after the apiserver was ready", back_at.elapsed());
         assert!(operator.is_running(), "the operator process exited:\n{}", operator.log());
         eventually(CONVERGE, "2 Ready pods in each zone and Available", || async {
             let z = zones(&api, "catalog").await;

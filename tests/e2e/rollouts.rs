@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
@@ -52,9 +52,9 @@ async fn rollout_state(api: &Api<CourseService>, name: &str) -> Option<(RolloutP
     Some((r.phase, r.step, r.weight, r.stable_revision.unwrap_or_default(), r.new_revision.unwrap_or_default()))
 }
 
-/// Revision → (replicas, ready) summed over the app Deployments.
+/// Revision → (replicas, ready) summed over the app ReplicaSets.
 async fn revisions(client: &Client, ns: &str, name: &str) -> BTreeMap<String, (i32, i32)> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
     let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=app");
     let mut result: BTreeMap<String, (i32, i32)> = BTreeMap::new();
     if let Ok(list) = api.list(&ListParams::default().labels(&selector)).await {
@@ -69,7 +69,7 @@ async fn revisions(client: &Client, ns: &str, name: &str) -> BTreeMap<String, (i
 }
 
 /// Pods of `revision` whose Ready condition is True (the operator may act on Ready endpoints
-/// before Deployment status catches up, so this reads the pods themselves).
+/// before ReplicaSet status catches up, so this reads the pods themselves).
 async fn ready_pods(client: &Client, ns: &str, name: &str, revision: &str) -> usize {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let selector = format!("app.kubernetes.io/instance={name},microcourses.io/revision={revision}");
@@ -251,7 +251,7 @@ async fn zone_by_zone_rolling_updates_zones_in_order() {
         cluster::apply(&api, course("catalog", &ns, "catalog:2", strategy, serde_json::json!({"replicas": 6}))).await;
 
         // Record the order in which zones first get new-revision pods.
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
         let mut order: Vec<String> = Vec::new();
         let deadline = Instant::now() + ROLLOUT;
         loop {
@@ -264,7 +264,7 @@ async fn zone_by_zone_rolling_updates_zones_in_order() {
                 old.clone(),
             ));
             if let Ok(list) =
-                deployments.list(&ListParams::default().labels("app.kubernetes.io/instance=catalog")).await
+                replica_sets.list(&ListParams::default().labels("app.kubernetes.io/instance=catalog")).await
             {
                 let mut touched: Vec<String> = list
                     .items
@@ -460,7 +460,7 @@ async fn a_rolling_update_waits_for_pods_whose_readiness_is_delayed() {
 
 /// A settled CourseService whose pods flap (Ready 3 s, not Ready 2 s, again and again): its
 /// status follows the Ready count, and the operator neither starts a rollout nor creates or
-/// deletes any Deployment because of it.
+/// deletes any ReplicaSet because of it.
 #[tokio::test]
 async fn pods_that_flap_are_reported_and_cause_no_rollout() {
     let _shared = CLUSTER.read().await;
@@ -471,7 +471,7 @@ async fn pods_that_flap_are_reported_and_cause_no_rollout() {
         let extra = serde_json::json!({"replicas": 3, "env": [{"name": "KWOK_READINESS", "value": "flapping"}]});
         cluster::apply(&api, course("catalog", &ns, "catalog:1", strategy, extra)).await;
         let revision = stable_revision(&api, "catalog").await;
-        let deployments = revisions(&client, &ns, "catalog").await;
+        let before = revisions(&client, &ns, "catalog").await;
         let (mut lowest, mut highest) = (i32::MAX, 0);
         let until = Instant::now() + Duration::from_secs(15);
         while Instant::now() < until {
@@ -486,7 +486,7 @@ async fn pods_that_flap_are_reported_and_cause_no_rollout() {
         }
         assert_eq!(
             revisions(&client, &ns, "catalog").await.keys().collect::<Vec<_>>(),
-            deployments.keys().collect::<Vec<_>>()
+            before.keys().collect::<Vec<_>>()
         );
         assert!(
             highest == 3 && lowest < 3,

@@ -773,10 +773,10 @@ async fn the_course_app_answers_every_request_while_the_leader_operator_pod_is_k
         let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
         assert!(roles.get_opt(&release).await.ok().flatten().is_none(), "helm uninstall left the ClusterRole {release}");
         assert!(api.get_opt("courses").await.ok().flatten().is_some(), "the CourseService is gone after helm uninstall");
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let replica_sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(client.clone(), &ns);
         let selector = "app.kubernetes.io/instance=courses,app.kubernetes.io/component=app";
-        let app = deployments.list(&kube::api::ListParams::default().labels(selector)).await.expect("list Deployments");
-        assert!(!app.items.is_empty(), "helm uninstall took the CourseService's Deployments with it");
+        let app = replica_sets.list(&kube::api::ListParams::default().labels(selector)).await.expect("list ReplicaSets");
+        assert!(!app.items.is_empty(), "helm uninstall took the CourseService's ReplicaSets with it");
         let answer = http_get(&ip, port, "/courses").await;
         assert!(matches!(answer, Some((200, _))), "the app stopped answering after helm uninstall: {answer:?}");
     })

@@ -328,7 +328,7 @@ pub async fn bind_service_account(client: &Client, namespace: &str) {
     // One permission from each binding: the Lease (RoleBinding) and the children (ClusterRoleBinding).
     for (group, resource, verb) in [
         ("coordination.k8s.io", "leases", "update"),
-        ("apps", "deployments", "patch"),
+        ("apps", "replicasets", "patch"),
         ("microcourses.io", "courseservices", "watch"),
     ] {
         eventually(Duration::from_secs(30), &format!("RBAC to allow {verb} {resource}"), || async {

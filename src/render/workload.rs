@@ -1,8 +1,13 @@
-//! Per-zone application Deployments and the pod template they share.
+//! Per-zone application ReplicaSets and the pod template they share.
+//!
+//! The operator writes one ReplicaSet per revision and zone itself: a revision never changes
+//! its pod template (the revision is in the name), so a Deployment above it would only add a
+//! kube-controller-manager hop (Deployment → ReplicaSet → pods) and its status writes. Rolling,
+//! canary and blue-green steps are the operator's own (`crate::rollout`).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, NodeAffinity,
     NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, PodTemplateSpec, Probe, SecretKeySelector,
@@ -31,7 +36,7 @@ pub const SENTINEL_PORT: i32 = 26379;
 /// The pod template of the current spec, minus the zone, and its revision hash.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AppTemplate {
-    /// Short stable hash of `pod`; names and labels the Deployments of this version.
+    /// Short stable hash of `pod`; names and labels the ReplicaSets of this version.
     pub revision: String,
     pub pod: PodSpec,
     /// `app.kubernetes.io/version` value (the image tag).
@@ -39,13 +44,13 @@ pub struct AppTemplate {
 }
 
 impl AppTemplate {
-    /// The template an existing Deployment of ours was rendered from (zone bits removed), so
+    /// The template an existing ReplicaSet of ours was rendered from (zone bits removed), so
     /// an older revision can be re-sized or re-placed after the spec has moved on.
-    pub fn from_deployment(deployment: &Deployment) -> Option<Self> {
-        // Template first: the operator's own Deployment cache keeps none, and this runs for
-        // every cached Deployment of a CourseService on each reconcile.
-        let mut pod = deployment.spec.template.spec.clone()?;
-        let labels = deployment.metadata.labels.as_ref()?;
+    pub fn from_replica_set(replica_set: &ReplicaSet) -> Option<Self> {
+        // Template first: the operator's own ReplicaSet cache keeps none, and this runs for
+        // every cached ReplicaSet of a CourseService on each reconcile.
+        let mut pod = replica_set.spec.template.as_ref()?.spec.clone()?;
+        let labels = replica_set.metadata.labels.as_ref()?;
         let revision = labels.get(labels::REVISION)?.clone();
         pod.affinity = None;
         pod.topology_spread_constraints = None;
@@ -181,7 +186,7 @@ fn env(ctx: &Context<'_>) -> Vec<EnvVar> {
     env
 }
 
-/// Labels that select the pods of one revision in one zone (immutable Deployment selector).
+/// Labels that select the pods of one revision in one zone (immutable ReplicaSet selector).
 pub fn pod_selector(name: &str, revision: &str, zone: &Zone) -> BTreeMap<String, String> {
     let mut selector = labels::selector(name, Component::App);
     selector.insert(labels::REVISION.to_owned(), revision.to_owned());
@@ -189,14 +194,14 @@ pub fn pod_selector(name: &str, revision: &str, zone: &Zone) -> BTreeMap<String,
     selector
 }
 
-/// The Deployment running `replicas` pods of `template` in `zone`.
-pub fn deployment(ctx: &Context<'_>, template: &AppTemplate, zone: &Zone, replicas: i32) -> Deployment {
+/// The ReplicaSet running `replicas` pods of `template` in `zone`.
+pub fn replica_set(ctx: &Context<'_>, template: &AppTemplate, zone: &Zone, replicas: i32) -> ReplicaSet {
     let selector = pod_selector(ctx.name, &template.revision, zone);
     let mut extra = selector.clone();
     if let Some(version) = &template.version {
         extra.insert(labels::VERSION.to_owned(), version.clone());
     }
-    let meta = ctx.meta(names::app_deployment(ctx.name, &template.revision, zone), Component::App, extra);
+    let meta = ctx.meta(names::app_workload(ctx.name, &template.revision, zone), Component::App, extra);
     let pod_labels = meta.labels.clone();
 
     let mut pod = template.pod.clone();
@@ -227,27 +232,16 @@ pub fn deployment(ctx: &Context<'_>, template: &AppTemplate, zone: &Zone, replic
         ..TopologySpreadConstraint::default()
     }]);
 
-    Deployment {
+    ReplicaSet {
         metadata: meta,
-        spec: DeploymentSpec {
+        spec: ReplicaSetSpec {
             replicas: Some(replicas),
             selector: LabelSelector { match_labels: Some(selector), match_expressions: None },
-            // The revision is in the name, so a Deployment never changes its template: one
-            // ReplicaSet is all the history it needs.
-            revision_history_limit: Some(1),
-            progress_deadline_seconds: Some(ctx.cs.spec.strategy.progress_deadline_seconds),
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".to_owned()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::String("25%".to_owned())),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
-            }),
-            template: PodTemplateSpec {
+            template: Some(PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: pod_labels, ..ObjectMeta::default() }),
                 spec: Some(pod),
-            },
-            ..DeploymentSpec::default()
+            }),
+            min_ready_seconds: None,
         },
         status: None,
     }
@@ -258,15 +252,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_rendered_deployment_gives_back_its_template() {
+    fn a_rendered_replica_set_gives_back_its_template() {
         let cs: crate::api::CourseService = crate::manifest::parse(
             "apiVersion: microcourses.io/v1alpha1\nkind: CourseService\nmetadata: {name: c}\nspec: {image: 'i:1'}",
         )
         .expect("manifest");
         let ctx = Context::new(&cs);
         let template = app_template(&ctx);
-        let rendered = deployment(&ctx, &template, &Zone::Named("zone-a".into()), 2);
-        assert_eq!(AppTemplate::from_deployment(&rendered), Some(template));
+        let rendered = replica_set(&ctx, &template, &Zone::Named("zone-a".into()), 2);
+        assert_eq!(AppTemplate::from_replica_set(&rendered), Some(template));
     }
 
     #[test]
