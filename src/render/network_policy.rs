@@ -17,8 +17,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Context;
 use super::deployment::SENTINEL_PORT;
-use super::mongo::{self, MONGO_PORT};
+use super::mongo;
 use super::redis::REDIS_PORT;
+use crate::database::MONGO_PORT;
 use crate::labels::{self, Component};
 use crate::names;
 
