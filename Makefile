@@ -33,7 +33,7 @@ lint: ## cargo fmt --check and clippy -D warnings
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 unit: ## Unit, property, snapshot, packaging, real-Redis, real-mongosh and course-app (real Redis, Sentinel, FerretDB) tests (no cluster)
-	cargo test --lib --bins --test offline --test packaging --test data_redis --test data_mongo
+	cargo test --lib --bins --test offline --test packaging --test data_redis --test data_mongo --test data_mongo_scripts
 	cargo test -p course-app
 
 e2e: build ## E2E tier against the cluster in KUBECONFIG (default: the local one)

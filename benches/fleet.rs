@@ -37,11 +37,11 @@ use serde::{Deserialize, Serialize};
 
 use common::{Metrics, Operator, Watched, progress};
 use course_operator::api::{CourseService, RolloutPhase};
+use course_operator::database::DatabaseCredentials;
 use course_operator::labels;
 use course_operator::plan::{self, Observed};
 use course_operator::render::Child;
 use course_operator::render::Images;
-use course_operator::render::mongo::DatabaseCredentials;
 use course_operator::zones::ZoneHealth;
 
 /// What one `make bench` run is asked to do.

@@ -20,11 +20,11 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 
 use course_operator::api::CourseService;
+use course_operator::database::DatabaseCredentials;
 use course_operator::labels;
 use course_operator::plan::{self, Observed, ObservedWorkload};
 use course_operator::render::Child;
 use course_operator::render::Images;
-use course_operator::render::mongo::DatabaseCredentials;
 use course_operator::render::workload::AppTemplate;
 use course_operator::status;
 use course_operator::zones::{Zone, ZoneHealth};

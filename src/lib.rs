@@ -6,6 +6,7 @@
 pub mod api;
 pub mod conditions;
 pub mod controller;
+pub mod database;
 pub mod labels;
 pub mod manifest;
 pub mod names;

@@ -51,6 +51,38 @@ pub fn database_app_secret(name: &str) -> String {
 /// Key of the connection string in [`database_app_secret`].
 pub const DATABASE_URI_KEY: &str = "uri";
 
+/// Secret of the database's generated credentials: keyfile, root user (for the Jobs) and
+/// application user.
+pub fn database_credentials_secret(name: &str) -> String {
+    format!("{name}-db-credentials")
+}
+
+/// MongoDB arbiter StatefulSet.
+pub fn database_arbiter(name: &str) -> String {
+    format!("{name}-db-arbiter")
+}
+
+/// Replica set name (`_id` of its config, `mongod --replSet`): the members' StatefulSet name.
+pub fn database_replica_set(name: &str) -> String {
+    database(name)
+}
+
+/// ConfigMap of the database init Job: its scripts and the desired replica-set config.
+pub fn database_init(name: &str) -> String {
+    format!("{name}-db-init")
+}
+
+/// Init Job of one desired config, `<name>-db-init-<config_hash>`: a new config (or a new
+/// script) names a new Job, which is what makes it run again.
+pub fn database_init_job(name: &str, config_hash: &str) -> String {
+    format!("{}-{config_hash}", database_init(name))
+}
+
+/// Backup PersistentVolumeClaim and CronJob.
+pub fn database_backup(name: &str) -> String {
+    format!("{name}-db-backup")
+}
+
 /// Stable DNS name of pod `ordinal` of a StatefulSet behind a headless Service.
 pub fn stateful_pod_host(statefulset: &str, ordinal: i32, headless: &str, namespace: &str) -> String {
     format!("{statefulset}-{ordinal}.{headless}.{namespace}.svc.cluster.local")

@@ -17,9 +17,11 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use course_operator::api::{CourseService, DatabaseSpec};
-use course_operator::manifest;
+use course_operator::database::credentials::{ADMIN_USERNAME, APP_DATABASE, APP_USERNAME};
+use course_operator::database::{ARBITER_MEMBER_ID, DatabaseCredentials, Member, desired_members, reconfig_steps};
 use course_operator::render::Context;
-use course_operator::render::mongo::{self, DatabaseCredentials, Member};
+use course_operator::render::mongo;
+use course_operator::{manifest, names};
 use serde_json::{Value, json};
 
 /// Commands that change the replica set or its users: compared in full, in order.
@@ -92,7 +94,7 @@ impl FakeSet {
         let mut child = Command::new(python)
             .arg(script)
             .arg(servers.to_string())
-            .env("ROOT_USERNAME", mongo::ADMIN_USERNAME)
+            .env("ROOT_USERNAME", ADMIN_USERNAME)
             .env("ROOT_PASSWORD", &creds.admin_password)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -144,11 +146,12 @@ impl World {
         let fake = FakeSet::start(&python, data + 1, &creds);
         let ctx = Context::new(&cs);
         let members = i32::try_from(data).expect("few members");
-        let rendered: Vec<String> = mongo::desired_members(&ctx, &database(&cs, members, false), &BTreeMap::new())
-            .into_iter()
-            .map(|m| m.host)
-            .collect();
-        let arbiter = mongo::desired_members(&ctx, &database(&cs, 2, true), &BTreeMap::new())
+        let rendered: Vec<String> =
+            desired_members(mongo::replica_set(&ctx), &database(&cs, members, false), &BTreeMap::new())
+                .into_iter()
+                .map(|m| m.host)
+                .collect();
+        let arbiter = desired_members(mongo::replica_set(&ctx), &database(&cs, 2, true), &BTreeMap::new())
             .into_iter()
             .find(|m| m.arbiter_only)
             .expect("two members get an arbiter")
@@ -167,7 +170,8 @@ impl World {
     /// Members as the rendered config has them, on the fake's addresses.
     fn desired(&self, members: i32, arbiter: bool) -> Vec<Member> {
         let ctx = Context::new(&self.cs);
-        let mut desired = mongo::desired_members(&ctx, &database(&self.cs, members, arbiter), &BTreeMap::new());
+        let mut desired =
+            desired_members(mongo::replica_set(&ctx), &database(&self.cs, members, arbiter), &BTreeMap::new());
         for m in &mut desired {
             m.host = self.local(&m.host);
         }
@@ -206,7 +210,12 @@ impl World {
             let value = match (&env.value, env.value_from.as_ref().and_then(|f| f.secret_key_ref.as_ref())) {
                 (Some(value), _) => rewrite(value),
                 (None, Some(r)) => {
-                    assert_eq!(r.name, mongo::credentials_secret_name(ctx.name), "{} from another Secret", env.name);
+                    assert_eq!(
+                        r.name,
+                        names::database_credentials_secret(ctx.name),
+                        "{} from another Secret",
+                        env.name
+                    );
                     let bytes = secret_data.get(&r.key).unwrap_or_else(|| panic!("no key {} for {}", r.key, env.name));
                     String::from_utf8(bytes.0.clone()).expect("UTF-8")
                 }
@@ -235,7 +244,7 @@ impl World {
         for c in &commands {
             assert!(c.get("rejected").is_none(), "the fake rejected a command: {c:#}");
             if c["command"] == "saslStart" {
-                assert_eq!(c["doc"]["user"], mongo::ADMIN_USERNAME, "the Job authenticates as root");
+                assert_eq!(c["doc"]["user"], ADMIN_USERNAME, "the Job authenticates as root");
             }
         }
         let writes = commands
@@ -247,14 +256,14 @@ impl World {
     }
 
     fn user_commands(&self, primary: &str, exists: bool) -> Vec<(String, Value)> {
-        let roles = json!([{ "role": "readWrite", "db": mongo::APP_DATABASE }]);
+        let roles = json!([{ "role": "readWrite", "db": APP_DATABASE }]);
         let verb = if exists { "updateUser" } else { "createUser" };
         vec![
-            (primary.to_owned(), json!({ "usersInfo": { "user": mongo::APP_USERNAME, "db": "admin" } })),
+            (primary.to_owned(), json!({ "usersInfo": { "user": APP_USERNAME, "db": "admin" } })),
             (
                 primary.to_owned(),
                 json!({
-                    verb: mongo::APP_USERNAME,
+                    verb: APP_USERNAME,
                     "pwd": self.creds.app_password,
                     "roles": roles,
                     "writeConcern": { "w": "majority", "wtimeout": 60000 },
@@ -285,7 +294,7 @@ fn reconfig_member(m: &Member) -> Value {
 
 /// The `replSetReconfig` documents walking `from` to `to`, versions from `version` + 1.
 fn reconfigs(set: &str, primary: &str, from: &[Member], to: &[Member], version: u64) -> Vec<(String, Value)> {
-    mongo::reconfig_steps(from, to)
+    reconfig_steps(from, to)
         .iter()
         .zip(version + 1..)
         .map(|(step, v)| {
@@ -304,7 +313,7 @@ fn version_of(dump: &Value) -> u64 {
 #[test]
 fn init_script_in_real_mongosh_initiates_scales_1_3_5_3_and_creates_only_the_app_user() {
     let mut w = World::new("data-mongo-scale", 5);
-    let set = mongo::replica_set_name(w.cs.metadata.name.as_deref().expect("name"));
+    let set = names::database_replica_set(w.cs.metadata.name.as_deref().expect("name"));
     let primary = w.desired(1, false)[0].host.clone();
 
     // 1 member: a new set, initiated on member 0 with the rendered config, then the app user.
@@ -314,7 +323,7 @@ fn init_script_in_real_mongosh_initiates_scales_1_3_5_3_and_creates_only_the_app
     expected.extend(w.user_commands(&primary, false));
     assert_eq!(writes, expected, "1 member\n{out}");
     assert_eq!(dump["users"].as_array().map(Vec::len), Some(1), "{dump:#}");
-    assert_eq!(dump["users"][0]["user"], mongo::APP_USERNAME, "root is the entrypoint's, never the script's");
+    assert_eq!(dump["users"][0]["user"], APP_USERNAME, "root is the entrypoint's, never the script's");
     assert_eq!(dump["users"][0]["db"], "admin");
     assert_eq!(dump["users"][0]["roles"], json!([{ "role": "readWrite", "db": "microcourses" }]));
 
@@ -342,12 +351,12 @@ fn init_script_in_real_mongosh_initiates_scales_1_3_5_3_and_creates_only_the_app
 #[test]
 fn init_script_in_real_mongosh_initiates_with_an_arbiter_and_removes_it_for_an_odd_count() {
     let mut w = World::new("data-mongo-arbiter", 3);
-    let set = mongo::replica_set_name(w.cs.metadata.name.as_deref().expect("name"));
+    let set = names::database_replica_set(w.cs.metadata.name.as_deref().expect("name"));
     let primary = w.desired(1, false)[0].host.clone();
 
     // Two data members and the arbiter, initiated together: the arbiter has _id 100, no priority.
     let with_arbiter = w.desired(2, true);
-    assert!(with_arbiter.iter().any(|m| m.arbiter_only && m.id == mongo::ARBITER_MEMBER_ID));
+    assert!(with_arbiter.iter().any(|m| m.arbiter_only && m.id == ARBITER_MEMBER_ID));
     let out = w.run_init_job(2, true);
     let (writes, dump) = w.writes();
     let mut expected = vec![(primary.clone(), initiate(&set, &with_arbiter))];

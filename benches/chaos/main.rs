@@ -60,10 +60,10 @@ use common::{Operator, Rng, Watched, progress};
 #[allow(dead_code)] // `Sampled::assert_floor` is the e2e suite's; chaos reports `violation` instead
 mod endpoints;
 use course_operator::api::{CourseService, RolloutPhase};
+use course_operator::database::DatabaseCredentials;
 use course_operator::labels;
 use course_operator::plan::{self, Observed, ObservedWorkload};
 use course_operator::render::Images;
-use course_operator::render::mongo::DatabaseCredentials;
 use course_operator::render::workload::app_template;
 use course_operator::render::{self, Child};
 use course_operator::rollout::analysis::Verdict;

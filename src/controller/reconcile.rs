@@ -23,10 +23,11 @@ use super::children::{self, ChildStores, Owner};
 use super::memory::CourseMemory;
 use super::metrics::{Metrics, Outcome};
 use crate::api::CourseService;
+use crate::database::DatabaseCredentials;
 use crate::labels;
+use crate::names;
 use crate::plan::{self, Observed, ObservedStatefulSet};
 use crate::render::Images;
-use crate::render::mongo::{self, DatabaseCredentials};
 use crate::render::workload::AppTemplate;
 use crate::rollout::ACTION_ANNOTATION;
 use crate::status;
@@ -181,7 +182,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     };
     let database_credentials = cs.spec.database.as_ref().filter(|d| d.enabled && d.external.is_none()).map(|_| {
         let secret =
-            ctx.children.secrets.get(&ObjectRef::new(&mongo::credentials_secret_name(&name)).within(&namespace));
+            ctx.children.secrets.get(&ObjectRef::new(&names::database_credentials_secret(&name)).within(&namespace));
         // Generated only where the Secret lacks them; apply creates it once, adds missing keys
         // and never overwrites one.
         let credentials = secret

@@ -5,6 +5,7 @@ pub mod hpa;
 pub mod mongo;
 pub mod network_policy;
 pub mod pdb;
+pub mod pod;
 pub mod redis;
 pub mod security;
 pub mod service;

@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
-    Lifecycle, LifecycleHandler, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Service,
-    ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EnvVar, ExecAction, Lifecycle, LifecycleHandler, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -20,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 use super::workload::SENTINEL_PORT;
+use super::pod::{container_port, empty_dir, env_field, env_value, mount, resources, spread};
 use super::{Child, Context, pdb, security};
 use crate::api::CacheSpec;
 use crate::labels::{self, Component};
@@ -211,21 +211,6 @@ fn peers(ctx: &Context<'_>, replicas: i32, port: i32) -> String {
         .join(" ")
 }
 
-fn env_value(name: &str, value: impl ToString) -> EnvVar {
-    EnvVar { name: name.to_owned(), value: Some(value.to_string()), value_from: None }
-}
-
-fn env_field(name: &str, field_path: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector { field_path: field_path.to_owned(), api_version: None }),
-            ..EnvVarSource::default()
-        }),
-    }
-}
-
 /// The environment redis-common.sh documents, as the StatefulSet provides it.
 fn topology_env(ctx: &Context<'_>, cache: &CacheSpec) -> Vec<EnvVar> {
     let headless = names::cache_headless(ctx.name);
@@ -242,15 +227,6 @@ fn topology_env(ctx: &Context<'_>, cache: &CacheSpec) -> Vec<EnvVar> {
         env_value("CONFIG_DIR", CONFIG_MOUNT),
         env_value("RUN_DIR", RUN_MOUNT),
     ]
-}
-
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
-    VolumeMount {
-        name: name.to_owned(),
-        mount_path: path.to_owned(),
-        read_only: read_only.then_some(true),
-        ..VolumeMount::default()
-    }
 }
 
 /// `redis-cli ping` on `port`; redis-cli exits 0 on error replies (LOADING), hence the grep.
@@ -284,17 +260,6 @@ fn redis_resources(cache: &CacheSpec) -> ResourceRequirements {
     }
 }
 
-fn sentinel_resources() -> ResourceRequirements {
-    ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".to_owned(), Quantity("10m".to_owned())),
-            ("memory".to_owned(), Quantity("16Mi".to_owned())),
-        ])),
-        limits: Some(BTreeMap::from([("memory".to_owned(), Quantity("64Mi".to_owned()))])),
-        ..ResourceRequirements::default()
-    }
-}
-
 fn script_command(script: &str) -> Vec<String> {
     vec!["sh".to_owned(), format!("{CONFIG_MOUNT}/{script}")]
 }
@@ -309,17 +274,6 @@ fn config_hash(cache: &CacheSpec) -> String {
         hasher.update([0]);
     }
     hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-fn spread(key: &str, selector: &BTreeMap<String, String>) -> TopologySpreadConstraint {
-    TopologySpreadConstraint {
-        max_skew: 1,
-        topology_key: key.to_owned(),
-        // Best effort: a one-zone or one-node cluster still runs every pod.
-        when_unsatisfiable: "ScheduleAnyway".to_owned(),
-        label_selector: Some(LabelSelector { match_labels: Some(selector.clone()), match_expressions: None }),
-        ..TopologySpreadConstraint::default()
-    }
 }
 
 /// `spec.cache.image`, else the operator's default cache image.
@@ -340,12 +294,7 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
         name: REDIS_CONTAINER.to_owned(),
         image: Some(image(ctx, cache)),
         command: Some(script_command("redis-start.sh")),
-        ports: Some(vec![ContainerPort {
-            name: Some(REDIS_PORT_NAME.to_owned()),
-            container_port: REDIS_PORT,
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![container_port(REDIS_PORT_NAME, REDIS_PORT)]),
         env: Some(redis_env),
         resources: Some(redis_resources(cache)),
         // Discovery may wait for a failover before Redis listens: the startup probe gives it
@@ -377,14 +326,9 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
         name: SENTINEL_CONTAINER.to_owned(),
         image: Some(image(ctx, cache)),
         command: Some(script_command("sentinel-start.sh")),
-        ports: Some(vec![ContainerPort {
-            name: Some(SENTINEL_PORT_NAME.to_owned()),
-            container_port: SENTINEL_PORT,
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![container_port(SENTINEL_PORT_NAME, SENTINEL_PORT)]),
         env: Some(sentinel_env),
-        resources: Some(sentinel_resources()),
+        resources: Some(resources("10m", "16Mi", "64Mi")),
         startup_probe: Some(ping_probe(SENTINEL_PORT, 2, 60)),
         readiness_probe: Some(ping_probe(SENTINEL_PORT, 5, 2)),
         liveness_probe: Some(ping_probe(SENTINEL_PORT, 10, 3)),
@@ -398,11 +342,6 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
         ..Container::default()
     };
 
-    let empty_dir = |name: &str| Volume {
-        name: name.to_owned(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
-    };
     let pod = ctx.placed(PodSpec {
         automount_service_account_token: Some(false),
         // Service links would inject REDIS_PORT=tcp://… for a Service named `redis`.
