@@ -8,11 +8,14 @@
 //! 1. converge: N objects applied (16 requests in flight) → every one Healthy with all its
 //!    replicas Ready;
 //! 2. update: the image of all N changed at once → every canary finished on the new pods;
-//! 3. memory: VmRSS of the controller with 0 objects, converged, after the update; VmHWM.
+//! 3. memory: VmRSS of the controller with 0 objects, converged, after the update; VmHWM;
+//! 4. writes: the apiserver's audit log (hack/kwok/audit-policy.yaml) counted per phase for
+//!    the side's namespace, by user agent: the controller's own, kube-controller-manager's; then
+//!    an idle window of PEERS_IDLE_SECONDS (30) after the update, where both should write 0.
 //!
 //! Both sides are judged by the same clock: a list every 250 ms of the side's objects, from the
 //! first request of the burst to the first list that saw all N done (so up to 250 ms late on
-//! both sides alike). Environment: PEERS_N (100), PEERS_RUNS (2), PEERS_REPLICAS (3),
+//! both sides alike). Environment: PEERS_N (100), PEERS_RUNS (2), PEERS_REPLICAS (3), PEERS_IDLE_SECONDS,
 //! ARGO_ROLLOUTS_BIN and ARGO_ROLLOUTS_CRDS (set by hack/bench-peers.sh), OPERATOR_BIN,
 //! PEERS_OUT_JSON, PEERS_OUT_MD.
 
@@ -24,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde::Serialize;
@@ -48,6 +52,51 @@ struct Side {
     peak_rss_mib: f64,
     /// (converged − empty) / N, in KiB.
     rss_per_object_kib: f64,
+    /// Write requests per object from the controller itself, create burst → all Healthy.
+    own_writes_converge: f64,
+    /// … image change → every canary finished.
+    own_writes_update: f64,
+    /// Write requests per object from kube-controller-manager (ReplicaSets, Deployments and
+    /// their status; not pods, which the audit policy leaves out: 3 per object on both sides).
+    kcm_writes_converge: f64,
+    kcm_writes_update: f64,
+    /// Write requests of the controller in the idle window after the update (all N objects).
+    idle_writes: f64,
+}
+
+/// When each phase of one side began and ended (wall clock, as the audit log records it).
+struct Phases {
+    start: Timestamp,
+    converged: Timestamp,
+    update: Timestamp,
+    updated: Timestamp,
+    idle_end: Timestamp,
+}
+
+impl Side {
+    /// Counts the audit log's writes in `ns` per phase; `own` tells the controller's user agent.
+    fn count_writes(&mut self, ns: &str, phases: &Phases, own: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+        let path = common::audit::log_path(&common::repo_root());
+        let writes = common::audit::writes(&path, ns, phases.start)
+            .with_context(|| format!("read the audit log {}", path.display()))?;
+        let count = |from: Timestamp, to: Timestamp, who: &dyn Fn(&str) -> bool| {
+            writes.iter().filter(|w| w.at >= from && w.at < to && who(&w.user_agent)).count() as f64
+        };
+        let kcm = |ua: &str| ua.starts_with("kube-controller-manager/");
+        let per = self.n.max(1) as f64;
+        self.own_writes_converge = count(phases.start, phases.converged, &own) / per;
+        self.own_writes_update = count(phases.update, phases.updated, &own) / per;
+        self.kcm_writes_converge = count(phases.start, phases.converged, &kcm) / per;
+        self.kcm_writes_update = count(phases.update, phases.updated, &kcm) / per;
+        self.idle_writes = count(phases.updated, phases.idle_end, &own);
+        if self.own_writes_converge == 0.0 {
+            let mut agents: Vec<&str> = writes.iter().map(|w| w.user_agent.as_str()).collect();
+            agents.sort_unstable();
+            agents.dedup();
+            bail!("no write of {} in the audit log for {ns}; user agents seen: {agents:?}", self.controller);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -65,6 +114,7 @@ struct Settings {
     argo_bin: PathBuf,
     argo_crds: PathBuf,
     log_dir: PathBuf,
+    idle: Duration,
 }
 
 #[tokio::main]
@@ -86,6 +136,7 @@ async fn bench() -> anyhow::Result<()> {
         argo_bin: PathBuf::from(std::env::var("ARGO_ROLLOUTS_BIN").context("ARGO_ROLLOUTS_BIN is not set")?),
         argo_crds: PathBuf::from(std::env::var("ARGO_ROLLOUTS_CRDS").context("ARGO_ROLLOUTS_CRDS is not set")?),
         log_dir: PathBuf::from(std::env::var("PEERS_LOG_DIR").unwrap_or_else(|_| "/tmp/course-operator-peers".into())),
+        idle: Duration::from_secs(common::env_or("PEERS_IDLE_SECONDS", 30)),
     };
     let client = common::client().await?;
     common::ensure_crd(&client).await?;
@@ -200,6 +251,7 @@ async fn our_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow::
     };
     let timeout = Duration::from_secs(600);
     let v1 = "registry.example.com/peers/app:1";
+    let phase_start = Timestamp::now();
     let started = Instant::now();
     apply_all(names(settings.n), |name| {
         let api = api.clone();
@@ -213,11 +265,13 @@ async fn our_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow::
         items.iter().filter(|cs| course_healthy(cs, replicas, v1)).count() >= n
     })
     .await?;
+    let converged = Timestamp::now();
     side.converge_seconds = common::secs_between(started, done);
     side.rss_converged_mib = mib(operator.proc_status_kib("VmRSS"));
     progress(format!("course-operator: {n} Healthy in {:.1}s", side.converge_seconds));
 
     let v2 = "registry.example.com/peers/app:2";
+    let update = Timestamp::now();
     let started = Instant::now();
     apply_all(names(settings.n), |name| {
         let api = api.clone();
@@ -233,11 +287,15 @@ async fn our_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow::
         items.iter().filter(|cs| course_healthy(cs, replicas, v2)).count() >= n
     })
     .await?;
+    let updated = Timestamp::now();
     side.update_seconds = common::secs_between(started, done);
     side.rss_updated_mib = mib(operator.proc_status_kib("VmRSS"));
     side.peak_rss_mib = mib(operator.proc_status_kib("VmHWM"));
     side.rss_per_object_kib = (side.rss_converged_mib - side.rss_empty_mib) * 1024.0 / n.max(1) as f64;
     progress(format!("course-operator: {n} canaries finished in {:.1}s", side.update_seconds));
+    tokio::time::sleep(settings.idle).await;
+    let phases = Phases { start: phase_start, converged, update, updated, idle_end: Timestamp::now() };
+    side.count_writes(ns, &phases, |ua| ua.starts_with("course-operator/"))?;
     Ok(side)
 }
 
@@ -350,6 +408,7 @@ async fn argo_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow:
     };
     let timeout = Duration::from_secs(600);
     let v1 = "registry.example.com/peers/app:1";
+    let phase_start = Timestamp::now();
     let started = Instant::now();
     apply_all(names(settings.n), |name| {
         let (api, services) = (api.clone(), services.clone());
@@ -373,11 +432,13 @@ async fn argo_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow:
     })
     .await
     .map_err(|e| anyhow!("{e}; Argo Rollouts log tail:\n{}", argo.tail()))?;
+    let converged = Timestamp::now();
     side.converge_seconds = common::secs_between(started, done);
     side.rss_converged_mib = mib(argo.status_kib("VmRSS"));
     progress(format!("argo-rollouts: {n} Healthy in {:.1}s", side.converge_seconds));
 
     let v2 = "registry.example.com/peers/app:2";
+    let update = Timestamp::now();
     let started = Instant::now();
     apply_all(names(settings.n), |name| {
         let api = api.clone();
@@ -393,11 +454,16 @@ async fn argo_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow:
     })
     .await
     .map_err(|e| anyhow!("{e}; Argo Rollouts log tail:\n{}", argo.tail()))?;
+    let updated = Timestamp::now();
     side.update_seconds = common::secs_between(started, done);
     side.rss_updated_mib = mib(argo.status_kib("VmRSS"));
     side.peak_rss_mib = mib(argo.status_kib("VmHWM"));
     side.rss_per_object_kib = (side.rss_converged_mib - side.rss_empty_mib) * 1024.0 / n.max(1) as f64;
     progress(format!("argo-rollouts: {n} canaries finished in {:.1}s", side.update_seconds));
+    tokio::time::sleep(settings.idle).await;
+    let phases = Phases { start: phase_start, converged, update, updated, idle_end: Timestamp::now() };
+    // Its binary is rollouts-controller: client-go's default user agent starts with it.
+    side.count_writes(ns, &phases, |ua| ua.starts_with("rollouts-controller/"))?;
     Ok(side)
 }
 
@@ -442,6 +508,17 @@ fn write_outputs(settings: &Settings, runs: &[Run]) -> anyhow::Result<()> {
     row(&mut out, "RSS after the update (MiB)", &|s| s.rss_updated_mib, 1);
     row(&mut out, "peak RSS, VmHWM (MiB)", &|s| s.peak_rss_mib, 1);
     row(&mut out, "RSS per object, (converged − empty) / N (KiB)", &|s| s.rss_per_object_kib, 0);
+    row(&mut out, "own writes per object, create → all Healthy", &|s| s.own_writes_converge, 1);
+    row(&mut out, "own writes per object, image change → canaries finished", &|s| s.own_writes_update, 1);
+    row(&mut out, "kube-controller-manager writes per object, create → all Healthy", &|s| s.kcm_writes_converge, 1);
+    row(&mut out, "kube-controller-manager writes per object, image change → finished", &|s| s.kcm_writes_update, 1);
+    row(
+        &mut out,
+        &format!("own writes in {} s idle after the update (all N)", settings.idle.as_secs()),
+        &|s| s.idle_writes,
+        0,
+    );
+    out.push_str("\nWrites are the apiserver's audit log (hack/kwok/audit-policy.yaml) for the side's namespace, by user agent: every write verb to the workload kinds, Services, PDBs, HPAs, the custom resources and their status; pods and Events are not recorded (kube-controller-manager creates the same pods for both sides).\n");
     std::fs::write(&md_path, out)?;
     progress(format!("results: {json_path}, {md_path}"));
     Ok(())

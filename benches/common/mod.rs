@@ -26,6 +26,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "../../tests/support/audit.rs"]
+pub mod audit;
 #[path = "../../tests/support/fixtures.rs"]
 #[allow(dead_code)] // the samples and invalid specs are the test tiers'
 mod fixtures;

@@ -16,9 +16,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Context;
-use super::workload::SENTINEL_PORT;
 use super::mongo;
 use super::redis::REDIS_PORT;
+use super::workload::SENTINEL_PORT;
 use crate::database::MONGO_PORT;
 use crate::labels::{self, Component};
 use crate::names;

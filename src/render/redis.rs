@@ -18,8 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-use super::workload::SENTINEL_PORT;
 use super::pod::{container_port, empty_dir, env_field, env_value, mount, resources, spread};
+use super::workload::SENTINEL_PORT;
 use super::{Child, Context, pdb, security};
 use crate::api::CacheSpec;
 use crate::labels::{self, Component};

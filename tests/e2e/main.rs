@@ -1,6 +1,8 @@
 //! E2E tier: runs against the cluster in KUBECONFIG (the local control plane from
 //! `make cluster`, or kind). Each test works in its own namespace.
 
+#[path = "../support/audit.rs"]
+mod audit;
 #[path = "../support/cluster.rs"]
 mod cluster;
 #[path = "../support/endpoints.rs"]

@@ -508,43 +508,16 @@ impl Drop for Operator {
     }
 }
 
-/// One write request in the local apiserver's audit log (hack/kwok/audit-policy.yaml).
-#[derive(Debug)]
-pub struct AuditedWrite {
-    pub verb: String,
-    pub resource: String,
-    pub name: String,
-    pub user_agent: String,
-    pub code: i64,
-}
+pub use crate::audit::AuditedWrite;
 
 /// Write requests to the operator's kinds in `namespace` received at or after `since`, as the
-/// local apiserver recorded them (hack/kwok/audit-policy.yaml). Panics when there is no audit log (a cluster not started by
-/// hack/cluster.sh): the caller's claim cannot be checked then.
+/// local apiserver recorded them (hack/kwok/audit-policy.yaml). Panics when there is no audit
+/// log (a cluster not started by hack/cluster.sh): the caller's claim cannot be checked then.
 pub fn audited_writes(namespace: &str, since: k8s_openapi::jiff::Timestamp) -> Vec<AuditedWrite> {
-    let path = std::env::var_os("E2E_AUDIT_LOG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".cluster/kwok/clusters/course-operator/logs/audit.log"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+    let path = crate::audit::log_path(&repo_root());
+    crate::audit::writes(&path, namespace, since).unwrap_or_else(|e| {
         panic!("{}: {e}; the local cluster (hack/cluster.sh) writes the apiserver's audit log there", path.display())
-    });
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["objectRef"]["namespace"] == namespace)
-        .filter(|event| {
-            event["requestReceivedTimestamp"]
-                .as_str()
-                .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
-                .is_some_and(|t| t >= since)
-        })
-        .map(|event| AuditedWrite {
-            verb: event["verb"].as_str().unwrap_or_default().to_owned(),
-            resource: event["objectRef"]["resource"].as_str().unwrap_or_default().to_owned(),
-            name: event["objectRef"]["name"].as_str().unwrap_or_default().to_owned(),
-            user_agent: event["userAgent"].as_str().unwrap_or_default().to_owned(),
-            code: event["responseStatus"]["code"].as_i64().unwrap_or_default(),
-        })
-        .collect()
+    })
 }
 
 #[cfg(test)]
