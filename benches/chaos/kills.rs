@@ -116,7 +116,7 @@ pub(super) async fn kills_in(
     };
     let mut generation = 0usize;
     // Two replicas at all times: the one that leads and a warm standby (each killed one is
-    // replaced at once), as a ReplicaSet of two would have it.
+    // replaced at once), as the operator's own Deployment of two would have it.
     let mut replicas_of_operator = [
         Operator::start(ns, "chaos-a0", &lease, &settings.log_dir).await?,
         Operator::start(ns, "chaos-b0", &lease, &settings.log_dir).await?,

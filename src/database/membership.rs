@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ReplicaSet;
+use super::MongoReplicaSet;
 use crate::api::DatabaseSpec;
 use crate::names;
 
@@ -53,7 +53,7 @@ pub fn uses_arbiter(db: &DatabaseSpec) -> bool {
 /// odd number (an even count can split evenly and elect nobody), so without an arbiter the
 /// highest-ordinal would-be voter of an even count gets no vote. Non-voters have priority 0,
 /// as MongoDB requires. `zones` (ordinal → zone) adds `{zone: …}` tags where known.
-pub fn desired_members(set: ReplicaSet<'_>, db: &DatabaseSpec, zones: &BTreeMap<i32, String>) -> Vec<Member> {
+pub fn desired_members(set: MongoReplicaSet<'_>, db: &DatabaseSpec, zones: &BTreeMap<i32, String>) -> Vec<Member> {
     let count = usize::try_from(db.members).unwrap_or(0);
     let mut data_voters = count.min(MAX_VOTING_MEMBERS);
     let arbiter = uses_arbiter(db);
@@ -88,7 +88,11 @@ pub fn desired_members(set: ReplicaSet<'_>, db: &DatabaseSpec, zones: &BTreeMap<
 }
 
 /// The replica-set config document (`rs.initiate` form): `_id` and members.
-pub fn replica_set_config(set: ReplicaSet<'_>, db: &DatabaseSpec, zones: &BTreeMap<i32, String>) -> serde_json::Value {
+pub fn replica_set_config(
+    set: MongoReplicaSet<'_>,
+    db: &DatabaseSpec,
+    zones: &BTreeMap<i32, String>,
+) -> serde_json::Value {
     serde_json::json!({
         "_id": names::database_replica_set(set.name),
         "members": desired_members(set, db, zones),
@@ -207,7 +211,7 @@ mod tests {
     use super::*;
 
     /// The set of the `full-stack` sample (`academy`, rendered without a namespace).
-    const ACADEMY: ReplicaSet<'static> = ReplicaSet { name: "academy", namespace: "default" };
+    const ACADEMY: MongoReplicaSet<'static> = MongoReplicaSet { name: "academy", namespace: "default" };
 
     fn database(members: i32, arbiter: bool) -> DatabaseSpec {
         DatabaseSpec {

@@ -20,18 +20,18 @@ use crate::names;
 /// Port of every member.
 pub const MONGO_PORT: i32 = 27017;
 
-/// Where the replica set of one CourseService lives (a MongoDB replica set, not a Kubernetes
-/// ReplicaSet): its members are pods of StatefulSets named after the CourseService, behind the
-/// database's headless Service in its namespace.
+/// Where the MongoDB replica set of one CourseService lives (not a Kubernetes ReplicaSet): its
+/// members are pods of StatefulSets named after the CourseService, behind the database's
+/// headless Service in its namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReplicaSet<'a> {
+pub struct MongoReplicaSet<'a> {
     /// `metadata.name` of the CourseService.
     pub name: &'a str,
     /// Namespace of the CourseService.
     pub namespace: &'a str,
 }
 
-impl ReplicaSet<'_> {
+impl MongoReplicaSet<'_> {
     /// `host:27017` of data member `ordinal`.
     pub fn member_host(&self, ordinal: i32) -> String {
         let host = names::stateful_pod_host(

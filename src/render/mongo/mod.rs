@@ -21,7 +21,7 @@ pub use self::secrets::{app_secret, connection_uri, credentials_secret};
 pub use self::statefulset::{arbiter_stateful_set, headless_service, members_stateful_set};
 use super::{Child, Context, pdb, security};
 use crate::api::DatabaseSpec;
-use crate::database::{DatabaseCredentials, ReplicaSet, uses_arbiter};
+use crate::database::{DatabaseCredentials, MongoReplicaSet, uses_arbiter};
 use crate::labels::Component;
 use crate::names;
 
@@ -38,8 +38,8 @@ const MONGO_UID: i64 = 999;
 const TMP_VOLUME: &str = "tmp";
 
 /// The replica set `ctx` renders; a file rendered without a namespace names `default`.
-pub fn replica_set<'a>(ctx: &Context<'a>) -> ReplicaSet<'a> {
-    ReplicaSet { name: ctx.name, namespace: ctx.namespace.unwrap_or("default") }
+pub fn replica_set<'a>(ctx: &Context<'a>) -> MongoReplicaSet<'a> {
+    MongoReplicaSet { name: ctx.name, namespace: ctx.namespace.unwrap_or("default") }
 }
 
 /// `spec.database.image`, else the operator's database repository at `spec.database.version`.
