@@ -26,7 +26,15 @@ export PEERS_LOG_DIR=$work/logs
 argo_dir=$("$HACK_DIR/build.sh" --dir argo-rollouts)
 export ARGO_ROLLOUTS_BIN=$argo_dir/bin/rollouts-controller ARGO_ROLLOUTS_CRDS=$argo_dir/crds.yaml
 export KCM_RAISED=${KCM_RAISED:-0}
+# Writes are counted from the audit log: a cluster started here records every kind both sides
+# write; a running one must have been started the same way.
+export AUDIT_POLICY=peers
 use_cluster bench-peers
+if ! grep -q 'audit-policy-peers.yaml' "$REPO_ROOT/.cluster/kwokctl.yaml" 2>/dev/null; then
+  log "the running cluster was not started with AUDIT_POLICY=peers: its audit log lacks the writes this bench counts"
+  log "stop it (hack/cluster.sh down) and run again, or start it with AUDIT_POLICY=peers hack/cluster.sh up"
+  exit 1
+fi
 build_bins peers
 
 rc=0

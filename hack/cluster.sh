@@ -14,7 +14,9 @@
 #
 # Environment: REAL_NODES=0 leaves out the real nodes; KCM_RAISED=1 raises kube-controller-
 # manager's client limits (kube-api-qps 300, burst 600, 25 concurrent Deployment and ReplicaSet
-# syncs) for benchmarks; both apply when the cluster is created.
+# syncs) for benchmarks; AUDIT_POLICY=peers records more writes in the audit log
+# (hack/kwok/audit-policy-peers.yaml, for make bench-peers); all apply when the cluster is
+# created.
 #
 # State lives in <repo>/.cluster (git-ignored): kubeconfig, bin/ (tool symlinks), kwokctl.yaml
 # (generated kwokctl config) and kwok/ (kwokctl's workdir: pki, etcd data, logs, pid files).
@@ -118,8 +120,9 @@ options:
   # 200 s); the kwok controller renews the simulated nodes' 40 s Leases well within that.
   heartbeatFactor: 1
   # Writes to the kinds the operator writes go to logs/audit.log with the client's user agent:
-  # the fence test reads which replica wrote what (hack/kwok/audit-policy.yaml).
-  kubeAuditPolicy: $HACK_DIR/kwok/audit-policy.yaml
+  # the fence test reads which replica wrote what (hack/kwok/audit-policy.yaml;
+  # AUDIT_POLICY=peers: hack/kwok/audit-policy-peers.yaml, for make bench-peers).
+  kubeAuditPolicy: $HACK_DIR/kwok/audit-policy${AUDIT_POLICY:+-$AUDIT_POLICY}.yaml
   # in-cluster clients dial the kubernetes Service's address (KUBERNETES_SERVICE_HOST)
   kubeApiserverCertSANs:
   - 10.0.0.1
