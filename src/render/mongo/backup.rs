@@ -5,17 +5,17 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec,
-    PodTemplateSpec, Volume, VolumeResourceRequirements,
+    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodTemplateSpec,
+    Volume, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::{TMP_VOLUME, pod_security, replica_set};
+use super::{TMP_VOLUME, job_pod, replica_set};
 use crate::api::{BackupSpec, DatabaseSpec};
 use crate::database::credentials::{PASSWORD_KEY, USERNAME_KEY};
 use crate::labels::Component;
 use crate::names;
-use crate::render::pod::{empty_dir, env_secret, env_value, mount, resources};
+use crate::render::pod::{env_secret, env_value, mount, resources};
 use crate::render::{Context, security};
 
 /// The backup CronJob's command.
@@ -74,25 +74,15 @@ pub fn backup_cron_job(ctx: &Context<'_>, db: &DatabaseSpec, backup: &BackupSpec
         volume_mounts: Some(vec![mount(BACKUP_VOLUME, BACKUP_MOUNT, false), mount(TMP_VOLUME, "/tmp", false)]),
         ..Container::default()
     };
-    let pod = ctx.placed(PodSpec {
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
-        restart_policy: Some("Never".to_owned()),
-        security_context: Some(pod_security()),
-        containers: vec![container],
-        volumes: Some(vec![
-            Volume {
-                name: BACKUP_VOLUME.to_owned(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: names::database_backup(ctx.name),
-                    read_only: None,
-                }),
-                ..Volume::default()
-            },
-            empty_dir(TMP_VOLUME),
-        ]),
-        ..PodSpec::default()
-    });
+    let claim = Volume {
+        name: BACKUP_VOLUME.to_owned(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: names::database_backup(ctx.name),
+            read_only: None,
+        }),
+        ..Volume::default()
+    };
+    let pod = job_pod(ctx, container, claim);
     CronJob {
         metadata: meta.clone(),
         spec: CronJobSpec {

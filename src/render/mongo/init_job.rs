@@ -5,17 +5,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapVolumeSource, Container, PodSpec, PodTemplateSpec, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapVolumeSource, Container, PodTemplateSpec, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest, Sha256};
 
-use super::{DATABASE_ROLE_LABEL, TMP_VOLUME, image, pod_security, replica_set};
+use super::{DATABASE_ROLE_LABEL, TMP_VOLUME, image, job_pod, replica_set};
 use crate::api::DatabaseSpec;
 use crate::database;
 use crate::database::credentials::{APP_DATABASE, APP_PASSWORD_KEY, APP_USERNAME_KEY, PASSWORD_KEY, USERNAME_KEY};
 use crate::labels::{self, Component};
 use crate::names;
-use crate::render::pod::{empty_dir, env_secret, env_value, mount, resources};
+use crate::render::pod::{env_secret, env_value, mount, resources};
 use crate::render::{Context, security};
 
 /// The init Job's planner (pure; `tests/data_mongo_scripts.rs` also runs it under node).
@@ -109,25 +109,15 @@ pub fn init_job(ctx: &Context<'_>, db: &DatabaseSpec) -> Job {
         volume_mounts: Some(vec![mount(INIT_CONFIG_VOLUME, INIT_CONFIG_MOUNT, true), mount(TMP_VOLUME, "/tmp", false)]),
         ..Container::default()
     };
-    let pod = ctx.placed(PodSpec {
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
-        restart_policy: Some("Never".to_owned()),
-        security_context: Some(pod_security()),
-        containers: vec![container],
-        volumes: Some(vec![
-            Volume {
-                name: INIT_CONFIG_VOLUME.to_owned(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names::database_init(ctx.name),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            empty_dir(TMP_VOLUME),
-        ]),
-        ..PodSpec::default()
-    });
+    let config = Volume {
+        name: INIT_CONFIG_VOLUME.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names::database_init(ctx.name),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let pod = job_pod(ctx, container, config);
     Job {
         metadata: meta,
         spec: Some(JobSpec {

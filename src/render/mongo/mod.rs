@@ -11,7 +11,7 @@ mod init_job;
 mod secrets;
 mod statefulset;
 
-use k8s_openapi::api::core::v1::PodSecurityContext;
+use k8s_openapi::api::core::v1::{Container, PodSecurityContext, PodSpec, Volume};
 
 pub use self::backup::{SCRIPT_BACKUP, backup_claim, backup_cron_job};
 pub use self::init_job::{
@@ -19,6 +19,7 @@ pub use self::init_job::{
 };
 pub use self::secrets::{app_secret, connection_uri, credentials_secret};
 pub use self::statefulset::{arbiter_stateful_set, headless_service, members_stateful_set};
+use super::pod::empty_dir;
 use super::{Child, Context, pdb, security};
 use crate::api::DatabaseSpec;
 use crate::database::{DatabaseCredentials, MongoReplicaSet, uses_arbiter};
@@ -45,6 +46,20 @@ pub fn replica_set<'a>(ctx: &Context<'a>) -> MongoReplicaSet<'a> {
 /// `spec.database.image`, else the operator's database repository at `spec.database.version`.
 fn image(ctx: &Context<'_>, db: &DatabaseSpec) -> String {
     db.image.clone().unwrap_or_else(|| format!("{}:{}", ctx.images.database_repository, db.version))
+}
+
+/// The pod of a database Job (the init Job, the backup CronJob's Job): `container` run once,
+/// unprivileged, with `volume` and a scratch `/tmp`.
+fn job_pod(ctx: &Context<'_>, container: Container, volume: Volume) -> PodSpec {
+    ctx.placed(PodSpec {
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        restart_policy: Some("Never".to_owned()),
+        security_context: Some(pod_security()),
+        containers: vec![container],
+        volumes: Some(vec![volume, empty_dir(TMP_VOLUME)]),
+        ..PodSpec::default()
+    })
 }
 
 fn pod_security() -> PodSecurityContext {
