@@ -129,7 +129,7 @@ pub async fn apply(client: &Client, namespace: &str, child: &Child) -> Result<()
     let result = match child {
         Child::Secret(secret) if is_generated(secret) => create_or_add_keys(client, namespace, secret.as_ref()).await,
         Child::PersistentVolumeClaim(claim) => create_once(client, namespace, claim.as_ref()).await,
-        _ => each_child!(child, object => patch(client, namespace, object.as_ref()).await),
+        _ => server_side_apply(client, namespace, child, &PatchParams::apply(labels::MANAGER).force()).await,
     };
     result.map_err(|source| Error::Apply {
         kind: child.kind(),
@@ -182,13 +182,23 @@ async fn create_or_add_keys(client: &Client, namespace: &str, desired: &Secret) 
     api.patch(&desired.name_any(), &params, &Patch::Merge(&patch)).await.map(|_| ())
 }
 
-async fn patch<K>(client: &Client, namespace: &str, object: &K) -> Result<(), kube::Error>
+/// Server-side applies `child` as it is with `params`, without the create-once rules of
+/// [`apply`]: the operator's own update path, and what the benches' raw writer sends.
+pub async fn server_side_apply(
+    client: &Client,
+    namespace: &str,
+    child: &Child,
+    params: &PatchParams,
+) -> Result<(), kube::Error> {
+    each_child!(child, object => patch(client, namespace, object.as_ref(), params).await)
+}
+
+async fn patch<K>(client: &Client, namespace: &str, object: &K, params: &PatchParams) -> Result<(), kube::Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let params = PatchParams::apply(labels::MANAGER).force();
-    api.patch(&object.name_any(), &params, &Patch::Apply(object)).await.map(|_| ())
+    api.patch(&object.name_any(), params, &Patch::Apply(object)).await.map(|_| ())
 }
 
 /// Names of cached children of one kind that belong to this CourseService (its labels and its
