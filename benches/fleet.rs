@@ -39,7 +39,8 @@ use common::{Metrics, Operator, Watched, progress};
 use course_operator::api::{CourseService, RolloutPhase};
 use course_operator::database::DatabaseCredentials;
 use course_operator::labels;
-use course_operator::plan::{self, Observed};
+use course_operator::observe::Observed;
+use course_operator::plan;
 use course_operator::render::Child;
 use course_operator::render::Images;
 use course_operator::zones::ZoneHealth;
@@ -558,7 +559,7 @@ async fn raw_round(
                 ..Observed::default()
             };
             let planned =
-                plan::plan(&cs, zones, &observed, &Images::default()).map_err(|e| anyhow!("plan {name}: {e}"))?;
+                plan::desired(&cs, zones, &observed, &Images::default()).map_err(|e| anyhow!("plan {name}: {e}"))?;
             let mut children = planned.children;
             children.iter_mut().for_each(common::fingerprint);
             rendered.push(children);

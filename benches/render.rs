@@ -22,7 +22,8 @@ use kube::runtime::watcher;
 use course_operator::api::CourseService;
 use course_operator::database::DatabaseCredentials;
 use course_operator::labels;
-use course_operator::plan::{self, Observed, ObservedWorkload};
+use course_operator::observe::{self, Observed, ObservedWorkload};
+use course_operator::plan;
 use course_operator::render::Child;
 use course_operator::render::Images;
 use course_operator::render::workload::AppTemplate;
@@ -93,7 +94,7 @@ fn observed_at_rest(cs: &CourseService, zones: &[ZoneHealth], db: bool) -> (Obse
         database_credentials: db.then(DatabaseCredentials::generate),
         ..Observed::default()
     };
-    let planned = plan::plan(cs, zones, &first, &Images::default()).expect("valid");
+    let planned = plan::desired(cs, zones, &first, &Images::default()).expect("valid");
     let mut replica_sets = Vec::new();
     let mut observed = first.clone();
     for child in &planned.children {
@@ -124,7 +125,7 @@ fn observed_at_rest(cs: &CourseService, zones: &[ZoneHealth], db: bool) -> (Obse
 
 /// The controller's scan of the ReplicaSet cache for one CourseService.
 fn scan_replica_sets(store: &Store<ReplicaSet>, namespace: &str, instance: &str, uid: &str) -> usize {
-    plan::observe_workloads(store.state().iter().map(AsRef::as_ref), namespace, instance, uid).len()
+    observe::workloads(store.state().iter().map(AsRef::as_ref), namespace, instance, uid).len()
 }
 
 fn fleet_store(n: usize, template: &[ReplicaSet]) -> Store<ReplicaSet> {
@@ -161,12 +162,12 @@ fn main() {
     let wanted = |name: &str| filter.as_ref().is_none_or(|f| name.contains(f.as_str()));
     for (label, cs, db) in [("plain", &plain, false), ("cache+db", &data, true), ("canary", &canary, false)] {
         let (observed, replica_sets) = observed_at_rest(cs, &zones, db);
-        let planned = plan::plan(cs, &zones, &observed, &Images::default()).expect("valid");
+        let planned = plan::desired(cs, &zones, &observed, &Images::default()).expect("valid");
         let now = Time(Timestamp::now());
         let mut cs_with_status = cs.clone();
         cs_with_status.status = Some(status::compute(&status::Inputs {
             cs,
-            plan: Ok(&planned),
+            plan: Ok(&planned.plan),
             zones: &zones,
             observed: &observed,
             now: now.clone(),
@@ -181,7 +182,7 @@ fn main() {
         if wanted(&name) {
             cases.push(measure(&name, budget, || {
                 black_box(
-                    plan::plan(black_box(&cs_with_status), &zones, &observed, &Images::default())
+                    plan::desired(black_box(&cs_with_status), &zones, &observed, &Images::default())
                         .map(|p| p.children.len())
                         .ok(),
                 );
@@ -202,7 +203,7 @@ fn main() {
             cases.push(measure(&name, budget, || {
                 black_box(status::compute(&status::Inputs {
                     cs: &cs_with_status,
-                    plan: Ok(&planned),
+                    plan: Ok(&planned.plan),
                     zones: &zones,
                     observed: &observed,
                     now: now.clone(),

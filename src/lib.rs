@@ -10,6 +10,7 @@ pub mod database;
 pub mod labels;
 pub mod manifest;
 pub mod names;
+pub mod observe;
 pub mod plan;
 pub mod plugin;
 pub mod quantity;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use course_operator::observe::Observed;
 use course_operator::zones::ZoneInventory;
 use course_operator::{api, manifest, plan};
 
@@ -74,8 +75,8 @@ fn render(file: &PathBuf, zones: &[String], images: &course_operator::render::Im
     } else {
         ZoneInventory::healthy_zones(zones)
     };
-    let plan = plan::plan(&cs, &inventory.for_spec(&cs.spec.zones), &plan::Observed::default(), images)
+    let desired = plan::desired(&cs, &inventory.for_spec(&cs.spec.zones), &Observed::default(), images)
         .with_context(|| format!("{} is not a valid CourseService", file.display()))?;
-    print!("{}", course_operator::render::to_yaml(&plan.children)?);
+    print!("{}", course_operator::render::to_yaml(&desired.children)?);
     Ok(())
 }

@@ -1,394 +1,165 @@
-//! Pure planning: (spec, status, zones, what runs now, time) → the desired child objects.
+//! Pure planning: (validated spec, status, zones, what runs now, time) → decisions.
 //!
-//! The controller shell feeds observations in and applies what comes out; everything here is
-//! deterministic and free of I/O, so it is tested in microseconds.
+//! A [`Plan`] holds every choice the operator makes that the spec alone does not say: the
+//! rollout's sizes per revision and zone, which revision the Services select, what the
+//! database may be given yet, whether an earlier build's workloads may go. `render::children`
+//! turns it into objects. Everything here is deterministic and free of I/O, so it is tested in
+//! microseconds.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::CourseService;
-use crate::database::DatabaseCredentials;
-use crate::labels::{self, Component};
 use crate::names;
-use crate::render::workload::AppTemplate;
-use crate::render::{self, Child, Context, Images};
-use crate::rollout::analysis::Verdict;
+use crate::observe::Observed;
+use crate::render::{self, Child, Images};
 use crate::rollout::{self, Decision, UserAction};
-use crate::validate::{FieldError, InvalidSpec, validate};
-use crate::zones::{Zone, ZoneHealth, ZoneObserved};
+use crate::validate::{FieldError, InvalidSpec, ValidatedCourse};
+use crate::zones::ZoneHealth;
 
-/// One application ReplicaSet (a revision in a zone) as the cluster shows it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ObservedWorkload {
-    pub revision: String,
-    /// Zone slug from the ReplicaSet's zone label.
-    pub zone: String,
-    pub replicas: i32,
-    pub ready: i32,
-    /// Its pod template, so an older revision can be re-sized after the spec moved on. The
-    /// operator's ReplicaSet cache keeps no templates: the controller fills this in for one
-    /// ReplicaSet of each older revision (`None` from a template-less ReplicaSet).
-    pub template: Option<AppTemplate>,
-}
-
-/// The application ReplicaSets (every revision) of one CourseService among `replica_sets`: its
-/// namespace, its selector labels and its owner uid, by name.
-pub fn observe_workloads<'a>(
-    replica_sets: impl IntoIterator<Item = &'a ReplicaSet>,
-    namespace: &str,
-    instance: &str,
-    uid: &str,
-) -> BTreeMap<String, ObservedWorkload> {
-    let selector = labels::selector(instance, Component::App);
-    replica_sets
-        .into_iter()
-        .filter(|d| d.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|d| {
-            let labels = d.metadata.labels.as_ref();
-            selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-        })
-        .filter(|d| d.metadata.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == uid)))
-        .filter_map(|d| {
-            let labels = d.metadata.labels.as_ref()?;
-            let observed = ObservedWorkload {
-                revision: labels.get(labels::REVISION)?.clone(),
-                zone: labels.get(labels::ZONE)?.clone(),
-                replicas: d.spec.replicas.unwrap_or(1),
-                ready: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
-                template: AppTemplate::from_replica_set(d),
-            };
-            Some((d.metadata.name.clone()?, observed))
-        })
-        .collect()
-}
-
-/// Ready endpoints behind a CourseService's Services, per ReplicaSet name. `ready_pods` are pod
-/// names (duplicates across Services count once); a pod is matched to its ReplicaSet by name
-/// (`<replicaset>-<suffix>`).
-pub fn serving_by_workload<'a>(ready_pods: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, i32> {
-    let pods: std::collections::BTreeSet<&str> = ready_pods.into_iter().collect();
-    let mut serving: BTreeMap<String, i32> = BTreeMap::new();
-    for pod in pods {
-        let Some((workload, _suffix)) = pod.rsplit_once('-') else { continue };
-        *serving.entry(workload.to_owned()).or_default() += 1;
-    }
-    serving
-}
-
-/// Raises each ReplicaSet's Ready count to the Ready endpoints the Services' EndpointSlices
-/// already show for it (`serving`, from [`serving_by_workload`]). The EndpointSlice controller
-/// and the ReplicaSet controller each reflect a pod's readiness one hop after the pod, in either
-/// order: the rollout gates (canary steps, the blue-green switch) act on the fresher figure.
-/// Never lowers a count and never above the ReplicaSet's replicas.
-pub fn count_ready_endpoints(workloads: &mut BTreeMap<String, ObservedWorkload>, serving: &BTreeMap<String, i32>) {
-    for (name, observed) in workloads.iter_mut() {
-        if let Some(&n) = serving.get(name) {
-            observed.ready = observed.ready.max(n.min(observed.replicas));
-        }
-    }
-}
-
-/// Whether every desired ReplicaSet among `children` runs at its desired size (as the cache
-/// shows it) with every replica a Ready endpoint behind the Services (`serving`): what users'
-/// requests reach, not only the ReplicaSet status.
-pub fn workloads_serving(
-    children: &[Child],
-    workloads: &BTreeMap<String, ObservedWorkload>,
-    serving: &BTreeMap<String, i32>,
-) -> bool {
-    children.iter().all(|child| match child {
-        Child::ReplicaSet(rs) => {
-            let desired = rs.spec.replicas.unwrap_or(1);
-            workloads.get(child.name()).is_some_and(|o| o.replicas == desired)
-                && serving.get(child.name()).copied().unwrap_or(0) >= desired
-        }
-        _ => true,
-    })
-}
-
-#[cfg(test)]
-mod endpoint_tests {
-    use super::*;
-
-    #[test]
-    fn workloads_serve_when_every_desired_replica_set_has_its_ready_endpoints() {
-        let replica_set = |name: &str, replicas: i32| {
-            let mut rs = ReplicaSet::default();
-            rs.metadata.name = Some(name.to_owned());
-            rs.spec.replicas = Some(replicas);
-            Child::ReplicaSet(Box::new(rs))
-        };
-        let desired = [replica_set("c-r2-zone-a", 2), replica_set("c-r2-zone-b", 0)];
-        let both: BTreeMap<String, ObservedWorkload> =
-            [("c-r2-zone-a".to_owned(), observed(2, 2)), ("c-r2-zone-b".to_owned(), observed(0, 0))].into();
-        let serving = |pods: &[&str]| serving_by_workload(pods.iter().copied());
-        assert!(workloads_serving(&desired, &both, &serving(&["c-r2-zone-a-x1x2x", "c-r2-zone-a-y1y2y"])));
-        assert!(
-            !workloads_serving(&desired, &both, &serving(&["c-r2-zone-a-x1x2x"])),
-            "the status says Ready, the EndpointSlices show one pod: not yet"
-        );
-        assert!(
-            !workloads_serving(
-                &desired,
-                &[("c-r2-zone-a".to_owned(), observed(2, 2))].into(),
-                &serving(&["c-r2-zone-a-x1x2x", "c-r2-zone-a-y1y2y"])
-            ),
-            "one not created yet"
-        );
-        let scaling = [replica_set("c-r2-zone-a", 3), replica_set("c-r2-zone-b", 0)];
-        let endpoints = serving(&["c-r2-zone-a-x1x2x", "c-r2-zone-a-y1y2y", "c-r2-zone-a-z1z2z"]);
-        assert!(!workloads_serving(&scaling, &both, &endpoints), "the cache has not seen the new size yet");
-    }
-
-    fn observed(replicas: i32, ready: i32) -> ObservedWorkload {
-        ObservedWorkload { revision: "r".into(), zone: "zone-a".into(), replicas, ready, template: None }
-    }
-
-    #[test]
-    fn ready_endpoints_raise_a_lagging_replica_set_count_and_never_lower_it() {
-        let mut workloads: BTreeMap<String, ObservedWorkload> = [
-            ("catalog-abc-zone-a".to_owned(), observed(2, 0)),
-            ("catalog-abc-zone-b".to_owned(), observed(2, 2)),
-            ("catalog-old-zone-a".to_owned(), observed(1, 0)),
-        ]
-        .into();
-        count_ready_endpoints(
-            &mut workloads,
-            &serving_by_workload([
-                "catalog-abc-zone-a-x1x2x",
-                "catalog-abc-zone-a-y1y2y",
-                // The same pod behind the main and the preview Service counts once.
-                "catalog-abc-zone-a-y1y2y",
-                // More endpoints than replicas (a stale slice) are capped.
-                "catalog-old-zone-a-a1a2a",
-                "catalog-old-zone-a-b1b2b",
-                "not-a-pod-name",
-            ]),
-        );
-        let ready: Vec<i32> = workloads.values().map(|d| d.ready).collect();
-        assert_eq!(ready, vec![2, 2, 1]);
-        // zone-b showed 2 Ready in its status but none in the slices: kept at 2.
-    }
-}
-
-/// Replicas of a StatefulSet as the cluster shows it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ObservedStatefulSet {
-    pub replicas: i32,
-    pub ready: i32,
-}
-
-/// What the cluster runs now for one CourseService, as far as planning needs it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Observed {
-    /// Application ReplicaSets (every revision), by name.
-    pub workloads: BTreeMap<String, ObservedWorkload>,
-    /// The cache and database StatefulSets, by name.
-    pub statefulsets: BTreeMap<String, ObservedStatefulSet>,
-    /// Names of Jobs that have succeeded (the database init Job of each config).
-    pub succeeded_jobs: Vec<String>,
-    /// Credentials of the database: read from its Secret, or freshly generated by the shell
-    /// when none exists yet. `None` renders placeholders (offline `render`).
-    pub database_credentials: Option<DatabaseCredentials>,
-    /// Some of `database_credentials` were generated by this reconcile and are not in their
-    /// Secret yet (no Secret, or one from a version without the application user): nothing
-    /// derived from them may be written, because the database may never learn them.
-    pub database_credentials_unsaved: bool,
-    /// The application's database Secret (its connection string) exists already.
-    pub database_app_secret_exists: bool,
-    /// For an external database: whether its connection-string Secret key exists (`Err` says
-    /// what is missing). `None` when the database is not external or was not looked up.
-    pub external_database: Option<Result<(), String>>,
-    /// The rollout-action annotation, when it has not been handled yet.
-    pub action: Option<String>,
-    /// Time of this reconcile.
-    pub now: Option<Timestamp>,
-    /// The canary analysis check made for this reconcile, when one was due.
-    pub analysis: Option<Verdict>,
-    /// Most restarts of any pod of the spec's revision, looked at only during a rollout.
-    pub new_pod_restarts: i32,
-    /// Zones lost because this service's pods stayed unschedulable there (already marked
-    /// unhealthy in the zones handed to `plan`; kept here for the status).
-    pub unschedulable: crate::zones::UnschedulableZones,
-}
-
-impl Observed {
-    /// Revision → zone → counts, for the zones the CourseService runs in.
-    pub fn by_revision(&self, zones: &[ZoneHealth]) -> BTreeMap<String, BTreeMap<Zone, ZoneObserved>> {
-        let mut result: BTreeMap<String, BTreeMap<Zone, ZoneObserved>> = BTreeMap::new();
-        for d in self.workloads.values() {
-            if let Some(zone) = zones.iter().map(|z| &z.zone).find(|z| z.slug() == d.zone) {
-                let entry = result.entry(d.revision.clone()).or_default().entry(zone.clone()).or_default();
-                entry.replicas += d.replicas;
-                entry.ready += d.ready;
-            }
-        }
-        result
-    }
-}
-
-/// The outcome of planning one CourseService.
+/// What the operator decided for one CourseService.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// Revision (pod template hash) of the spec.
     pub revision: String,
     /// The rollout decision: sizes per revision and zone, Service pin, rollout status.
     pub rollout: Decision,
-    /// Every child object that should exist, fully rendered.
+    /// The operator's own database; `None` without one (or with an external one).
+    pub database: Option<DatabasePlan>,
+    /// Every desired application ReplicaSet runs at its size with every replica a Ready
+    /// endpoint behind the Services: per-zone Deployments of an earlier build may go now.
+    pub workloads_serving: bool,
+}
+
+/// What the database may be given in this reconcile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabasePlan {
+    /// Name of the init Job of the current replica-set config.
+    pub init_job: String,
+    /// The members StatefulSet keeps at least this many replicas (0: no floor). MongoDB
+    /// removes members one at a time through the init Job; shrinking the StatefulSet first
+    /// would kill members the replica set still counts on (5 → 1 would lose the majority), so
+    /// it keeps its current size until the Job for the new config has succeeded.
+    pub members_floor: i32,
+    /// Whether the application's connection-string Secret is written now (see
+    /// [`publish_app_secret`]).
+    pub publish_app_secret: bool,
+}
+
+/// What `course-operator render`, the benches and the tests want in one call: the plan and the
+/// children rendered from it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    pub plan: Plan,
     pub children: Vec<Child>,
 }
 
-/// MongoDB removes members one at a time through the init Job; shrinking the StatefulSet first
-/// would kill members the replica set still counts on (5 → 1 would lose the majority). So the
-/// members StatefulSet keeps its current size until the Job for the new config (`init_job`)
-/// has succeeded.
-fn hold_members_until_reconfigured(ctx: &Context<'_>, init_job: &str, observed: &Observed, children: &mut [Child]) {
-    let reconfigured = observed.succeeded_jobs.iter().any(|j| j == init_job);
-    let members = names::database(ctx.name);
-    let current = observed.statefulsets.get(&members).map_or(0, |s| s.replicas);
-    for child in children.iter_mut() {
-        if let Child::StatefulSet(set) = child
-            && set.metadata.name.as_deref() == Some(members.as_str())
-            && !reconfigured
-            && current > set.spec.replicas.unwrap_or(0)
-        {
-            set.spec.replicas = Some(current);
-        }
+/// Validates, plans and renders `cs` in one go (nothing observed between the steps).
+pub fn desired(
+    cs: &CourseService,
+    zones: &[ZoneHealth],
+    observed: &Observed,
+    images: &Images,
+) -> Result<Desired, InvalidSpec> {
+    let course = ValidatedCourse::new(cs, images)?;
+    let plan = plan(&course, zones, observed)?;
+    let children = render::children(&course, &plan, observed);
+    Ok(Desired { plan, children })
+}
+
+/// Plans a validated CourseService. `Err` only when what it needs from outside the spec is
+/// missing (an external database's Secret): the caller must then touch no child.
+pub fn plan(course: &ValidatedCourse<'_>, zones: &[ZoneHealth], observed: &Observed) -> Result<Plan, InvalidSpec> {
+    // pods whose connection string is missing could not start: touch nothing until it exists
+    if let Some(Err(missing)) = &observed.external_database {
+        let field = "spec.database.external.uriSecret";
+        return Err(InvalidSpec(vec![FieldError { field: field.into(), message: format!("{field}: {missing}") }]));
     }
+    let cs = course.cs();
+    let action = observed.action.as_deref().and_then(|raw| UserAction::parse(raw).map(|a| (raw, a)));
+    let decision = rollout::decide(&rollout::Inputs {
+        strategy: &cs.spec.strategy,
+        total: cs.spec.replicas,
+        max_unavailable: cs.spec.disruption.max_unavailable,
+        new_revision: course.revision(),
+        previous: cs.status.as_ref().and_then(|s| s.rollout.as_ref()),
+        observed: &observed.by_revision(zones),
+        zones,
+        seed: course.ctx.name,
+        now: observed.now.unwrap_or(Timestamp::UNIX_EPOCH),
+        action,
+        analysis: observed.analysis.as_ref(),
+        new_pod_restarts: observed.new_pod_restarts,
+    });
+    let database = cs.spec.database.as_ref().filter(|d| d.enabled && d.external.is_none()).map(|db| {
+        let init_job = render::mongo::init_job_name(&course.ctx, db);
+        let reconfigured = observed.succeeded_jobs.contains(&init_job);
+        let current = observed.statefulsets.get(&names::database(course.ctx.name)).map_or(0, |s| s.replicas);
+        DatabasePlan {
+            members_floor: if reconfigured { 0 } else { current },
+            publish_app_secret: publish_app_secret(observed, reconfigured),
+            init_job,
+        }
+    });
+    let workloads_serving = workloads_serving(course, &decision, observed);
+    Ok(Plan { revision: course.revision().to_owned(), rollout: decision, database, workloads_serving })
 }
 
 /// The application's connection string names the init Job's user and its password. It is
 /// written only from credentials already stored in their Secret (a cache lagging behind the
 /// Secret must not publish a password no member will ever know). A new set gets it at once (the
 /// app starts and connects once the init Job has created its user); once it exists, it is
-/// rewritten only after the Job of the current config succeeded: a Job of a newer script may be
-/// the one that creates the user (an upgrade from root credentials), so until then the Secret
-/// keeps its previous connection string. (Older Jobs are no proof of anything: the one a new
-/// config replaces is pruned as the new one is applied, and finished Jobs expire.) Secrets are
-/// never pruned, so leaving it out keeps it as it is. `init_job` is the current config's Job.
-fn hold_app_secret_until_its_user_exists(
-    ctx: &Context<'_>,
-    init_job: &str,
-    observed: &Observed,
-    children: &mut Vec<Child>,
-) {
-    let current_job_done = observed.succeeded_jobs.iter().any(|j| j == init_job);
-    let publish = !observed.database_credentials_unsaved && (current_job_done || !observed.database_app_secret_exists);
-    let app_secret = names::database_app_secret(ctx.name);
-    children.retain(|child| publish || !(matches!(child, Child::Secret(_)) && child.name() == app_secret));
+/// rewritten only after the Job of the current config succeeded (`current_job_done`): a Job of
+/// a newer script may be the one that creates the user (an upgrade from root credentials), so
+/// until then the Secret keeps its previous connection string. (Older Jobs are no proof of
+/// anything: the one a new config replaces is pruned as the new one is applied, and finished
+/// Jobs expire.) Secrets are never pruned, so leaving it out keeps it as it is.
+fn publish_app_secret(observed: &Observed, current_job_done: bool) -> bool {
+    !observed.database_credentials_unsaved && (current_job_done || !observed.database_app_secret_exists)
 }
 
-/// Validates `cs` and plans its children; an invalid spec yields no plan at all, so the caller
-/// cannot touch any child because of bad input.
-pub fn plan(
-    cs: &CourseService,
-    zones: &[ZoneHealth],
-    observed: &Observed,
-    images: &Images,
-) -> Result<Plan, InvalidSpec> {
-    validate(cs)?;
-    // pods whose connection string is missing could not start: touch nothing until it exists
-    if let Some(Err(missing)) = &observed.external_database {
-        let field = "spec.database.external.uriSecret";
-        return Err(InvalidSpec(vec![FieldError { field: field.into(), message: format!("{field}: {missing}") }]));
-    }
-    let ctx = Context::new(cs).with_images(images);
-    let template = render::workload::app_template(&ctx);
-    let by_revision = observed.by_revision(zones);
-    let action = observed.action.as_deref().and_then(|raw| UserAction::parse(raw).map(|a| (raw, a)));
-    let decision = rollout::decide(&rollout::Inputs {
-        strategy: &cs.spec.strategy,
-        total: cs.spec.replicas,
-        max_unavailable: cs.spec.disruption.max_unavailable,
-        new_revision: &template.revision,
-        previous: cs.status.as_ref().and_then(|s| s.rollout.as_ref()),
-        observed: &by_revision,
-        zones,
-        seed: ctx.name,
-        now: observed.now.unwrap_or(Timestamp::UNIX_EPOCH),
-        action,
-        analysis: observed.analysis.as_ref(),
-        new_pod_restarts: observed.new_pod_restarts,
-    });
-
-    let mut children = Vec::new();
-    for (revision, sizes) in &decision.targets {
-        let revision_template = if *revision == template.revision {
-            Some(&template)
-        } else {
-            observed.workloads.values().filter(|d| d.revision == *revision).find_map(|d| d.template.as_ref())
-        };
-        // An older revision whose ReplicaSets are all gone cannot be re-rendered; it is simply
-        // no longer desired.
-        let Some(revision_template) = revision_template else { continue };
-        // Lost zones keep a ReplicaSet at zero replicas, ready to take their share back.
-        for (zone, replicas) in sizes {
-            let replica_set = render::workload::replica_set(&ctx, revision_template, zone, *replicas);
-            children.push(Child::ReplicaSet(Box::new(replica_set)));
-        }
-    }
-    children.push(Child::Service(Box::new(render::service::main(&ctx, decision.service_revision.as_deref()))));
-    if let Some(preview) = &decision.preview_revision {
-        children.push(Child::Service(Box::new(render::service::preview(&ctx, preview))));
-    }
-    children.push(Child::PodDisruptionBudget(Box::new(render::pdb::app(&ctx))));
-    if let Some(autoscaling) = &cs.spec.autoscaling {
-        children.push(Child::HorizontalPodAutoscaler(Box::new(render::hpa::hpa(&ctx, autoscaling))));
-    }
-    if let Some(cache) = cs.spec.cache.as_ref().filter(|c| c.enabled) {
-        children.extend(render::redis::children(&ctx, cache));
-        children.push(Child::NetworkPolicy(Box::new(render::network_policy::cache(&ctx))));
-    }
-    if let Some(db) = cs.spec.database.as_ref().filter(|d| d.enabled && d.external.is_none()) {
-        let credentials = observed.database_credentials.clone().unwrap_or_else(|| DatabaseCredentials {
-            keyfile: "<generated by the operator>".into(),
-            admin_password: "<generated by the operator>".into(),
-            app_password: "<generated by the operator>".into(),
-        });
-        let mut database = render::mongo::children(&ctx, db, &credentials);
-        let init_job = render::mongo::init_job_name(&ctx, db);
-        hold_members_until_reconfigured(&ctx, &init_job, observed, &mut database);
-        hold_app_secret_until_its_user_exists(&ctx, &init_job, observed, &mut database);
-        // The member volumes outlive the CourseService (retention policy); so must the
-        // credentials that open them and the backups: no owner reference, no garbage collection.
-        let credentials_secret = names::database_credentials_secret(ctx.name);
-        for child in &mut database {
-            let kept = matches!(child, Child::PersistentVolumeClaim(_))
-                || (matches!(child, Child::Secret(_)) && child.name() == credentials_secret);
-            if kept {
-                child.meta_mut().owner_references = None;
-            }
-        }
-        children.extend(database);
-        children.push(Child::NetworkPolicy(Box::new(render::network_policy::database(&ctx))));
-    }
-    Ok(Plan { revision: template.revision, rollout: decision, children })
+/// Whether every application ReplicaSet the decision keeps (of a revision whose template is
+/// known: the others cannot be rendered) runs at its desired size as the cache shows it, with
+/// every replica a Ready endpoint behind the Services: what users' requests reach, not only
+/// the ReplicaSet status.
+fn workloads_serving(course: &ValidatedCourse<'_>, decision: &Decision, observed: &Observed) -> bool {
+    decision
+        .targets
+        .iter()
+        .filter(|(revision, _)| course.template_for(revision, observed).is_some())
+        .flat_map(|(revision, sizes)| sizes.iter().map(move |(zone, n)| (revision, zone, *n)))
+        .all(|(revision, zone, desired)| {
+            let name = names::app_workload(course.ctx.name, revision, zone);
+            observed.workloads.get(&name).is_some_and(|o| o.replicas == desired)
+                && observed.serving.get(&name).copied().unwrap_or(0) >= desired
+        })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::path::Path;
 
     use super::*;
+    use crate::database::DatabaseCredentials;
     use crate::manifest;
+    use crate::observe::{ObservedStatefulSet, ObservedWorkload, serving_by_workload};
+    use crate::zones::{Zone, ZoneInventory};
 
-    fn full_stack() -> CourseService {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/samples/full-stack.yaml");
+    fn sample(name: &str) -> CourseService {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("manifests/samples/{name}.yaml"));
         manifest::parse(&std::fs::read_to_string(path).expect("read sample")).expect("sample parses")
     }
 
     fn has_app_secret(cs: &CourseService, observed: &Observed) -> bool {
         let app_secret = names::database_app_secret(cs.metadata.name.as_deref().unwrap_or_default());
-        let planned = plan(cs, &[], observed, &Images::default()).expect("the sample is valid");
+        let planned = desired(cs, &[], observed, &Images::default()).expect("the sample is valid");
         planned.children.iter().any(|c| matches!(c, Child::Secret(_)) && c.name() == app_secret)
     }
 
     #[test]
     fn the_app_secret_is_written_from_stored_credentials_once_its_user_exists() {
-        let cs = full_stack();
-        let ctx = Context::new(&cs);
+        let cs = sample("full-stack");
+        let ctx = render::Context::new(&cs);
         let db = cs.spec.database.clone().expect("full-stack has a database");
         let current_job = render::mongo::init_job(&ctx, &db).metadata.name.expect("job name");
         let observed = |unsaved: bool, secret_exists: bool, jobs: &[&str]| Observed {
@@ -410,5 +181,40 @@ mod tests {
         );
         assert!(has_app_secret(&cs, &observed(false, true, &[&current_job])), "the current Job created the user");
         assert!(!has_app_secret(&cs, &observed(true, true, &[&current_job])), "never from unsaved credentials");
+    }
+
+    #[test]
+    fn workloads_serve_once_every_desired_replica_set_has_its_ready_endpoints() {
+        let mut cs = sample("minimal");
+        cs.spec.replicas = 2;
+        let images = Images::default();
+        let course = ValidatedCourse::new(&cs, &images).expect("valid");
+        let zones = ZoneInventory::healthy_zones(&["zone-a", "zone-b"]).for_spec(&[]);
+        let name = |zone: &str| names::app_workload(course.ctx.name, course.revision(), &Zone::Named(zone.into()));
+        let workload = |zone: &str, replicas: i32| ObservedWorkload {
+            revision: course.revision().to_owned(),
+            zone: zone.to_owned(),
+            replicas,
+            ready: replicas,
+            template: None,
+        };
+        let observed = |sizes: &[(&str, i32)], pods: &[String]| Observed {
+            workloads: sizes.iter().map(|(zone, n)| (name(zone), workload(zone, *n))).collect::<BTreeMap<_, _>>(),
+            serving: serving_by_workload(pods.iter().map(String::as_str)),
+            ..Observed::default()
+        };
+        let serving = |planned: Result<Plan, InvalidSpec>| planned.expect("plan").workloads_serving;
+        let pods = |zone: &str, n: usize| (0..n).map(|i| format!("{}-pod{i}", name(zone))).collect::<Vec<_>>();
+        let both = [pods("zone-a", 1), pods("zone-b", 1)].concat();
+        assert!(serving(plan(&course, &zones, &observed(&[("zone-a", 1), ("zone-b", 1)], &both))));
+        assert!(
+            !serving(plan(&course, &zones, &observed(&[("zone-a", 1), ("zone-b", 1)], &pods("zone-a", 1)))),
+            "the status may say Ready, the EndpointSlices show zone-b's pod not yet"
+        );
+        assert!(!serving(plan(&course, &zones, &observed(&[("zone-a", 1)], &both))), "one not created yet");
+        assert!(
+            !serving(plan(&course, &zones, &observed(&[("zone-a", 0), ("zone-b", 1)], &both))),
+            "the cache has not seen the new size yet"
+        );
     }
 }

@@ -11,7 +11,8 @@ use crate::api::{ComponentStatus, CourseService, CourseServiceStatus, DatabaseSt
 use crate::conditions::{reasons, types};
 use crate::labels::{self, Component};
 use crate::names;
-use crate::plan::{Observed, Plan};
+use crate::observe::Observed;
+use crate::plan::Plan;
 use crate::validate::InvalidSpec;
 use crate::zones::ZoneHealth;
 
@@ -169,11 +170,13 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
                     };
                 }
                 let set = input.observed.statefulsets.get(&names::database(name)).copied().unwrap_or_default();
-                let init = plan.children.iter().find(|c| c.kind() == "Job").map(|c| c.name().to_owned());
                 DatabaseStatus {
                     members: d.members,
                     ready: set.ready,
-                    initialized: init.is_some_and(|job| input.observed.succeeded_jobs.contains(&job)),
+                    initialized: plan
+                        .database
+                        .as_ref()
+                        .is_some_and(|d| input.observed.succeeded_jobs.contains(&d.init_job)),
                     external: None,
                 }
             });

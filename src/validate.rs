@@ -11,8 +11,10 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::{CourseService, CourseServiceSpec, MAX_NAME_LEN, StrategyType};
+use crate::observe::Observed;
 use crate::quantity;
-use crate::render::workload::env_names;
+use crate::render::workload::{AppTemplate, app_template, env_names};
+use crate::render::{Context, Images};
 
 /// Environment variables the operator sets itself; a user value would clash on apply.
 pub const RESERVED_ENV: &[&str] = &[
@@ -68,6 +70,44 @@ impl Errors {
                 format!("{image:?} must be an image reference without white space")
             });
         }
+    }
+}
+
+/// A CourseService that passed [`validate`], with what every later step derives from its spec,
+/// computed once: its identity for the renderers and its pod template with the revision.
+#[derive(Clone, Debug)]
+pub struct ValidatedCourse<'a> {
+    /// Name, namespace, owner reference and the operator's default images.
+    pub ctx: Context<'a>,
+    /// The spec's pod template; its hash is the revision that names the ReplicaSets.
+    pub template: AppTemplate,
+}
+
+impl<'a> ValidatedCourse<'a> {
+    /// Validates `cs`; only a valid spec gets a `ValidatedCourse`.
+    pub fn new(cs: &'a CourseService, images: &'a Images) -> Result<Self, InvalidSpec> {
+        validate(cs)?;
+        let ctx = Context::new(cs).with_images(images);
+        let template = app_template(&ctx);
+        Ok(Self { ctx, template })
+    }
+
+    pub fn cs(&self) -> &'a CourseService {
+        self.ctx.cs
+    }
+
+    /// Revision of the spec's pod template.
+    pub fn revision(&self) -> &str {
+        &self.template.revision
+    }
+
+    /// The pod template of `revision`: the spec's, or an older revision's as `observed` carries
+    /// it (`None` once every ReplicaSet of that revision is gone: it cannot be rendered again).
+    pub fn template_for<'b>(&'b self, revision: &str, observed: &'b Observed) -> Option<&'b AppTemplate> {
+        if revision == self.template.revision {
+            return Some(&self.template);
+        }
+        observed.workloads.values().filter(|w| w.revision == revision).find_map(|w| w.template.as_ref())
     }
 }
 

@@ -6,7 +6,7 @@ mod fixtures;
 
 use course_operator::render::{Child, Images};
 use course_operator::zones::ZoneInventory;
-use course_operator::{api, manifest, plan, validate};
+use course_operator::{api, manifest, observe, plan, validate};
 
 #[test]
 fn committed_crd_matches_the_rust_types() {
@@ -111,7 +111,7 @@ fn sample(name: &str) -> api::CourseService {
 
 fn render_with(cs: &api::CourseService, zones: &[&str], images: &Images) -> Vec<Child> {
     let inventory = ZoneInventory::healthy_zones(zones);
-    plan::plan(cs, &inventory.for_spec(&cs.spec.zones), &plan::Observed::default(), images)
+    plan::desired(cs, &inventory.for_spec(&cs.spec.zones), &observe::Observed::default(), images)
         .expect("sample plans")
         .children
 }
@@ -260,10 +260,10 @@ fn every_child_carries_the_standard_labels() {
 fn children_are_owned_by_the_course_service_once_it_has_a_uid() {
     let mut cs = manifest::parse(&fixtures::samples()[0].1).expect("sample");
     cs.metadata.uid = Some("0b6f6f6e-0000-4000-8000-000000000001".into());
-    let plan = plan::plan(
+    let plan = plan::desired(
         &cs,
         &ZoneInventory::healthy_zones(&["a"]).for_spec(&[]),
-        &plan::Observed::default(),
+        &observe::Observed::default(),
         &Images::default(),
     )
     .expect("plan");
@@ -280,7 +280,7 @@ fn revision_changes_with_the_image_and_only_with_the_pod_template() {
     let base = manifest::parse(&fixtures::samples()[0].1).expect("sample");
     let zones = ZoneInventory::healthy_zones(&["a"]).for_spec(&[]);
     let revision = |cs: &api::CourseService| {
-        plan::plan(cs, &zones, &plan::Observed::default(), &Images::default()).expect("plan").revision
+        plan::desired(cs, &zones, &observe::Observed::default(), &Images::default()).expect("plan").plan.revision
     };
     let mut new_image = base.clone();
     new_image.spec.image = "registry.example.com/microcourses/catalog:1.4.3".into();
@@ -296,8 +296,9 @@ fn lost_zone_keeps_a_replica_set_at_zero() {
     let cs = manifest::parse(&text).expect("parse");
     let mut inventory = ZoneInventory::healthy_zones(&["zone-a", "zone-b", "zone-c"]);
     inventory.mark_lost("zone-a");
-    let plan = plan::plan(&cs, &inventory.for_spec(&[]), &plan::Observed::default(), &Images::default()).expect("plan");
-    let counts: Vec<i32> = plan.rollout.targets[&plan.revision].iter().map(|(_, n)| *n).collect();
+    let plan =
+        plan::desired(&cs, &inventory.for_spec(&[]), &observe::Observed::default(), &Images::default()).expect("plan");
+    let counts: Vec<i32> = plan.plan.rollout.targets[&plan.plan.revision].iter().map(|(_, n)| *n).collect();
     assert_eq!(counts.iter().sum::<i32>(), 3);
     assert_eq!(counts[0], 0);
     assert_eq!(plan.children.iter().filter(|c| c.kind() == "ReplicaSet").count(), 3);
@@ -324,8 +325,8 @@ fn an_external_database_renders_no_database_objects_and_waits_for_its_secret() {
         .expect("sample");
     let cs = manifest::parse(&text).expect("parse");
     let zones = ZoneInventory::healthy_zones(&["zone-a", "zone-b"]).for_spec(&[]);
-    let found = plan::Observed { external_database: Some(Ok(())), ..plan::Observed::default() };
-    let plan = plan::plan(&cs, &zones, &found, &Images::default()).expect("plan");
+    let found = observe::Observed { external_database: Some(Ok(())), ..observe::Observed::default() };
+    let plan = plan::desired(&cs, &zones, &found, &Images::default()).expect("plan");
     let database_kinds = ["StatefulSet", "Job", "CronJob", "Secret", "PersistentVolumeClaim", "ConfigMap"];
     let stray: Vec<String> = plan
         .children
@@ -345,11 +346,12 @@ fn an_external_database_renders_no_database_objects_and_waits_for_its_secret() {
         assert_eq!((selector.name.as_str(), selector.key.as_str()), ("course-db", "uri"));
     }
 
-    let missing = plan::Observed {
+    let missing = observe::Observed {
         external_database: Some(Err("Secret \"course-db\" not found in namespace courses".into())),
-        ..plan::Observed::default()
+        ..observe::Observed::default()
     };
-    let invalid = plan::plan(&cs, &zones, &missing, &Images::default()).expect_err("a missing Secret holds the plan");
+    let invalid =
+        plan::desired(&cs, &zones, &missing, &Images::default()).expect_err("a missing Secret holds the plan");
     assert_eq!(invalid.0[0].field, "spec.database.external.uriSecret");
     assert!(invalid.to_string().contains("not found"), "{invalid}");
 }

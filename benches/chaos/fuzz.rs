@@ -396,12 +396,12 @@ pub(super) async fn fuzz(client: &Client, settings: &Settings, scenario: &mut Sc
         let zones = random_zones(&mut rng);
         let observed = random_observed(&mut rng, &cs, &zones, &new_revision);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let first = plan::plan(&cs, &zones, &observed, &Images::default());
-            let again = plan::plan(&cs, &zones, &observed, &Images::default());
+            let first = plan::desired(&cs, &zones, &observed, &Images::default());
+            let again = plan::desired(&cs, &zones, &observed, &Images::default());
             let deterministic = first == again;
             let status = course_operator::status::compute(&course_operator::status::Inputs {
                 cs: &cs,
-                plan: first.as_ref(),
+                plan: first.as_ref().map(|d| &d.plan),
                 zones: &zones,
                 observed: &observed,
                 now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
@@ -848,7 +848,7 @@ pub(super) async fn dry_run_sample(
             ..Observed::default()
         };
         let planned =
-            plan::plan(&cs, &zones, &observed, &Images::default()).map_err(|e| anyhow!("re-plan {name}: {e}"))?;
+            plan::desired(&cs, &zones, &observed, &Images::default()).map_err(|e| anyhow!("re-plan {name}: {e}"))?;
         let mut rejections = Vec::new();
         for child in &planned.children {
             let mut child: Child = child.clone();

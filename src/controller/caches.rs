@@ -22,7 +22,6 @@ use tracing::warn;
 use super::children::ChildStores;
 use super::memory::CourseMemory;
 use super::metrics::Metrics;
-use super::reconcile;
 use crate::api::CourseService;
 use crate::labels;
 
@@ -346,7 +345,7 @@ fn slim_pod(pod: &mut Pod) {
     pod.metadata.annotations = None;
     pod.metadata.owner_references = None;
     pod.spec = None;
-    let restarts = reconcile::restarts(pod);
+    let restarts = crate::observe::restarts(pod);
     if let Some(status) = pod.status.as_mut() {
         *status = k8s_openapi::api::core::v1::PodStatus {
             conditions: status.conditions.take().map(|c| c.into_iter().filter(|c| c.type_ == "PodScheduled").collect()),
@@ -373,7 +372,7 @@ fn pod_fingerprint(pod: &Pod) -> Option<u64> {
     scheduled
         .map(|c| (&c.status, &c.reason, c.last_transition_time.as_ref().map(|t| t.0.as_second())))
         .hash(&mut hasher);
-    reconcile::restarts(pod).hash(&mut hasher);
+    crate::observe::restarts(pod).hash(&mut hasher);
     Some(hasher.finish())
 }
 
@@ -493,7 +492,7 @@ mod tests {
     fn a_slim_pod_keeps_its_labels_scheduling_and_restarts_only() {
         let mut slim = pod("True", "False", &[2, 3]);
         slim_pod(&mut slim);
-        assert_eq!(reconcile::restarts(&slim), 5);
+        assert_eq!(crate::observe::restarts(&slim), 5);
         assert!(slim.spec.is_none() && slim.metadata.annotations.is_none());
         let status = slim.status.as_ref().expect("status");
         let kept: Vec<&str> = status.conditions.iter().flatten().map(|c| c.type_.as_str()).collect();

@@ -1,4 +1,5 @@
-//! One reconcile of one CourseService: observe → validate/plan/render (pure) → apply → status.
+//! One reconcile of one CourseService: validate → observe → plan → render (pure but for the
+//! few reads the caches cannot answer) → apply → status.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,12 +27,14 @@ use crate::api::CourseService;
 use crate::database::DatabaseCredentials;
 use crate::labels;
 use crate::names;
-use crate::plan::{self, Observed, ObservedStatefulSet};
+use crate::observe::{self, Observed, ObservedWorkload};
+use crate::plan;
 use crate::render::Images;
 use crate::render::workload::AppTemplate;
 use crate::rollout::ACTION_ANNOTATION;
 use crate::status;
-use crate::zones::{self, UnschedulablePod, UnschedulablePolicy, Zone, ZoneInventory};
+use crate::validate::ValidatedCourse;
+use crate::zones::{self, UnschedulablePolicy, Zone, ZoneInventory};
 
 /// Re-check a CourseService whose pods are still coming up this often.
 const PROGRESS_POLL: Duration = Duration::from_secs(15);
@@ -144,15 +147,21 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     }
     let uid = cs.uid().ok_or_else(|| Error::MissingNamespace(name.clone()))?;
 
-    // 1. observe, from the caches only
+    // 1. validate (pure): an invalid spec is still observed, for the status, but never planned
+    let validated = ValidatedCourse::new(cs, &ctx.images);
+    let new_revision = validated.as_ref().ok().map(|course| course.revision().to_owned());
+
+    // 2. observe, from the caches (plus the few reads they cannot answer)
     let nodes = ctx.nodes.state();
     let mut workloads =
-        plan::observe_workloads(ctx.children.replica_sets.state().iter().map(AsRef::as_ref), &namespace, &name, &uid);
+        observe::workloads(ctx.children.replica_sets.state().iter().map(AsRef::as_ref), &namespace, &name, &uid);
     let slices = ctx.endpoint_slices.state();
-    let serving = plan::serving_by_workload(ready_endpoints(&slices, &namespace, &name));
-    plan::count_ready_endpoints(&mut workloads, &serving);
-    let new_revision = crate::render::workload::app_template(&crate::render::Context::new(cs)).revision;
-    older_templates(ctx, &namespace, &name, &new_revision, &mut workloads).await?;
+    let serving =
+        observe::serving_by_workload(observe::ready_endpoints(slices.iter().map(AsRef::as_ref), &namespace, &name));
+    observe::count_ready_endpoints(&mut workloads, &serving);
+    if let Some(new_revision) = &new_revision {
+        older_templates(ctx, &namespace, &name, new_revision, &mut workloads).await?;
+    }
     // Zones as this CourseService's pods see them: only nodes they may be scheduled on count.
     let mut inventory = ZoneInventory::from_nodes(
         nodes
@@ -165,10 +174,11 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     }
     let mut zones = inventory.for_spec(&cs.spec.zones);
     let now = k8s_openapi::jiff::Timestamp::now();
+    let pods = ctx.app_pods.state();
     let unschedulable = zones::unschedulable_zones(
         &zones,
         cs.status.as_ref().map_or(&[][..], |s| &s.zones),
-        &unschedulable_pods(&ctx.app_pods, &namespace, &name),
+        &observe::unschedulable_pods(pods.iter().map(AsRef::as_ref), &namespace, &name),
         now,
         ctx.unschedulable,
     );
@@ -180,42 +190,32 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         Some(external) => Some(uri_secret_present(&ctx.client, &namespace, &external.uri_secret).await),
         None => None,
     };
-    let database_credentials = cs.spec.database.as_ref().filter(|d| d.enabled && d.external.is_none()).map(|_| {
-        let secret =
-            ctx.children.secrets.get(&ObjectRef::new(&names::database_credentials_secret(&name)).within(&namespace));
-        // Generated only where the Secret lacks them; apply creates it once, adds missing keys
-        // and never overwrites one.
-        let credentials = secret
-            .as_ref()
-            .and_then(|s| DatabaseCredentials::from_secret(s))
-            .unwrap_or_else(DatabaseCredentials::generate);
-        let unsaved = !secret.is_some_and(|s| credentials.is_stored_in(&s));
-        (credentials, unsaved)
-    });
-    let database_credentials_unsaved = database_credentials.as_ref().is_some_and(|(_, unsaved)| *unsaved);
-    let database_credentials = database_credentials.map(|(credentials, _)| credentials);
+    let (database_credentials, database_credentials_unsaved) = database_credentials(ctx, cs, &namespace, &name);
     // The canary analysis check is the one network call besides the API: made only when due.
     let previous = cs.status.as_ref().and_then(|s| s.rollout.as_ref());
-    let analysis = match crate::rollout::analysis_due(&cs.spec.strategy, previous, &new_revision, now) {
+    let due = new_revision.as_deref().and_then(|r| crate::rollout::analysis_due(&cs.spec.strategy, previous, r, now));
+    let analysis = match due {
         Some(analysis) => Some(super::analysis::check(analysis).await),
         None => None,
     };
     // Restarts count only once a rollout of this revision is under way (not from pods a
     // retried or re-applied revision left behind before it started).
-    let rolling_out = previous.is_some_and(|r| r.rolling_out_to(&new_revision));
-    let new_pod_restarts = if rolling_out { most_restarts(&ctx.app_pods, &namespace, &name, &new_revision) } else { 0 };
+    let rolling_out = new_revision.as_deref().filter(|r| previous.is_some_and(|p| p.rolling_out_to(r)));
+    let new_pod_restarts =
+        rolling_out.map_or(0, |r| observe::most_restarts(pods.iter().map(AsRef::as_ref), &namespace, &name, r));
+    let stores = &ctx.children;
     let observed = Observed {
         new_pod_restarts,
         analysis,
         workloads,
-        statefulsets: observed_statefulsets(&ctx.children, &namespace, &uid),
-        succeeded_jobs: succeeded_jobs(&ctx.children, &namespace, &uid),
+        serving,
+        statefulsets: observe::statefulsets(stores.statefulsets.state().iter().map(AsRef::as_ref), &namespace, &uid),
+        succeeded_jobs: observe::succeeded_jobs(stores.jobs.state().iter().map(AsRef::as_ref), &namespace, &uid),
         database_credentials,
         database_credentials_unsaved,
-        database_app_secret_exists: ctx
-            .children
+        database_app_secret_exists: stores
             .secrets
-            .get(&ObjectRef::new(&crate::names::database_app_secret(&name)).within(&namespace))
+            .get(&ObjectRef::new(&names::database_app_secret(&name)).within(&namespace))
             .is_some(),
         external_database,
         action,
@@ -223,8 +223,12 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         unschedulable,
     };
 
-    // 2–4. validate, plan, render (pure)
-    let planned = plan::plan(cs, &zones, &observed, &ctx.images);
+    // 3–4. plan and render (pure)
+    let planned = validated.and_then(|course| {
+        let plan = plan::plan(&course, &zones, &observed)?;
+        let children = crate::render::children(&course, &plan, &observed);
+        Ok((plan, children))
+    });
 
     // 5. apply what changed; prune what is no longer desired
     let reconciled = match &planned {
@@ -233,9 +237,9 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
             let waits_for_secret = matches!(observed.external_database, Some(Err(_)));
             Reconciled::Invalid { recheck: waits_for_secret.then_some(EXTERNAL_SECRET_RECHECK) }
         }
-        Ok(plan) => {
+        Ok((plan, desired)) => {
             let mut writes = 0usize;
-            for child in &plan.children {
+            for child in desired {
                 let mut child = child.clone();
                 children::fingerprint(&mut child);
                 if !ctx.children.is_current(&namespace, &child) {
@@ -244,8 +248,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
                 }
             }
             let owner = Owner { namespace: &namespace, instance: &name, uid: &uid };
-            let replaced = plan::workloads_serving(&plan.children, &observed.workloads, &serving);
-            writes += children::prune(&ctx.client, &ctx.children, &owner, &plan.children, replaced).await?;
+            writes += children::prune(&ctx.client, &ctx.children, &owner, desired, plan.workloads_serving).await?;
             if writes > 0 {
                 info!(writes, revision = %plan.revision, phase = ?plan.rollout.status.phase, "children updated");
             }
@@ -264,7 +267,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     // 6. status, written only when it changed
     let status = status::compute(&status::Inputs {
         cs,
-        plan: planned.as_ref(),
+        plan: planned.as_ref().map(|(plan, _)| plan),
         zones: &zones,
         observed: &observed,
         now: Time(now),
@@ -285,6 +288,25 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     Ok(reconciled)
 }
 
+/// The database credentials, when the operator runs the database: read from their Secret, or
+/// generated where the Secret lacks them (apply creates it once, adds missing keys and never
+/// overwrites one), and whether some are not stored yet.
+fn database_credentials(
+    ctx: &Context,
+    cs: &CourseService,
+    namespace: &str,
+    name: &str,
+) -> (Option<DatabaseCredentials>, bool) {
+    if !cs.spec.database.as_ref().is_some_and(|d| d.enabled && d.external.is_none()) {
+        return (None, false);
+    }
+    let secret = ctx.children.secrets.get(&ObjectRef::new(&names::database_credentials_secret(name)).within(namespace));
+    let credentials =
+        secret.as_ref().and_then(|s| DatabaseCredentials::from_secret(s)).unwrap_or_else(DatabaseCredentials::generate);
+    let unsaved = !secret.is_some_and(|s| credentials.is_stored_in(&s));
+    (Some(credentials), unsaved)
+}
+
 /// Gives one ReplicaSet of every older revision in `workloads` its pod template, from
 /// `ctx.memory` or, the first time, from the apiserver (one GET per revision per process).
 /// Templates of revisions no longer running are forgotten. A failed GET fails the reconcile:
@@ -294,7 +316,7 @@ async fn older_templates(
     namespace: &str,
     instance: &str,
     new_revision: &str,
-    workloads: &mut BTreeMap<String, plan::ObservedWorkload>,
+    workloads: &mut BTreeMap<String, ObservedWorkload>,
 ) -> Result<(), Error> {
     let running: std::collections::BTreeSet<String> = workloads.values().map(|d| d.revision.clone()).collect();
     ctx.memory.keep_templates(namespace, instance, |revision| running.contains(revision));
@@ -317,7 +339,7 @@ async fn fetch_template(
     ctx: &Context,
     namespace: &str,
     revision: &str,
-    workloads: &BTreeMap<String, plan::ObservedWorkload>,
+    workloads: &BTreeMap<String, ObservedWorkload>,
 ) -> Result<Option<AppTemplate>, Error> {
     let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), namespace);
     for name in workloads.iter().filter(|(_, d)| d.revision == revision).map(|(name, _)| name) {
@@ -332,87 +354,6 @@ async fn fetch_template(
         }
     }
     Ok(None)
-}
-
-/// Names of the Ready pods behind one CourseService's Services.
-fn ready_endpoints<'a>(
-    slices: &'a [Arc<EndpointSlice>],
-    namespace: &'a str,
-    instance: &'a str,
-) -> impl Iterator<Item = &'a str> + 'a {
-    slices
-        .iter()
-        .filter(move |s| s.metadata.namespace.as_deref() == Some(namespace))
-        .filter(move |s| s.labels().get(labels::INSTANCE).map(String::as_str) == Some(instance))
-        .flat_map(|s| s.endpoints.iter().flatten())
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
-        .filter_map(|e| e.target_ref.as_ref()?.name.as_deref())
-}
-
-/// The pods of one CourseService the scheduler has reported unschedulable, with their zone.
-fn unschedulable_pods(pods: &Store<Pod>, namespace: &str, instance: &str) -> Vec<UnschedulablePod> {
-    pods.state()
-        .iter()
-        .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|pod| pod.labels().get(labels::INSTANCE).map(String::as_str) == Some(instance))
-        .filter_map(|pod| {
-            let scheduled = pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "PodScheduled")?;
-            if scheduled.status != "False" || scheduled.reason.as_deref() != Some("Unschedulable") {
-                return None;
-            }
-            let since = scheduled.last_transition_time.as_ref().map_or(pod.creation_timestamp()?.0, |t| t.0);
-            Some(UnschedulablePod { zone: pod.labels().get(labels::ZONE)?.clone(), since })
-        })
-        .collect()
-}
-
-/// Most restarts of any pod (all its containers) of `revision`, from the app pod cache.
-fn most_restarts(pods: &Store<Pod>, namespace: &str, instance: &str, revision: &str) -> i32 {
-    pods.state()
-        .iter()
-        .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|pod| pod.labels().get(labels::INSTANCE).map(String::as_str) == Some(instance))
-        .filter(|pod| pod.labels().get(labels::REVISION).map(String::as_str) == Some(revision))
-        .map(|pod| restarts(pod))
-        .max()
-        .unwrap_or(0)
-}
-
-/// Restarts of every container of a pod together.
-pub fn restarts(pod: &Pod) -> i32 {
-    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
-    statuses.map_or(0, |c| c.iter().map(|c| c.restart_count).sum())
-}
-
-fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, namespace: &str, uid: &str) -> bool {
-    meta.namespace.as_deref() == Some(namespace)
-        && meta.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == uid))
-}
-
-/// Cache and database StatefulSets of this CourseService, by name.
-fn observed_statefulsets(stores: &ChildStores, namespace: &str, uid: &str) -> BTreeMap<String, ObservedStatefulSet> {
-    stores
-        .statefulsets
-        .state()
-        .iter()
-        .filter(|s| owned_by(&s.metadata, namespace, uid))
-        .map(|s| {
-            let ready = s.status.as_ref().and_then(|st| st.ready_replicas).unwrap_or(0);
-            (s.name_any(), ObservedStatefulSet { replicas: s.spec.replicas.unwrap_or(1), ready })
-        })
-        .collect()
-}
-
-/// Jobs of this CourseService that have succeeded.
-fn succeeded_jobs(stores: &ChildStores, namespace: &str, uid: &str) -> Vec<String> {
-    stores
-        .jobs
-        .state()
-        .iter()
-        .filter(|j| owned_by(&j.metadata, namespace, uid))
-        .filter(|j| j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0)
-        .map(|j| j.name_any())
-        .collect()
 }
 
 /// Records one Event on `cs` (its note cut to the 1 kB the API allows); a failure to record it

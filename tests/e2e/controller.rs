@@ -458,7 +458,8 @@ async fn an_operator_started_before_its_rbac_waits_and_leads_without_a_restart()
 /// main Service never has fewer Ready endpoints than before.
 #[tokio::test]
 async fn deployments_of_an_earlier_build_go_only_once_their_replica_sets_are_ready() {
-    use course_operator::plan::{self, Observed};
+    use course_operator::observe::Observed;
+    use course_operator::plan;
     use course_operator::render::{Child, Images};
     use course_operator::zones::ZoneInventory;
     use k8s_openapi::api::apps::v1::Deployment;
@@ -471,7 +472,7 @@ async fn deployments_of_an_earlier_build_go_only_once_their_replica_sets_are_rea
         // What the earlier build wrote: the same per-zone objects, as Deployments, and the
         // main Service, all owned by the CourseService.
         let zones = ZoneInventory::healthy_zones(&["zone-a", "zone-b", "zone-c"]).for_spec(&[]);
-        let planned = plan::plan(&cs, &zones, &Observed::default(), &Images::default()).expect("plan");
+        let planned = plan::desired(&cs, &zones, &Observed::default(), &Images::default()).expect("plan");
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         let mut legacy = Vec::new();
         for child in &planned.children {

@@ -25,6 +25,7 @@ use crate::api::DatabaseSpec;
 use crate::database::{DatabaseCredentials, MongoReplicaSet, uses_arbiter};
 use crate::labels::Component;
 use crate::names;
+use crate::plan::DatabasePlan;
 
 /// Label telling members, the arbiter and the init Job's pods apart (all are the database's).
 pub const DATABASE_ROLE_LABEL: &str = "microcourses.io/database-role";
@@ -71,17 +72,24 @@ fn pod_security() -> PodSecurityContext {
 }
 
 /// Every child of the database, Secrets first (the pods reference them): the credentials
-/// Secret (generated: created once, missing keys added, never overwritten) and the application
-/// Secret (applied; neither is ever pruned), headless Service, members StatefulSet, arbiter
-/// StatefulSet (when [`uses_arbiter`]), PDB, init ConfigMap and Job, and with `db.backup` the
-/// backup volume and CronJob.
-pub fn children(ctx: &Context<'_>, db: &DatabaseSpec, creds: &DatabaseCredentials) -> Vec<Child> {
-    let mut children = vec![
-        Child::Secret(Box::new(credentials_secret(ctx, creds))),
-        Child::Secret(Box::new(app_secret(ctx, db, creds))),
-        Child::Service(Box::new(headless_service(ctx))),
-        Child::StatefulSet(Box::new(members_stateful_set(ctx, db))),
-    ];
+/// Secret (generated: created once, missing keys added, never overwritten) and, when `plan`
+/// publishes it, the application Secret (applied; neither is ever pruned), headless Service,
+/// members StatefulSet (never below `plan.members_floor`), arbiter StatefulSet (when
+/// [`uses_arbiter`]), PDB, init ConfigMap and Job, and with `db.backup` the backup volume and
+/// CronJob. The member volumes outlive the CourseService (retention policy); so must the
+/// credentials that open them and the backups: those carry no owner reference, so garbage
+/// collection never takes them.
+pub fn children(ctx: &Context<'_>, db: &DatabaseSpec, creds: &DatabaseCredentials, plan: &DatabasePlan) -> Vec<Child> {
+    let mut credentials = credentials_secret(ctx, creds);
+    credentials.metadata.owner_references = None;
+    let mut members = members_stateful_set(ctx, db);
+    members.spec.replicas = members.spec.replicas.map(|n| n.max(plan.members_floor));
+    let mut children = vec![Child::Secret(Box::new(credentials))];
+    if plan.publish_app_secret {
+        children.push(Child::Secret(Box::new(app_secret(ctx, db, creds))));
+    }
+    children.push(Child::Service(Box::new(headless_service(ctx))));
+    children.push(Child::StatefulSet(Box::new(members)));
     if uses_arbiter(db) {
         children.push(Child::StatefulSet(Box::new(arbiter_stateful_set(ctx, db))));
     }
@@ -94,7 +102,9 @@ pub fn children(ctx: &Context<'_>, db: &DatabaseSpec, creds: &DatabaseCredential
     children.push(Child::ConfigMap(Box::new(init_config_map(ctx, db))));
     children.push(Child::Job(Box::new(init_job(ctx, db))));
     if let Some(backup) = &db.backup {
-        children.push(Child::PersistentVolumeClaim(Box::new(backup_claim(ctx, db, backup))));
+        let mut claim = backup_claim(ctx, db, backup);
+        claim.metadata.owner_references = None;
+        children.push(Child::PersistentVolumeClaim(Box::new(claim)));
         children.push(Child::CronJob(Box::new(backup_cron_job(ctx, db, backup))));
     }
     children
@@ -193,12 +203,17 @@ mod tests {
         );
     }
 
+    /// The plan of a settled database: every child rendered as the spec says.
+    fn publish_all() -> DatabasePlan {
+        DatabasePlan { init_job: String::new(), members_floor: 0, publish_app_secret: true }
+    }
+
     #[test]
     fn full_stack_database_renders_as_snapshot() {
         let cs = full_stack();
         let ctx = Context::new(&cs);
         let db = cs.spec.database.clone().expect("full-stack has a database");
-        let yaml = crate::render::to_yaml(&children(&ctx, &db, &fake_credentials())).expect("YAML");
+        let yaml = crate::render::to_yaml(&children(&ctx, &db, &fake_credentials(), &publish_all())).expect("YAML");
         insta::assert_snapshot!("full_stack_database", yaml);
     }
 
@@ -207,11 +222,12 @@ mod tests {
         let cs = full_stack();
         let ctx = Context::new(&cs);
         let kinds = |db: &DatabaseSpec| -> Vec<String> {
-            children(&ctx, db, &fake_credentials()).iter().map(|c| c.name().to_owned()).collect()
+            children(&ctx, db, &fake_credentials(), &publish_all()).iter().map(|c| c.name().to_owned()).collect()
         };
         assert!(kinds(&database(4, true)).contains(&"academy-db-arbiter".to_owned()));
         assert!(!kinds(&database(3, true)).contains(&"academy-db-arbiter".to_owned()));
-        let yaml = crate::render::to_yaml(&children(&ctx, &database(4, true), &fake_credentials())).expect("YAML");
+        let yaml = crate::render::to_yaml(&children(&ctx, &database(4, true), &fake_credentials(), &publish_all()))
+            .expect("YAML");
         insta::assert_snapshot!("four_members_with_arbiter", yaml);
     }
 }
