@@ -4,13 +4,9 @@
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -19,7 +15,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::warn;
 
-use super::children::ChildStores;
+use super::children::{ChildStores, MetaStore};
 use super::memory::CourseMemory;
 use super::metrics::Metrics;
 use crate::api::CourseService;
@@ -46,12 +42,36 @@ pub struct Stores {
     /// store itself (see `watch_courses`).
     courses_listed: watch::Receiver<bool>,
     pub children: ChildStores,
+    /// Per-zone Deployments of earlier builds of the operator, pruned once replaced.
+    pub legacy_deployments: MetaStore<Deployment>,
     pub nodes: Store<Node>,
     /// Application pods (all CourseServices), slimmed to what the unschedulable-zone check and
     /// the rollout's restart limit read.
     pub app_pods: Store<Pod>,
     /// EndpointSlices of the operator's Services (all CourseServices).
     pub endpoint_slices: Store<EndpointSlice>,
+}
+
+/// The object type a child kind's watch lists: the whole object or its metadata only.
+macro_rules! watched {
+    (full, $ty:ty) => { $ty };
+    (meta, $ty:ty) => { PartialObjectMeta<$ty> };
+}
+
+/// Builds `ChildStores` from `render::child_kinds!`: one cache per kind, whose changes trigger
+/// their owner through `$controller`.
+macro_rules! watch_child_kinds {
+    ([$client:expr, $namespace:expr, $config:expr, $metrics:expr, $controller:ident]
+        $($(#[$doc:meta])* $variant:ident($ty:ty) => $field:ident, $cache:ident, $slim:ident, $prune:ident;)*) => {
+        ChildStores {
+            $($field: {
+                let (store, events) =
+                    watch_children::<watched!($cache, $ty)>($client, $namespace, $config, $metrics, $slim);
+                $controller = $controller.owns_stream(events);
+                store
+            },)*
+        }
+    };
 }
 
 /// Builds every cache of the CourseServices in `namespace` (all namespaces if `None`) and of
@@ -62,71 +82,29 @@ pub struct Stores {
 pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>, memory: Arc<CourseMemory>) -> Caches {
     // Children are watched by our managed-by label only.
     let managed = list_config().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    let (replica_sets, replica_set_events) =
-        watch_children::<ReplicaSet>(client, namespace, &managed, metrics, slim_replica_set);
+    let (courses, courses_listed, course_events) = watch_courses(client, namespace, metrics, memory);
+    let mut controller = Controller::for_stream(course_events, courses.clone());
+    // One cache per child kind of the table, each change triggering the owner.
+    let children = crate::render::child_kinds!(watch_child_kinds, client, namespace, (&managed), metrics, controller);
     // Per-zone Deployments written by earlier builds of the operator: deleted once the
     // ReplicaSets that replace them are Ready (`children::prune`). Metadata only.
     let (legacy_deployments, legacy_deployment_events) =
         watch_children::<PartialObjectMeta<Deployment>>(client, namespace, &managed, metrics, slim_meta);
-    let (statefulsets, statefulset_events) =
-        watch_children::<StatefulSet>(client, namespace, &managed, metrics, slim_meta);
-    let (jobs, job_events) = watch_children::<Job>(client, namespace, &managed, metrics, slim_meta);
-    let (services, service_events) =
-        watch_children::<PartialObjectMeta<Service>>(client, namespace, &managed, metrics, slim_meta);
-    let (pdbs, pdb_events) =
-        watch_children::<PartialObjectMeta<PodDisruptionBudget>>(client, namespace, &managed, metrics, slim_meta);
-    let (hpas, hpa_events) =
-        watch_children::<PartialObjectMeta<HorizontalPodAutoscaler>>(client, namespace, &managed, metrics, slim_meta);
-    let (configmaps, configmap_events) =
-        watch_children::<PartialObjectMeta<ConfigMap>>(client, namespace, &managed, metrics, slim_meta);
-    let (secrets, secret_events) = watch_children::<Secret>(client, namespace, &managed, metrics, slim_meta);
-    let (cronjobs, cronjob_events) =
-        watch_children::<PartialObjectMeta<CronJob>>(client, namespace, &managed, metrics, slim_meta);
-    let (network_policies, network_policy_events) =
-        watch_children::<PartialObjectMeta<NetworkPolicy>>(client, namespace, &managed, metrics, slim_meta);
     // The EndpointSlices of our Services carry the Services' labels: their Ready endpoints
     // are the freshest readiness signal for the rollout gates.
     let (endpoint_slices, endpoint_slice_events) =
         watch_children::<EndpointSlice>(client, namespace, &managed, metrics, slim_endpoint_slice);
-    let (pvcs, pvc_events) =
-        watch_children::<PartialObjectMeta<PersistentVolumeClaim>>(client, namespace, &managed, metrics, slim_meta);
-    let children = ChildStores {
-        replica_sets,
-        legacy_deployments,
-        statefulsets,
-        jobs,
-        services,
-        pdbs,
-        hpas,
-        configmaps,
-        secrets,
-        cronjobs,
-        network_policies,
-        pvcs,
-    };
     let (nodes, node_events) = watch_nodes(client, metrics);
     let (app_pods, app_pod_events) = watch_app_pods(client, namespace, metrics);
-    let (courses, courses_listed, course_events) = watch_courses(client, namespace, metrics, memory);
 
-    let controller = Controller::for_stream(course_events, courses.clone())
-        .owns_stream(replica_set_events)
+    let controller = controller
         .owns_stream(legacy_deployment_events)
-        .owns_stream(statefulset_events)
-        .owns_stream(job_events)
-        .owns_stream(service_events)
-        .owns_stream(pdb_events)
-        .owns_stream(hpa_events)
-        .owns_stream(configmap_events)
-        .owns_stream(secret_events)
-        .owns_stream(cronjob_events)
-        .owns_stream(network_policy_events)
-        .owns_stream(pvc_events)
         .watches_stream(node_events, move |_: Node| {
             courses.state().iter().map(|cs| ObjectRef::from_obj(cs.as_ref())).collect::<Vec<_>>()
         })
         .watches_stream(app_pod_events, |pod: Pod| course_of(&pod))
         .watches_stream(endpoint_slice_events, |slice: EndpointSlice| course_of(&slice));
-    let stores = Stores { courses_listed, children, nodes, app_pods, endpoint_slices };
+    let stores = Stores { courses_listed, children, legacy_deployments, nodes, app_pods, endpoint_slices };
     Caches { stores, controller }
 }
 
@@ -134,23 +112,12 @@ impl Stores {
     /// Waits until every cache has finished its first list; false if one never will.
     pub async fn synced(mut self) -> bool {
         let courses_synced = self.courses_listed.wait_for(|listed| *listed).await.is_ok();
-        let c = &self.children;
         let synced = futures::future::try_join_all([
             self.nodes.wait_until_ready().boxed(),
             self.app_pods.wait_until_ready().boxed(),
             self.endpoint_slices.wait_until_ready().boxed(),
-            c.replica_sets.wait_until_ready().boxed(),
-            c.legacy_deployments.wait_until_ready().boxed(),
-            c.statefulsets.wait_until_ready().boxed(),
-            c.jobs.wait_until_ready().boxed(),
-            c.services.wait_until_ready().boxed(),
-            c.pdbs.wait_until_ready().boxed(),
-            c.hpas.wait_until_ready().boxed(),
-            c.configmaps.wait_until_ready().boxed(),
-            c.secrets.wait_until_ready().boxed(),
-            c.cronjobs.wait_until_ready().boxed(),
-            c.network_policies.wait_until_ready().boxed(),
-            c.pvcs.wait_until_ready().boxed(),
+            self.legacy_deployments.wait_until_ready().boxed(),
+            self.children.wait_until_ready().boxed(),
         ])
         .await;
         courses_synced && synced.is_ok()

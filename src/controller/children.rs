@@ -4,12 +4,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use futures::FutureExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{NamespaceResourceScope, Resource as _};
 use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
@@ -27,26 +24,66 @@ use crate::render::{Child, each_child};
 /// Cache of the metadata of one kind of child.
 pub type MetaStore<K> = Store<PartialObjectMeta<K>>;
 
-/// The caches children are read from: full objects where their status matters, metadata only
-/// elsewhere (memory).
-#[derive(Clone)]
-pub struct ChildStores {
-    /// The per-zone application workloads (full objects: their replica counts are read).
-    pub replica_sets: Store<ReplicaSet>,
-    /// Per-zone Deployments of earlier builds of the operator, pruned once replaced.
-    pub legacy_deployments: MetaStore<Deployment>,
-    pub statefulsets: Store<StatefulSet>,
-    pub jobs: Store<Job>,
-    pub services: MetaStore<Service>,
-    pub pdbs: MetaStore<PodDisruptionBudget>,
-    pub hpas: MetaStore<HorizontalPodAutoscaler>,
-    pub configmaps: MetaStore<ConfigMap>,
-    /// Full objects: the database credentials are read back from their Secret.
-    pub secrets: Store<Secret>,
-    pub cronjobs: MetaStore<CronJob>,
-    pub network_policies: MetaStore<NetworkPolicy>,
-    pub pvcs: MetaStore<PersistentVolumeClaim>,
+/// The type a child kind's cache holds: `full` objects or `meta`data only.
+macro_rules! cache_of {
+    (full, $ty:ty) => { Store<$ty> };
+    (meta, $ty:ty) => { MetaStore<$ty> };
 }
+
+macro_rules! define_child_stores {
+    ([] $($(#[$doc:meta])* $variant:ident($ty:ty) => $field:ident, $cache:ident, $slim:ident, $prune:ident;)*) => {
+        /// The caches children are read from, one per kind of `render::child_kinds!`: full
+        /// objects where their status or data matters, metadata only elsewhere (memory).
+        #[derive(Clone)]
+        pub struct ChildStores {
+            $(pub $field: cache_of!($cache, $ty),)*
+        }
+
+        impl ChildStores {
+            /// Metadata of a cached child of `kind`.
+            fn meta_of(&self, kind: &str, namespace: &str, name: &str) -> Option<ObjectMeta> {
+                $(if kind == <$ty as k8s_openapi::Resource>::KIND {
+                    return cached(&self.$field, namespace, name);
+                })*
+                None
+            }
+
+            /// Waits until every cache has finished its first list.
+            pub async fn wait_until_ready(&self) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
+                futures::future::try_join_all([$(self.$field.wait_until_ready().boxed(),)*]).await.map(|_| ())
+            }
+
+            /// Deletes this owner's cached children of the `pruned` kinds that are not in
+            /// `wanted` (kind, name); how many.
+            async fn prune_stale(
+                &self,
+                client: &Client,
+                owner: &Owner<'_>,
+                wanted: &BTreeSet<(&str, &str)>,
+            ) -> Result<usize, Error> {
+                let mut deleted = 0;
+                $(if prunes!($prune) {
+                    for name in stale(&self.$field, owner, wanted, <$ty as k8s_openapi::Resource>::KIND) {
+                        delete::<$ty>(client, owner.namespace, &name).await?;
+                        deleted += 1;
+                    }
+                })*
+                Ok(deleted)
+            }
+        }
+    };
+}
+
+macro_rules! prunes {
+    (pruned) => {
+        true
+    };
+    (kept) => {
+        false
+    };
+}
+
+crate::render::child_kinds!(define_child_stores);
 
 /// Stamps the child with the hash of its desired form.
 pub fn fingerprint(child: &mut Child) {
@@ -64,24 +101,6 @@ fn cached<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>, namespace: &s
 }
 
 impl ChildStores {
-    /// Metadata of a cached child of `kind`.
-    fn meta_of(&self, kind: &str, namespace: &str, name: &str) -> Option<ObjectMeta> {
-        match kind {
-            ReplicaSet::KIND => cached(&self.replica_sets, namespace, name),
-            StatefulSet::KIND => cached(&self.statefulsets, namespace, name),
-            Job::KIND => cached(&self.jobs, namespace, name),
-            Service::KIND => cached(&self.services, namespace, name),
-            PodDisruptionBudget::KIND => cached(&self.pdbs, namespace, name),
-            HorizontalPodAutoscaler::KIND => cached(&self.hpas, namespace, name),
-            ConfigMap::KIND => cached(&self.configmaps, namespace, name),
-            Secret::KIND => cached(&self.secrets, namespace, name),
-            CronJob::KIND => cached(&self.cronjobs, namespace, name),
-            NetworkPolicy::KIND => cached(&self.network_policies, namespace, name),
-            PersistentVolumeClaim::KIND => cached(&self.pvcs, namespace, name),
-            _ => None,
-        }
-    }
-
     /// Whether the cluster already has this child as we last applied it. A data volume counts
     /// as current as soon as it exists, a generated Secret as soon as it has every key: neither
     /// is ever rewritten.
@@ -233,41 +252,28 @@ pub struct Owner<'a> {
 }
 
 /// Deletes children carrying this CourseService's labels and owner reference that are no
-/// longer desired. Secrets (generated credentials) and PersistentVolumeClaims are never
-/// pruned: data outlives a spec change. Per-zone Deployments of earlier builds go only once
+/// longer desired. The `kept` kinds of `render::child_kinds!` (generated credentials, data
+/// volumes) are never pruned: data outlives a spec change. Per-zone Deployments of earlier builds go only once
 /// `replaced` (every desired ReplicaSet's replicas Ready endpoints), so their pods serve until
 /// then.
 pub async fn prune(
     client: &Client,
     stores: &ChildStores,
+    legacy_deployments: &MetaStore<Deployment>,
     owner: &Owner<'_>,
     desired: &[Child],
     replaced: bool,
 ) -> Result<usize, Error> {
     let wanted: BTreeSet<(&str, &str)> = desired.iter().map(|c| (c.kind(), c.name())).collect();
-    let mut deleted = 0;
-    macro_rules! prune_kind {
-        ($store:expr, $kind:ty) => {
-            for name in stale(&$store, owner, &wanted, <$kind>::KIND) {
-                delete::<$kind>(client, owner.namespace, &name).await?;
-                deleted += 1;
-            }
-        };
-    }
     // Old revisions' ReplicaSets leave the desired set only once the rollout decided the
     // remaining ones carry the disruption budget.
-    prune_kind!(stores.replica_sets, ReplicaSet);
+    let mut deleted = stores.prune_stale(client, owner, &wanted).await?;
     if replaced {
-        prune_kind!(stores.legacy_deployments, Deployment);
+        for name in stale(legacy_deployments, owner, &wanted, Deployment::KIND) {
+            delete::<Deployment>(client, owner.namespace, &name).await?;
+            deleted += 1;
+        }
     }
-    prune_kind!(stores.statefulsets, StatefulSet);
-    prune_kind!(stores.jobs, Job);
-    prune_kind!(stores.services, Service);
-    prune_kind!(stores.pdbs, PodDisruptionBudget);
-    prune_kind!(stores.hpas, HorizontalPodAutoscaler);
-    prune_kind!(stores.configmaps, ConfigMap);
-    prune_kind!(stores.cronjobs, CronJob);
-    prune_kind!(stores.network_policies, NetworkPolicy);
     Ok(deleted)
 }
 

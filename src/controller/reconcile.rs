@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, instrument, warn};
 
 use super::Error;
-use super::children::{self, ChildStores, Owner};
+use super::children::{self, ChildStores, MetaStore, Owner};
 use super::memory::CourseMemory;
 use super::metrics::{Metrics, Outcome};
 use crate::api::CourseService;
@@ -56,6 +56,8 @@ pub struct Context {
     pub endpoint_slices: Store<EndpointSlice>,
     pub unschedulable: UnschedulablePolicy,
     pub children: ChildStores,
+    /// Per-zone Deployments of earlier builds of the operator, pruned once replaced.
+    pub legacy_deployments: MetaStore<Deployment>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     /// True while this replica holds the leader lease; only then does it write.
@@ -248,7 +250,15 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
                 }
             }
             let owner = Owner { namespace: &namespace, instance: &name, uid: &uid };
-            writes += children::prune(&ctx.client, &ctx.children, &owner, desired, plan.workloads_serving).await?;
+            writes += children::prune(
+                &ctx.client,
+                &ctx.children,
+                &ctx.legacy_deployments,
+                &owner,
+                desired,
+                plan.workloads_serving,
+            )
+            .await?;
             if writes > 0 {
                 info!(writes, revision = %plan.revision, phase = ?plan.rollout.status.phase, "children updated");
             }

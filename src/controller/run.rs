@@ -82,6 +82,7 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             retry_after: Duration::from_secs(args.unschedulable_zone_retry_seconds),
         },
         children: stores.children,
+        legacy_deployments: stores.legacy_deployments,
         metrics: metrics.clone(),
         recorder: Recorder::new(
             client,

@@ -13,12 +13,7 @@ pub mod workload;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, PodSpec, Secret, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use serde::Serialize;
@@ -226,44 +221,69 @@ impl<'a> Context<'a> {
     }
 }
 
-/// One desired child object.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Child {
-    ReplicaSet(Box<ReplicaSet>),
-    Service(Box<Service>),
-    PodDisruptionBudget(Box<PodDisruptionBudget>),
-    HorizontalPodAutoscaler(Box<HorizontalPodAutoscaler>),
-    StatefulSet(Box<StatefulSet>),
-    ConfigMap(Box<ConfigMap>),
-    /// Generated credentials: created once, never updated or pruned by the operator.
-    Secret(Box<Secret>),
-    Job(Box<Job>),
-    CronJob(Box<CronJob>),
-    NetworkPolicy(Box<NetworkPolicy>),
-    /// Data volumes (backups): created once, never updated or pruned.
-    PersistentVolumeClaim(Box<PersistentVolumeClaim>),
+/// The kinds of child object, one row each. The [`Child`] enum, [`each_child!`] and what the
+/// controller wires per kind (its cache, the watch that triggers the owner, readiness, pruning;
+/// `controller::children`) are all expanded from this table: a new kind is one row here plus
+/// its renderer.
+///
+/// A row is `Variant(type) => cache_field, full | meta, slim_function, pruned | kept;`:
+/// - the controller's cache of the kind keeps `full` objects (their status or data is read) or
+///   `meta`data only, each object trimmed by `slim_function` (in `controller::caches`);
+/// - `pruned` children are deleted once no longer desired; `kept` ones never are (data and
+///   credentials outlive a spec change).
+///
+/// `$callback` is invoked with `[$args]` and the rows.
+macro_rules! child_kinds {
+    ($($callback:ident)::+ $(, $args:tt)*) => {
+        $($callback)::+! {
+            [$($args),*]
+            ReplicaSet(k8s_openapi::api::apps::v1::ReplicaSet) => replica_sets, full, slim_replica_set, pruned;
+            Service(k8s_openapi::api::core::v1::Service) => services, meta, slim_meta, pruned;
+            PodDisruptionBudget(k8s_openapi::api::policy::v1::PodDisruptionBudget) => pdbs, meta, slim_meta, pruned;
+            HorizontalPodAutoscaler(k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler) => hpas, meta, slim_meta, pruned;
+            StatefulSet(k8s_openapi::api::apps::v1::StatefulSet) => statefulsets, full, slim_meta, pruned;
+            ConfigMap(k8s_openapi::api::core::v1::ConfigMap) => configmaps, meta, slim_meta, pruned;
+            /// Generated credentials: created once, never updated or pruned by the operator.
+            Secret(k8s_openapi::api::core::v1::Secret) => secrets, full, slim_meta, kept;
+            Job(k8s_openapi::api::batch::v1::Job) => jobs, full, slim_meta, pruned;
+            CronJob(k8s_openapi::api::batch::v1::CronJob) => cronjobs, meta, slim_meta, pruned;
+            NetworkPolicy(k8s_openapi::api::networking::v1::NetworkPolicy) => network_policies, meta, slim_meta, pruned;
+            /// Data volumes (backups): created once, never updated or pruned.
+            PersistentVolumeClaim(k8s_openapi::api::core::v1::PersistentVolumeClaim) => pvcs, meta, slim_meta, kept;
+        }
+    };
 }
+pub(crate) use child_kinds;
+
+macro_rules! define_child {
+    ([] $($(#[$doc:meta])* $variant:ident($ty:ty) => $field:ident, $cache:ident, $slim:ident, $prune:ident;)*) => {
+        /// One desired child object.
+        #[derive(Clone, Debug, PartialEq, Serialize)]
+        #[serde(untagged)]
+        pub enum Child {
+            $($(#[$doc])* $variant(Box<$ty>),)*
+        }
+    };
+}
+child_kinds!(define_child);
 
 /// Applies `$body` to the boxed object of any variant.
 macro_rules! each_child {
     ($child:expr, $object:ident => $body:expr) => {
-        match $child {
-            Child::ReplicaSet($object) => $body,
-            Child::Service($object) => $body,
-            Child::PodDisruptionBudget($object) => $body,
-            Child::HorizontalPodAutoscaler($object) => $body,
-            Child::StatefulSet($object) => $body,
-            Child::ConfigMap($object) => $body,
-            Child::Secret($object) => $body,
-            Child::Job($object) => $body,
-            Child::CronJob($object) => $body,
-            Child::NetworkPolicy($object) => $body,
-            Child::PersistentVolumeClaim($object) => $body,
-        }
+        $crate::render::child_kinds!($crate::render::match_child, $child, $object, $body)
     };
 }
 pub(crate) use each_child;
+
+/// The `match` of [`each_child!`].
+macro_rules! match_child {
+    ([$child:expr, $object:ident, $body:expr] $($(#[$doc:meta])* $variant:ident($ty:ty) => $field:ident, $cache:ident, $slim:ident, $prune:ident;)*) => {
+        match $child {
+            $($crate::render::Child::$variant($object) => $body,)*
+        }
+    };
+}
+pub(crate) use match_child;
 
 impl Child {
     /// Kind of the object, e.g. `ReplicaSet`.
