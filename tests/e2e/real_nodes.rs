@@ -14,7 +14,7 @@ use kube::{Api, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cluster::{self, CLUSTER, Operator, eventually, http_get};
-use crate::fixtures::repo_root;
+use crate::fixtures::{course_manifest, repo_root};
 use crate::rollouts::{EndpointWatch, wait_endpoints};
 use course_operator::api::{CourseService, RolloutPhase};
 
@@ -25,10 +25,10 @@ const CONVERGE: Duration = Duration::from_secs(180);
 const REAL_NODES: [&str; 3] = ["real-zone-a", "real-zone-b", "real-zone-c"];
 
 fn course(name: &str, namespace: &str, replicas: i32, version: &str) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
+    course_manifest(
+        name,
+        namespace,
+        serde_json::json!({
             "image": TEST_SERVER,
             "replicas": replicas,
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
@@ -39,8 +39,8 @@ fn course(name: &str, namespace: &str, replicas: i32, version: &str) -> serde_js
             "probes": {"readinessPath": "/healthz"},
             "disruption": {"maxUnavailable": 1},
             "strategy": {"type": "Rolling", "rolling": {"maxSurge": 1, "maxUnavailable": 0, "zoneByZone": true}},
-        },
-    })
+        }),
+    )
 }
 
 /// A Ready application pod.

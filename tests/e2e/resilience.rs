@@ -11,6 +11,7 @@ use kube::{Api, Client, ResourceExt};
 use crate::cluster::{self, CLUSTER, Operator, eventually};
 use crate::fixtures::course;
 use crate::fixtures::repo_root;
+use crate::harness;
 use course_operator::api::CourseService;
 
 const CONVERGE: Duration = Duration::from_secs(120);
@@ -31,17 +32,8 @@ async fn condition(api: &Api<CourseService>, name: &str, type_: &str) -> Option<
     Some((c.status, c.reason))
 }
 
-/// The nodes of the local cluster, as committed in hack/manifests/nodes.yaml.
-fn node_manifests() -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(repo_root().join("hack/manifests/nodes.yaml")).expect("nodes manifest");
-    serde_saphyr::from_multiple(&text).expect("nodes parse")
-}
-
 async fn restore_nodes(client: &Client) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    for node in node_manifests() {
-        cluster::apply(&nodes, node).await;
-    }
+    harness::restore_nodes(client, cluster::TEST_MANAGER).await.unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 #[tokio::test]
@@ -108,13 +100,8 @@ async fn losing_a_zone_moves_its_replicas_and_they_come_back() {
     restore_nodes(&client).await;
     eventually(CONVERGE, "every kwok node Ready again", || async {
         let list = nodes.list(&ListParams::default().labels("type=kwok")).await.ok()?;
-        let ready = list.items.iter().filter(|n| {
-            n.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        });
-        (ready.count() == node_manifests().len()).then_some(())
+        let want = harness::node_manifests().expect("the committed nodes").len();
+        (list.items.iter().filter(|n| harness::node_ready(n)).count() == want).then_some(())
     })
     .await;
     if let Err(panic) = outcome {

@@ -21,7 +21,7 @@ use kube::api::DeleteParams;
 use kube::{Api, Client};
 
 use crate::cluster::{self, CLUSTER, Operator, eventually, http_get, http_request};
-use crate::fixtures::repo_root;
+use crate::fixtures::{course_manifest, repo_root};
 use crate::real_nodes::{
     agreed_master, cache_pods, lose_and_restore_zone_c, wait_two_per_zone, with_kubelet_c_restored, zones,
 };
@@ -72,10 +72,10 @@ async fn ferretdb(client: &Client, ns: &str) {
 }
 
 fn course_app(ns: &str, image: &str) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
-        "metadata": {"name": "courses", "namespace": ns},
-        "spec": {
+    course_manifest(
+        "courses",
+        ns,
+        serde_json::json!({
             "image": image,
             "replicas": 3,
             "resources": {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
@@ -84,8 +84,8 @@ fn course_app(ns: &str, image: &str) -> serde_json::Value {
             "strategy": {"type": "Rolling", "rolling": {"maxSurge": 1, "maxUnavailable": 0, "zoneByZone": true}},
             "cache": {"enabled": true, "replicas": 3, "ttlSeconds": 60, "maxMemory": "32Mi", "image": "localhost/redis:dev"},
             "database": {"external": {"uriSecret": {"name": "course-db", "key": "uri"}}},
-        },
-    })
+        }),
+    )
 }
 
 /// What a load sends.
