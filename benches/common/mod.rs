@@ -108,7 +108,15 @@ pub fn operator_binary() -> PathBuf {
 /// not RBAC; the e2e suite covers least privilege), at OPERATOR_LOG_LEVEL (info), and logs to
 /// `log_dir`.
 pub fn spawn_operator(namespace: &str, identity: &str, extra: &[&str], log_dir: &Path) -> anyhow::Result<Operator> {
-    Operator::spawn(launch(namespace, identity, log_dir), namespace, identity, extra)
+    let level = std::env::var("OPERATOR_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+    let launch = process::Launch {
+        binary: operator_binary(),
+        env: vec![("LOG_LEVEL", level.into()), ("NO_COLOR", "1".into())],
+        log_path: log_dir.join(format!("operator-{namespace}-{identity}.log")),
+        // /metrics of a busy operator on a loaded machine: more patience than the tests'
+        answer_within: Duration::from_secs(5),
+    };
+    Operator::spawn(launch, namespace, identity, extra)
 }
 
 /// Starts the operator as [`spawn_operator`] does and waits for /readyz (every cache synced).
@@ -121,17 +129,6 @@ pub async fn start_operator(
     let mut operator = spawn_operator(namespace, identity, extra, log_dir)?;
     operator.wait_ready(Operator::READY_WITHIN).await?;
     Ok(operator)
-}
-
-fn launch(namespace: &str, identity: &str, log_dir: &Path) -> process::Launch {
-    let level = std::env::var("OPERATOR_LOG_LEVEL").unwrap_or_else(|_| "info".into());
-    process::Launch {
-        binary: operator_binary(),
-        env: vec![("LOG_LEVEL", level.into()), ("NO_COLOR", "1".into())],
-        log_path: log_dir.join(format!("operator-{namespace}-{identity}.log")),
-        // /metrics of a busy operator on a loaded machine: more patience than the tests'
-        answer_within: Duration::from_secs(5),
-    }
 }
 
 /// A field of /proc/<pid>/status in KiB (VmHWM: peak resident set; VmRSS: now).

@@ -20,8 +20,9 @@ use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::DeleteParams;
 use kube::{Api, Client};
 
-use crate::cluster::{self, CLUSTER, Operator, eventually, http_get, http_request};
+use crate::cluster::{self, CLUSTER, Operator, eventually, http_get};
 use crate::fixtures::{course_manifest, repo_root};
+use crate::harness;
 use crate::real_nodes::{
     agreed_master, cache_pods, lose_and_restore_zone_c, wait_two_per_zone, with_kubelet_c_restored, zones,
 };
@@ -342,7 +343,9 @@ async fn deploy(client: &Client, ns: &str, manifest: serde_json::Value) -> (Stri
     let mut seeded = Vec::new();
     for title in ["Kubernetes operators", "Rust for services", "Redis in practice"] {
         let body = format!(r#"{{"title":"{title}","description":"seed","durationMinutes":60}}"#);
-        let (code, answer) = http_request(&ip, port, "POST", "/courses", Some(&body)).await.expect("create answers");
+        let (code, answer) = harness::http_request(&ip, port, "POST", "/courses", Some(&body), cluster::ANSWER_WITHIN)
+            .await
+            .expect("create answers");
         assert_eq!(code, 201, "{answer}");
         let created: serde_json::Value = serde_json::from_str(&answer).expect("created course");
         seeded.push(created["id"].as_str().expect("id").to_owned());

@@ -180,24 +180,12 @@ where
 
 /// How long connecting, and then reading an answer, may take each before a request counts as
 /// unanswered.
-const ANSWER_WITHIN: Duration = Duration::from_secs(3);
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 
 /// `GET path` on `host:port` over HTTP/1.0 from this machine: (status code, body); `None` when
 /// nothing answers within 3 s.
 pub async fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
     harness::http_get(host, port, path, ANSWER_WITHIN).await
-}
-
-/// One HTTP/1.0 request with an optional JSON body: (status code, body); `None` when nothing
-/// answers within 3 s.
-pub async fn http_request(
-    host: &str,
-    port: u16,
-    method: &str,
-    path: &str,
-    json: Option<&str>,
-) -> Option<(u16, String)> {
-    harness::http_request(host, port, method, path, json, ANSWER_WITHIN).await
 }
 
 /// The operator binary, run out of cluster against KUBECONFIG but impersonating its own

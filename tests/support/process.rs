@@ -16,7 +16,7 @@ use super::metrics::Metrics;
 /// A child process whose stderr goes to a file: what to show when it misbehaves.
 pub struct LoggedProcess {
     child: Child,
-    pub log_path: PathBuf,
+    log_path: PathBuf,
 }
 
 impl LoggedProcess {
@@ -121,7 +121,7 @@ pub struct Launch {
 /// The operator binary run out of cluster, for one namespace, against KUBECONFIG.
 pub struct OperatorProcess {
     process: LoggedProcess,
-    pub metrics_port: u16,
+    metrics_port: u16,
     answer_within: Duration,
 }
 
