@@ -63,23 +63,11 @@ pub(super) async fn zone_loss_in(
             (phase == RolloutPhase::Progressing).then_some(())
         })
         .await?;
-    let nodes: Api<Node> = Api::all(client.clone());
-    let zone_a: Vec<String> = nodes
-        .list(&ListParams::default().labels("topology.kubernetes.io/zone=zone-a,type=kwok"))
-        .await?
-        .items
-        .iter()
-        .map(|n| n.name_any())
-        .collect();
+    let zone_a = common::kwok_nodes_in(client, "zone-a").await?;
     let lost_at = Instant::now();
     let before = before_loss.finish().await;
     let while_lost = EndpointWatch::start(client, ns, "catalog").await;
-    for name in &zone_a {
-        nodes.patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"unschedulable": true}}))).await?;
-    }
-    for name in &zone_a {
-        nodes.delete(name, &Default::default()).await?;
-    }
+    common::remove_nodes(client, &zone_a).await?;
     progress(format!("zone-loss: deleted {zone_a:?} during the rollout"));
     // Finishes, or pauses safely (Available, within the budget), while zone-a is gone.
     let (outcome, _) = courses

@@ -46,7 +46,7 @@ pub const HARNESS_MANAGER: &str = "course-operator-bench";
 #[allow(unused_imports)] // each bench target uses its own subset
 pub use {
     fixtures::{course, repo_root},
-    harness::{apply_json, node_manifests, node_ready, poll, restore_nodes},
+    harness::{apply_json, kwok_nodes_in, node_manifests, node_ready, poll, remove_nodes, restore_nodes},
     metrics::{Metrics, VERBS},
     process::{LoggedProcess, OperatorProcess as Operator, strip_ansi},
 };

@@ -41,14 +41,7 @@ async fn losing_a_zone_moves_its_replicas_and_they_come_back() {
     let _exclusive = CLUSTER.write().await;
     let client = cluster::client().await;
     let nodes: Api<Node> = Api::all(client.clone());
-    let zone_a: Vec<String> = nodes
-        .list(&ListParams::default().labels("topology.kubernetes.io/zone=zone-a,type=kwok"))
-        .await
-        .expect("nodes")
-        .items
-        .iter()
-        .map(|n| n.name_any())
-        .collect();
+    let zone_a = harness::kwok_nodes_in(&client, "zone-a").await.expect("nodes");
     assert!(!zone_a.is_empty(), "the cluster has no zone-a nodes");
     let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(cluster::with_namespace(
         "zone-loss",
@@ -64,15 +57,8 @@ async fn losing_a_zone_moves_its_replicas_and_they_come_back() {
             .await;
 
             // Cordon, then delete, zone-a's nodes.
-            let nodes: Api<Node> = Api::all(client.clone());
             let lost_at = Instant::now();
-            for name in &zone_a {
-                let cordon = serde_json::json!({"spec": {"unschedulable": true}});
-                nodes.patch(name, &PatchParams::default(), &Patch::Merge(&cordon)).await.expect("cordon");
-            }
-            for name in &zone_a {
-                nodes.delete(name, &Default::default()).await.expect("delete node");
-            }
+            harness::remove_nodes(&client, &zone_a).await.unwrap_or_else(|e| panic!("{e:#}"));
             eventually(CONVERGE, "zone-a's share running Ready in zone-b and zone-c", || async {
                 let z = zones(&api, "catalog").await;
                 let moved = z.iter().any(|(n, d, _, lost)| n == "zone-a" && *d == 0 && *lost)
@@ -114,13 +100,9 @@ async fn losing_a_zone_moves_its_replicas_and_they_come_back() {
 /// do: a node whose taint a CourseService does not tolerate is not among its nodes at all.)
 async fn set_zone_cpu(client: &Client, zone: &str, cpu: &str) {
     let nodes: Api<Node> = Api::all(client.clone());
-    let list = nodes
-        .list(&ListParams::default().labels(&format!("topology.kubernetes.io/zone={zone},type=kwok")))
-        .await
-        .expect("list nodes");
-    for node in list.items {
+    for name in harness::kwok_nodes_in(client, zone).await.expect("list nodes") {
         let patch = serde_json::json!({"status": {"allocatable": {"cpu": cpu}}});
-        nodes.patch_status(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.expect("node cpu");
+        nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("node cpu");
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, anyhow, bail};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -111,6 +111,33 @@ pub fn node_manifests() -> anyhow::Result<Vec<serde_json::Value>> {
     let path = repo_root().join("hack/manifests/nodes.yaml");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_saphyr::from_multiple(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// The simulated (kwok) nodes of `zone`, by name.
+pub async fn kwok_nodes_in(client: &Client, zone: &str) -> anyhow::Result<Vec<String>> {
+    let selector = format!("topology.kubernetes.io/zone={zone},type=kwok");
+    let list = Api::<Node>::all(client.clone())
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .with_context(|| format!("list nodes {selector}"))?;
+    Ok(list.items.iter().map(|n| n.name_any()).collect())
+}
+
+/// Takes nodes away as a lost zone would: all cordoned first (nothing new lands on them while
+/// the others go), then deleted. [`restore_nodes`] gives them back.
+pub async fn remove_nodes(client: &Client, names: &[String]) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let cordon = serde_json::json!({"spec": {"unschedulable": true}});
+    for name in names {
+        nodes
+            .patch(name, &PatchParams::default(), &Patch::Merge(&cordon))
+            .await
+            .with_context(|| format!("cordon {name}"))?;
+    }
+    for name in names {
+        nodes.delete(name, &DeleteParams::default()).await.with_context(|| format!("delete node {name}"))?;
+    }
+    Ok(())
 }
 
 /// Gives back the committed nodes after a zone was taken away: applies them again as `manager`
