@@ -141,8 +141,8 @@ pub async fn remove_nodes(client: &Client, names: &[String]) -> anyhow::Result<(
 }
 
 /// Gives back the committed nodes after a zone was taken away: applies them again as `manager`
-/// and lifts a cordon that outlived the node's deletion (a spec field another manager set, which
-/// the apply leaves alone).
+/// and lifts the cordon of a removal that stopped halfway (a spec field another manager set,
+/// which the apply leaves alone).
 pub async fn restore_nodes(client: &Client, manager: &str) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     for node in node_manifests()? {
