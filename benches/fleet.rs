@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use common::{Metrics, Operator, Watched, progress};
 use course_operator::api::{CourseService, RolloutPhase};
+use course_operator::controller::{fingerprint, server_side_apply};
 use course_operator::database::DatabaseCredentials;
 use course_operator::labels;
 use course_operator::observe::Observed;
@@ -352,11 +353,11 @@ async fn one_run(client: &Client, config: &Config, zones: &[ZoneHealth], run: us
     // 1–5 on the plain fleet, with one operator process.
     let ns = common::create_namespace(client, "bench-op").await?;
     let outcome = async {
-        let mut operator = Operator::start(&ns, "bench", &operator_args, &config.log_dir).await?;
+        let mut operator = common::start_operator(&ns, "bench", &operator_args, &config.log_dir).await?;
         let spec = fleet_spec(config.replicas, false);
         let (round, courses, replica_sets) = operator_round(client, config, &ns, &operator, config.n, &spec).await?;
         result.idle = idle_window(config, &operator).await?;
-        result.idle_rss_mib = mib(operator.proc_status_kib("VmRSS"));
+        result.idle_rss_mib = mib(common::proc_status_kib(operator.pid(), "VmRSS"));
         progress(format!("idle: {:?}", result.idle));
         result.latency = latency(client, config, &ns, &replica_sets, &courses).await?;
         progress(format!(
@@ -369,18 +370,18 @@ async fn one_run(client: &Client, config: &Config, zones: &[ZoneHealth], run: us
         progress(format!("rollouts: {:?}", result.rollouts));
         let metrics = operator.metrics().await?;
         result.reconciles = reconcile_stats(&metrics);
-        result.peak_rss_mib = mib(operator.proc_status_kib("VmHWM"));
+        result.peak_rss_mib = mib(common::proc_status_kib(operator.pid(), "VmHWM"));
         // A restart on the converged fleet: the first list of every cache is the peak a
         // rolling upgrade of the operator meets (SIGTERM releases the Lease).
         operator.terminate();
-        let restarted = Operator::start(&ns, "bench-restarted", &operator_args, &config.log_dir).await?;
+        let restarted = common::start_operator(&ns, "bench-restarted", &operator_args, &config.log_dir).await?;
         let n = config.n as f64;
         common::poll(converge_timeout(config.n), "the restarted operator reconciled the fleet", || async {
             let metrics = restarted.metrics().await.ok()?;
             (metrics.reconciles("Success") >= n).then_some(())
         })
         .await?;
-        result.restart_peak_rss_mib = mib(restarted.proc_status_kib("VmHWM"));
+        result.restart_peak_rss_mib = mib(common::proc_status_kib(restarted.pid(), "VmHWM"));
         progress(format!("restart on the converged fleet: VmHWM {:.1} MiB", result.restart_peak_rss_mib));
         anyhow::Ok(round)
     }
@@ -401,7 +402,7 @@ async fn one_run(client: &Client, config: &Config, zones: &[ZoneHealth], run: us
             if raw_first { Some(raw_round(client, config, zones, config.data_n, true).await?) } else { None };
         let ns = common::create_namespace(client, "bench-data").await?;
         let outcome = async {
-            let operator = Operator::start(&ns, "bench", &operator_args, &config.log_dir).await?;
+            let operator = common::start_operator(&ns, "bench", &operator_args, &config.log_dir).await?;
             let spec = fleet_spec(1, true);
             let (round, _, _) = operator_round(client, config, &ns, &operator, config.data_n, &spec).await?;
             anyhow::Ok(round)
@@ -490,7 +491,7 @@ async fn operator_round(
         requests_per_course: requests,
         writes_per_course: per(after.writes() - before.writes()),
         reconciles_per_course: per(after.reconciles("Success") - before.reconciles("Success")),
-        peak_rss_mib: mib(operator.proc_status_kib("VmHWM")),
+        peak_rss_mib: mib(common::proc_status_kib(operator.pid(), "VmHWM")),
         ..Round::default()
     };
     progress(format!(
@@ -561,7 +562,7 @@ async fn raw_round(
             let planned =
                 plan::desired(&cs, zones, &observed, &Images::default()).map_err(|e| anyhow!("plan {name}: {e}"))?;
             let mut children = planned.children;
-            children.iter_mut().for_each(common::fingerprint);
+            children.iter_mut().for_each(fingerprint);
             rendered.push(children);
         }
         let expected = rendered.iter().flatten().filter(|c| matches!(c, Child::ReplicaSet(_))).count();
@@ -575,7 +576,7 @@ async fn raw_round(
                 let (client, ns, params) = (client.clone(), ns.clone(), params.clone());
                 async move {
                     for child in &children {
-                        common::apply_child(&client, &ns, child, &params)
+                        server_side_apply(&client, &ns, child, &params)
                             .await
                             .with_context(|| format!("raw apply {} {}", child.kind(), child.name()))?;
                     }

@@ -22,7 +22,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child as Process, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
@@ -33,7 +33,7 @@ use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use common::{Operator, progress};
+use common::{LoggedProcess, progress};
 use course_operator::api::{CourseService, RolloutPhase};
 
 const POLL: Duration = Duration::from_millis(250);
@@ -241,9 +241,9 @@ fn course_healthy(cs: &CourseService, replicas: i32, image: &str) -> bool {
 }
 
 async fn our_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow::Result<Side> {
-    let operator = Operator::start(ns, "peers", &[], &settings.log_dir).await?;
+    let operator = common::start_operator(ns, "peers", &[], &settings.log_dir).await?;
     let mut side = Side { controller: "course-operator".into(), n: settings.n, ..Side::default() };
-    side.rss_empty_mib = mib(operator.proc_status_kib("VmRSS"));
+    side.rss_empty_mib = mib(common::proc_status_kib(operator.pid(), "VmRSS"));
     let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
     let spec = |image: &str| {
         json!({"image": image, "replicas": settings.replicas, "service": {"type": "ClusterIP"},
@@ -267,7 +267,7 @@ async fn our_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow::
     .await?;
     let converged = Timestamp::now();
     side.converge_seconds = common::secs_between(started, done);
-    side.rss_converged_mib = mib(operator.proc_status_kib("VmRSS"));
+    side.rss_converged_mib = mib(common::proc_status_kib(operator.pid(), "VmRSS"));
     progress(format!("course-operator: {n} Healthy in {:.1}s", side.converge_seconds));
 
     let v2 = "registry.example.com/peers/app:2";
@@ -289,8 +289,8 @@ async fn our_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow::
     .await?;
     let updated = Timestamp::now();
     side.update_seconds = common::secs_between(started, done);
-    side.rss_updated_mib = mib(operator.proc_status_kib("VmRSS"));
-    side.peak_rss_mib = mib(operator.proc_status_kib("VmHWM"));
+    side.rss_updated_mib = mib(common::proc_status_kib(operator.pid(), "VmRSS"));
+    side.peak_rss_mib = mib(common::proc_status_kib(operator.pid(), "VmHWM"));
     side.rss_per_object_kib = (side.rss_converged_mib - side.rss_empty_mib) * 1024.0 / n.max(1) as f64;
     progress(format!("course-operator: {n} canaries finished in {:.1}s", side.update_seconds));
     tokio::time::sleep(settings.idle).await;
@@ -310,45 +310,16 @@ where
 // ---------------------------------------------------------------------------------------------
 // Argo Rollouts
 
-/// Argo's controller as a separate process, watching one namespace.
-struct Argo {
-    process: Process,
-    log_path: PathBuf,
-}
-
-impl Argo {
-    fn start(settings: &Settings, ns: &str) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.log_dir)?;
-        let log_path = settings.log_dir.join(format!("argo-rollouts-{ns}.log"));
-        let log = std::fs::File::create(&log_path)?;
-        let kubeconfig = std::env::var("KUBECONFIG").context("KUBECONFIG is not set")?;
-        let process = Command::new(&settings.argo_bin)
-            .args(["--kubeconfig", &kubeconfig, "--namespaced", "--namespace", ns])
-            .args(["--metricsport", "0", "--healthzPort", "0", "--loglevel", "warn"])
-            // its Lease and configuration live in "the controller's namespace": this one
-            .env("POD_NAMESPACE", ns)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", settings.argo_bin.display()))?;
-        Ok(Self { process, log_path })
-    }
-
-    fn status_kib(&self, field: &str) -> Option<u64> {
-        common::proc_status_kib(self.process.id(), field)
-    }
-
-    fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
-    }
-}
-
-impl Drop for Argo {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
+/// Starts Argo's controller as a separate process, watching one namespace.
+fn start_argo(settings: &Settings, ns: &str) -> anyhow::Result<LoggedProcess> {
+    let kubeconfig = std::env::var("KUBECONFIG").context("KUBECONFIG is not set")?;
+    let mut command = Command::new(&settings.argo_bin);
+    command
+        .args(["--kubeconfig", &kubeconfig, "--namespaced", "--namespace", ns])
+        .args(["--metricsport", "0", "--healthzPort", "0", "--loglevel", "warn"])
+        // its Lease and configuration live in "the controller's namespace": this one
+        .env("POD_NAMESPACE", ns);
+    LoggedProcess::spawn(command, settings.log_dir.join(format!("argo-rollouts-{ns}.log")))
 }
 
 fn rollout_resource() -> ApiResource {
@@ -377,7 +348,7 @@ async fn argo_side(client: &Client, settings: &Settings) -> anyhow::Result<Side>
 }
 
 async fn argo_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow::Result<Side> {
-    let argo = Argo::start(settings, ns)?;
+    let argo = start_argo(settings, ns)?;
     // Its health port is not exposed here: it is ready to work once it holds its Lease in the
     // namespace (it starts its informers as the leader), as ours is once /readyz answers.
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), ns);
@@ -385,9 +356,9 @@ async fn argo_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow:
         items.iter().any(|l| l.spec.as_ref().and_then(|s| s.holder_identity.as_ref()).is_some())
     })
     .await
-    .map_err(|e| anyhow!("{e}; Argo Rollouts log tail:\n{}", argo.tail()))?;
+    .map_err(|e| anyhow!("{e}; Argo Rollouts log tail:\n{}", argo.log_tail(20)))?;
     let mut side = Side { controller: "argo-rollouts".into(), n: settings.n, ..Side::default() };
-    side.rss_empty_mib = mib(argo.status_kib("VmRSS"));
+    side.rss_empty_mib = mib(common::proc_status_kib(argo.pid(), "VmRSS"));
     let resource = rollout_resource();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
     let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), ns);
@@ -431,10 +402,10 @@ async fn argo_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow:
         items.iter().filter(|r| rollout_healthy(r, replicas, v1)).count() >= n
     })
     .await
-    .map_err(|e| anyhow!("{e}; Argo Rollouts log tail:\n{}", argo.tail()))?;
+    .map_err(|e| anyhow!("{e}; Argo Rollouts log tail:\n{}", argo.log_tail(20)))?;
     let converged = Timestamp::now();
     side.converge_seconds = common::secs_between(started, done);
-    side.rss_converged_mib = mib(argo.status_kib("VmRSS"));
+    side.rss_converged_mib = mib(common::proc_status_kib(argo.pid(), "VmRSS"));
     progress(format!("argo-rollouts: {n} Healthy in {:.1}s", side.converge_seconds));
 
     let v2 = "registry.example.com/peers/app:2";
@@ -453,11 +424,11 @@ async fn argo_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow:
         items.iter().filter(|r| rollout_healthy(r, replicas, v2)).count() >= n
     })
     .await
-    .map_err(|e| anyhow!("{e}; Argo Rollouts log tail:\n{}", argo.tail()))?;
+    .map_err(|e| anyhow!("{e}; Argo Rollouts log tail:\n{}", argo.log_tail(20)))?;
     let updated = Timestamp::now();
     side.update_seconds = common::secs_between(started, done);
-    side.rss_updated_mib = mib(argo.status_kib("VmRSS"));
-    side.peak_rss_mib = mib(argo.status_kib("VmHWM"));
+    side.rss_updated_mib = mib(common::proc_status_kib(argo.pid(), "VmRSS"));
+    side.peak_rss_mib = mib(common::proc_status_kib(argo.pid(), "VmHWM"));
     side.rss_per_object_kib = (side.rss_converged_mib - side.rss_empty_mib) * 1024.0 / n.max(1) as f64;
     progress(format!("argo-rollouts: {n} canaries finished in {:.1}s", side.update_seconds));
     tokio::time::sleep(settings.idle).await;

@@ -20,6 +20,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 
 use course_operator::api::CourseService;
+use course_operator::controller::fingerprint;
 use course_operator::database::DatabaseCredentials;
 use course_operator::labels;
 use course_operator::observe::{self, Observed, ObservedWorkload};
@@ -193,7 +194,7 @@ fn main() {
             cases.push(measure(&name, budget, || {
                 for child in &planned.children {
                     let mut child = child.clone();
-                    common::fingerprint(&mut child);
+                    fingerprint(&mut child);
                     black_box(&child);
                 }
             }));

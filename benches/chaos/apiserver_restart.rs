@@ -26,7 +26,7 @@ pub(super) async fn apiserver_restart_in(
     scenario: &mut Scenario,
 ) -> anyhow::Result<()> {
     let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
-    let mut operator = Operator::start(ns, "restart", &[], &settings.log_dir).await?;
+    let mut operator = common::start_operator(ns, "restart", &[], &settings.log_dir).await?;
     let spec = |image: &str, r: i32| json!({"image": image, "replicas": r, "service": {"type": "ClusterIP"}, "strategy": {"type": "Rolling"}});
     let first = common::course("catalog", ns, spec("chaos/restart:1", 3));
     common::apply_json(&api, &first, common::HARNESS_MANAGER).await?;
@@ -74,7 +74,7 @@ pub(super) async fn apiserver_restart_in(
     let log = common::strip_ansi(&operator.log());
     let after = &log[log_before.min(log.len())..];
     // What a liveness/readiness probe and the Lease would tell the cluster about this replica.
-    let ready = common::http_get(operator.metrics_port, "/readyz").await.map(|(code, _)| code);
+    let ready = operator.get("/readyz").await.map(|(code, _)| code);
     scenario.figure("readyz_after", ready.map_or(Value::Null, Value::from));
     scenario.figure("claims_leadership_after", operator.is_leader().await);
     let connect_errors = after.matches("Connect").count();

@@ -26,10 +26,10 @@ pub(super) async fn failover_in(
     scenario: &mut Scenario,
 ) -> anyhow::Result<()> {
     let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
-    let mut first = Operator::start(ns, "replica-a", &[], &settings.log_dir).await?;
+    let mut first = common::start_operator(ns, "replica-a", &[], &settings.log_dir).await?;
     common::poll(Duration::from_secs(30), "replica-a to lead", || async { first.is_leader().await.then_some(()) })
         .await?;
-    let second = Operator::start(ns, "replica-b", &[], &settings.log_dir).await?;
+    let second = common::start_operator(ns, "replica-b", &[], &settings.log_dir).await?;
     let spec = json!({"image": "chaos/leader:1", "replicas": 3, "service": {"type": "ClusterIP"}});
     common::apply_json(&api, &common::course("catalog", ns, spec), common::HARNESS_MANAGER).await?;
     let revision = expected_revision(&common::course(
@@ -99,9 +99,9 @@ pub(super) async fn failover_in(
 
     // A leader that is frozen (SIGSTOP: a long GC pause, a stalled VM) past its Lease and
     // then thawed must not write once another replica leads.
-    let mut third = Operator::start(ns, "replica-c", &[], &settings.log_dir).await?;
+    let mut third = common::start_operator(ns, "replica-c", &[], &settings.log_dir).await?;
     let frozen_writes = second.metrics().await?.writes();
-    let _ = Command::new("kill").args(["-STOP", &second.pid().to_string()]).status();
+    second.signal("STOP")?;
     let frozen = Instant::now();
     let third_leads = common::poll(Duration::from_secs(30), "replica-c to lead", || async {
         third.is_leader().await.then_some(Instant::now())
@@ -110,7 +110,7 @@ pub(super) async fn failover_in(
     // Work for both: a spec change while replica-b is still frozen.
     api.patch("catalog", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 4}}))).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = Command::new("kill").args(["-CONT", &second.pid().to_string()]).status();
+    second.signal("CONT")?;
     let thawed = Instant::now();
     // Replica-b's own counter shows whether it wrote after the thaw.
     let mut after_thaw = 0.0;

@@ -1,6 +1,7 @@
 //! Scenario `fuzz`: random specs offline, a dry-run sample of their children, and through the apiserver.
 
 use super::*;
+use course_operator::controller::{fingerprint, server_side_apply};
 
 pub(super) const STABLE_REVISION: &str = "0123456789";
 
@@ -411,7 +412,7 @@ pub(super) async fn fuzz(client: &Client, settings: &Settings, scenario: &mut Sc
                 children = p.children.len();
                 for child in &p.children {
                     let mut c = child.clone();
-                    common::fingerprint(&mut c);
+                    fingerprint(&mut c);
                 }
                 if i % 10 == 0 {
                     let _ = render::to_yaml(&p.children);
@@ -584,7 +585,7 @@ pub(super) async fn through_the_apiserver_in(
                          "spec": {"hard": {"pods": "0"}}});
     common::apply_json(&quota, &no_pods, common::HARNESS_MANAGER).await?;
     let courses: Api<CourseService> = Api::namespaced(client.clone(), ns);
-    let mut operator = Operator::start(ns, "fuzz", &[], &settings.log_dir).await?;
+    let mut operator = common::start_operator(ns, "fuzz", &[], &settings.log_dir).await?;
     // The bystander: settled before the fuzzed specs arrive; its children must not change.
     let bystander = common::course(
         "bystander",
@@ -852,9 +853,9 @@ pub(super) async fn dry_run_sample(
         let mut rejections = Vec::new();
         for child in &planned.children {
             let mut child: Child = child.clone();
-            common::fingerprint(&mut child);
+            fingerprint(&mut child);
             objects += 1;
-            if let Err(e) = common::apply_child(client, ns, &child, &dry).await {
+            if let Err(e) = server_side_apply(client, ns, &child, &dry).await {
                 rejected_children += 1;
                 *reasons.entry(reason(&e)).or_default() += 1;
                 rejections.push(format!("{} {}: {}", child.kind(), child.name(), short(&e)));

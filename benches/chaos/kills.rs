@@ -118,8 +118,8 @@ pub(super) async fn kills_in(
     // Two replicas at all times: the one that leads and a warm standby (each killed one is
     // replaced at once), as the operator's own Deployment of two would have it.
     let mut replicas_of_operator = [
-        Operator::start(ns, "chaos-a0", &lease, &settings.log_dir).await?,
-        Operator::start(ns, "chaos-b0", &lease, &settings.log_dir).await?,
+        common::start_operator(ns, "chaos-a0", &lease, &settings.log_dir).await?,
+        common::start_operator(ns, "chaos-b0", &lease, &settings.log_dir).await?,
     ];
     let mut stuck = 0usize;
     for (name, strategy) in &strategies {
@@ -203,7 +203,7 @@ pub(super) async fn kills_in(
             progress(format!("kills: SIGKILL #{kills} of the {moment} replica after {wait:?}"));
             let side = if victim == 0 { 'a' } else { 'b' };
             replicas_of_operator[victim] =
-                Operator::spawn(ns, &format!("chaos-{side}{kills}"), &lease, &settings.log_dir)?;
+                common::spawn_operator(ns, &format!("chaos-{side}{kills}"), &lease, &settings.log_dir)?;
             scenario.figure("kills", kills);
         }
         // The kills are over for this generation: both replicas become ready (every cache

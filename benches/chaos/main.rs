@@ -55,7 +55,7 @@ use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use common::{Operator, Rng, Watched, progress};
+use common::{Rng, Watched, progress};
 #[path = "../../tests/support/endpoints.rs"]
 #[allow(dead_code)] // `Sampled::assert_floor` is the e2e suite's; chaos reports `violation` instead
 mod endpoints;

@@ -2,29 +2,14 @@
 
 use super::*;
 
-pub(super) fn node_manifests() -> anyhow::Result<Vec<Value>> {
-    let text = std::fs::read_to_string(common::repo_root().join("hack/manifests/nodes.yaml"))?;
-    Ok(serde_saphyr::from_multiple(&text)?)
-}
-
-pub(super) async fn restore_nodes(client: &Client) -> anyhow::Result<()> {
+/// The committed nodes back, and every one of them Ready.
+async fn restore_nodes(client: &Client) -> anyhow::Result<()> {
+    common::restore_nodes(client, common::HARNESS_MANAGER).await?;
+    let want = common::node_manifests()?.len();
     let nodes: Api<Node> = Api::all(client.clone());
-    for node in node_manifests()? {
-        common::apply_json(&nodes, &node, common::HARNESS_MANAGER).await?;
-        let name = node["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-        // A cordon is a spec field another manager set: clear it explicitly.
-        nodes.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"unschedulable": null}}))).await?;
-    }
-    let want = node_manifests()?.len();
     common::poll(Duration::from_secs(120), "every node Ready", || async {
         let list = nodes.list(&ListParams::default()).await.ok()?;
-        let ready = list.items.iter().filter(|n| {
-            n.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        });
-        (ready.count() >= want).then_some(())
+        (list.items.iter().filter(|n| common::node_ready(n)).count() >= want).then_some(())
     })
     .await
 }
@@ -50,7 +35,7 @@ pub(super) async fn zone_loss_in(
     scenario: &mut Scenario,
 ) -> anyhow::Result<()> {
     let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
-    let _operator = Operator::start(ns, "zone", &[], &settings.log_dir).await?;
+    let _operator = common::start_operator(ns, "zone", &[], &settings.log_dir).await?;
     let strategy = json!({"type": "Rolling", "rolling": {"zoneByZone": true, "maxSurge": 1, "maxUnavailable": 0}});
     let manifest = |v: usize| {
         common::course(
@@ -78,23 +63,11 @@ pub(super) async fn zone_loss_in(
             (phase == RolloutPhase::Progressing).then_some(())
         })
         .await?;
-    let nodes: Api<Node> = Api::all(client.clone());
-    let zone_a: Vec<String> = nodes
-        .list(&ListParams::default().labels("topology.kubernetes.io/zone=zone-a,type=kwok"))
-        .await?
-        .items
-        .iter()
-        .map(|n| n.name_any())
-        .collect();
+    let zone_a = common::kwok_nodes_in(client, "zone-a").await?;
     let lost_at = Instant::now();
     let before = before_loss.finish().await;
     let while_lost = EndpointWatch::start(client, ns, "catalog").await;
-    for name in &zone_a {
-        nodes.patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"unschedulable": true}}))).await?;
-    }
-    for name in &zone_a {
-        nodes.delete(name, &Default::default()).await?;
-    }
+    common::remove_nodes(client, &zone_a).await?;
     progress(format!("zone-loss: deleted {zone_a:?} during the rollout"));
     // Finishes, or pauses safely (Available, within the budget), while zone-a is gone.
     let (outcome, _) = courses

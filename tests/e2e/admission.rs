@@ -11,7 +11,7 @@ use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, Post
 use kube::{Api, Client};
 
 use crate::cluster::{self, CLUSTER, TEST_MANAGER, eventually, with_namespace};
-use crate::fixtures;
+use crate::{fixtures, harness};
 use course_operator::api::CourseService;
 
 fn courses(client: &Client, namespace: &str) -> Api<DynamicObject> {
@@ -117,12 +117,7 @@ async fn a_zone_spread_deployment_lands_one_pod_per_zone() {
             let ready: Vec<String> = list
                 .items
                 .iter()
-                .filter(|p| {
-                    p.status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                })
+                .filter(|p| harness::pod_ready(p))
                 .filter_map(|p| p.spec.as_ref()?.node_name.clone())
                 .collect();
             (ready.len() == 3).then_some(ready)

@@ -14,23 +14,23 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
 use crate::cluster::{self, CLUSTER, Operator, eventually};
-use crate::fixtures::on_kwok;
+use crate::fixtures;
 use course_operator::api::CourseService;
 
 const CONVERGE: Duration = Duration::from_secs(120);
 
 fn course(namespace: &str, members: i32) -> serde_json::Value {
-    on_kwok(serde_json::json!({
-        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
-        "metadata": {"name": "academy", "namespace": namespace},
-        "spec": {
+    fixtures::course(
+        "academy",
+        namespace,
+        serde_json::json!({
             "image": "academy:5.1.0",
             "replicas": 3,
             "cache": {"enabled": true, "replicas": 3, "maxMemory": "256Mi"},
             "database": {"enabled": true, "members": members, "storage": "1Gi",
                          "backup": {"schedule": "0 3 * * *", "keep": 7}},
-        },
-    }))
+        }),
+    )
 }
 
 async fn ready_sets(client: &Client, ns: &str) -> BTreeMap<String, (i32, i32)> {
@@ -228,15 +228,15 @@ async fn an_external_database_waits_for_its_secret_key_then_renders_no_database_
     cluster::with_namespace("external-db", |client, ns| async move {
         let _operator = Operator::start(&client, &ns, "solo", &[]).await;
         let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
-        let manifest = on_kwok(serde_json::json!({
-            "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
-            "metadata": {"name": "catalog", "namespace": ns},
-            "spec": {
+        let manifest = fixtures::course(
+            "catalog",
+            &ns,
+            serde_json::json!({
                 "image": "registry.example.com/catalog:1.0",
                 "replicas": 3,
                 "database": {"external": {"uriSecret": {"name": "course-db", "key": "uri"}}},
-            },
-        }));
+            }),
+        );
         cluster::apply(&api, manifest).await;
         let invalid = |needle: &'static str| {
             let api = api.clone();

@@ -9,6 +9,13 @@ mod cluster;
 mod endpoints;
 #[path = "../support/fixtures.rs"]
 mod fixtures;
+#[path = "../support/harness.rs"]
+mod harness;
+#[path = "../support/metrics.rs"]
+#[allow(dead_code)] // the benches read more of /metrics than the tests
+mod metrics;
+#[path = "../support/process.rs"]
+mod process;
 
 mod admission;
 mod controller;

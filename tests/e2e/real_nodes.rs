@@ -14,7 +14,8 @@ use kube::{Api, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cluster::{self, CLUSTER, Operator, eventually, http_get};
-use crate::fixtures::repo_root;
+use crate::fixtures::{course_manifest, repo_root};
+use crate::harness;
 use crate::rollouts::{EndpointWatch, wait_endpoints};
 use course_operator::api::{CourseService, RolloutPhase};
 
@@ -25,10 +26,10 @@ const CONVERGE: Duration = Duration::from_secs(180);
 const REAL_NODES: [&str; 3] = ["real-zone-a", "real-zone-b", "real-zone-c"];
 
 fn course(name: &str, namespace: &str, replicas: i32, version: &str) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
+    course_manifest(
+        name,
+        namespace,
+        serde_json::json!({
             "image": TEST_SERVER,
             "replicas": replicas,
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
@@ -39,8 +40,8 @@ fn course(name: &str, namespace: &str, replicas: i32, version: &str) -> serde_js
             "probes": {"readinessPath": "/healthz"},
             "disruption": {"maxUnavailable": 1},
             "strategy": {"type": "Rolling", "rolling": {"maxSurge": 1, "maxUnavailable": 0, "zoneByZone": true}},
-        },
-    })
+        }),
+    )
 }
 
 /// A Ready application pod.
@@ -349,12 +350,8 @@ pub(crate) async fn cache_pods(client: &Client, ns: &str, name: &str) -> BTreeMa
     let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else { return BTreeMap::new() };
     list.items
         .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter_map(|p| {
-            let status = p.status?;
-            let ready = status.conditions?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-            ready.then_some((p.metadata.name?, status.pod_ip?))
-        })
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && harness::pod_ready(p))
+        .filter_map(|p| Some((p.metadata.name?, p.status?.pod_ip?)))
         .collect()
 }
 
@@ -537,17 +534,11 @@ async fn every_rendered_pod_is_admitted_under_the_restricted_pod_security_standa
                 pods.list(&ListParams::default().labels(&selector)).await.map(|l| l.items).unwrap_or_default()
             }
         };
-        let ready = |pod: &Pod| {
-            pod.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        };
         eventually(CONVERGE, "3 Ready app pods and 3 Ready cache pods in a restricted namespace", || async {
             let app = component_pods("app").await;
             let cache = component_pods("cache").await;
-            (app.iter().filter(|p| ready(p)).count() == 3 && cache.iter().filter(|p| ready(p)).count() == 3)
-                .then_some(())
+            let ready = |pods: &[Pod]| pods.iter().filter(|p| harness::pod_ready(p)).count();
+            (ready(&app) == 3 && ready(&cache) == 3).then_some(())
         })
         .await;
         eventually(CONVERGE, "a database member pod created (admitted)", || async {

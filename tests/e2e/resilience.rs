@@ -11,6 +11,7 @@ use kube::{Api, Client, ResourceExt};
 use crate::cluster::{self, CLUSTER, Operator, eventually};
 use crate::fixtures::course;
 use crate::fixtures::repo_root;
+use crate::harness;
 use course_operator::api::CourseService;
 
 const CONVERGE: Duration = Duration::from_secs(120);
@@ -31,17 +32,8 @@ async fn condition(api: &Api<CourseService>, name: &str, type_: &str) -> Option<
     Some((c.status, c.reason))
 }
 
-/// The nodes of the local cluster, as committed in hack/manifests/nodes.yaml.
-fn node_manifests() -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(repo_root().join("hack/manifests/nodes.yaml")).expect("nodes manifest");
-    serde_saphyr::from_multiple(&text).expect("nodes parse")
-}
-
 async fn restore_nodes(client: &Client) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    for node in node_manifests() {
-        cluster::apply(&nodes, node).await;
-    }
+    harness::restore_nodes(client, cluster::TEST_MANAGER).await.unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 #[tokio::test]
@@ -49,14 +41,7 @@ async fn losing_a_zone_moves_its_replicas_and_they_come_back() {
     let _exclusive = CLUSTER.write().await;
     let client = cluster::client().await;
     let nodes: Api<Node> = Api::all(client.clone());
-    let zone_a: Vec<String> = nodes
-        .list(&ListParams::default().labels("topology.kubernetes.io/zone=zone-a,type=kwok"))
-        .await
-        .expect("nodes")
-        .items
-        .iter()
-        .map(|n| n.name_any())
-        .collect();
+    let zone_a = harness::kwok_nodes_in(&client, "zone-a").await.expect("nodes");
     assert!(!zone_a.is_empty(), "the cluster has no zone-a nodes");
     let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(cluster::with_namespace(
         "zone-loss",
@@ -72,15 +57,8 @@ async fn losing_a_zone_moves_its_replicas_and_they_come_back() {
             .await;
 
             // Cordon, then delete, zone-a's nodes.
-            let nodes: Api<Node> = Api::all(client.clone());
             let lost_at = Instant::now();
-            for name in &zone_a {
-                let cordon = serde_json::json!({"spec": {"unschedulable": true}});
-                nodes.patch(name, &PatchParams::default(), &Patch::Merge(&cordon)).await.expect("cordon");
-            }
-            for name in &zone_a {
-                nodes.delete(name, &Default::default()).await.expect("delete node");
-            }
+            harness::remove_nodes(&client, &zone_a).await.unwrap_or_else(|e| panic!("{e:#}"));
             eventually(CONVERGE, "zone-a's share running Ready in zone-b and zone-c", || async {
                 let z = zones(&api, "catalog").await;
                 let moved = z.iter().any(|(n, d, _, lost)| n == "zone-a" && *d == 0 && *lost)
@@ -108,13 +86,8 @@ async fn losing_a_zone_moves_its_replicas_and_they_come_back() {
     restore_nodes(&client).await;
     eventually(CONVERGE, "every kwok node Ready again", || async {
         let list = nodes.list(&ListParams::default().labels("type=kwok")).await.ok()?;
-        let ready = list.items.iter().filter(|n| {
-            n.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        });
-        (ready.count() == node_manifests().len()).then_some(())
+        let want = harness::node_manifests().expect("the committed nodes").len();
+        (list.items.iter().filter(|n| harness::node_ready(n)).count() == want).then_some(())
     })
     .await;
     if let Err(panic) = outcome {
@@ -127,13 +100,9 @@ async fn losing_a_zone_moves_its_replicas_and_they_come_back() {
 /// do: a node whose taint a CourseService does not tolerate is not among its nodes at all.)
 async fn set_zone_cpu(client: &Client, zone: &str, cpu: &str) {
     let nodes: Api<Node> = Api::all(client.clone());
-    let list = nodes
-        .list(&ListParams::default().labels(&format!("topology.kubernetes.io/zone={zone},type=kwok")))
-        .await
-        .expect("list nodes");
-    for node in list.items {
+    for name in harness::kwok_nodes_in(client, zone).await.expect("list nodes") {
         let patch = serde_json::json!({"status": {"allocatable": {"cpu": cpu}}});
-        nodes.patch_status(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.expect("node cpu");
+        nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("node cpu");
     }
 }
 

@@ -16,6 +16,7 @@ use kube::{Api, Client, ResourceExt};
 use crate::cluster::{self, CLUSTER, Operator, eventually};
 pub(crate) use crate::endpoints::EndpointWatch;
 use crate::endpoints::ready_endpoints;
+use crate::harness;
 use course_operator::api::{CourseService, RolloutPhase};
 
 const ROLLOUT: Duration = Duration::from_secs(120);
@@ -74,14 +75,7 @@ async fn ready_pods(client: &Client, ns: &str, name: &str, revision: &str) -> us
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let selector = format!("app.kubernetes.io/instance={name},microcourses.io/revision={revision}");
     let Ok(list) = api.list(&ListParams::default().labels(&selector)).await else { return 0 };
-    list.items
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| {
-            let conditions = p.status.as_ref().and_then(|s| s.conditions.as_ref());
-            conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .count()
+    list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).filter(|p| harness::pod_ready(p)).count()
 }
 
 /// Waits for a settled rollout on `revision` alone and returns it.

@@ -20,8 +20,9 @@ use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::DeleteParams;
 use kube::{Api, Client};
 
-use crate::cluster::{self, CLUSTER, Operator, eventually, http_get, http_request};
-use crate::fixtures::repo_root;
+use crate::cluster::{self, CLUSTER, Operator, eventually, http_get};
+use crate::fixtures::{course_manifest, repo_root};
+use crate::harness;
 use crate::real_nodes::{
     agreed_master, cache_pods, lose_and_restore_zone_c, wait_two_per_zone, with_kubelet_c_restored, zones,
 };
@@ -72,10 +73,10 @@ async fn ferretdb(client: &Client, ns: &str) {
 }
 
 fn course_app(ns: &str, image: &str) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
-        "metadata": {"name": "courses", "namespace": ns},
-        "spec": {
+    course_manifest(
+        "courses",
+        ns,
+        serde_json::json!({
             "image": image,
             "replicas": 3,
             "resources": {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
@@ -84,8 +85,8 @@ fn course_app(ns: &str, image: &str) -> serde_json::Value {
             "strategy": {"type": "Rolling", "rolling": {"maxSurge": 1, "maxUnavailable": 0, "zoneByZone": true}},
             "cache": {"enabled": true, "replicas": 3, "ttlSeconds": 60, "maxMemory": "32Mi", "image": "localhost/redis:dev"},
             "database": {"external": {"uriSecret": {"name": "course-db", "key": "uri"}}},
-        },
-    })
+        }),
+    )
 }
 
 /// What a load sends.
@@ -342,7 +343,9 @@ async fn deploy(client: &Client, ns: &str, manifest: serde_json::Value) -> (Stri
     let mut seeded = Vec::new();
     for title in ["Kubernetes operators", "Rust for services", "Redis in practice"] {
         let body = format!(r#"{{"title":"{title}","description":"seed","durationMinutes":60}}"#);
-        let (code, answer) = http_request(&ip, port, "POST", "/courses", Some(&body)).await.expect("create answers");
+        let (code, answer) = harness::http_request(&ip, port, "POST", "/courses", Some(&body), cluster::ANSWER_WITHIN)
+            .await
+            .expect("create answers");
         assert_eq!(code, 201, "{answer}");
         let created: serde_json::Value = serde_json::from_str(&answer).expect("created course");
         seeded.push(created["id"].as_str().expect("id").to_owned());

@@ -1,25 +1,24 @@
 //! E2E harness: a client from KUBECONFIG (so the suite runs unchanged on the local control
 //! plane or kind), a throw-away namespace per test, the operator run as its ServiceAccount, and
-//! polling with deadlines instead of sleeps.
+//! polling with deadlines instead of sleeps. The cluster harness the benches share
+//! (tests/support/harness.rs, process.rs) returns its failures; here the tests panic with them.
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::config::Kubeconfig;
 use kube::{Api, Client, Resource, ResourceExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OnceCell, RwLock};
 
 use super::fixtures::repo_root;
+use super::harness;
+use super::process::{Launch, OperatorProcess};
 
 /// Field manager of objects the tests write.
 pub const TEST_MANAGER: &str = "course-operator-e2e";
@@ -30,9 +29,7 @@ pub static CLUSTER: RwLock<()> = RwLock::const_new(());
 
 /// A client for the cluster in KUBECONFIG.
 pub async fn client() -> Client {
-    Client::try_default()
-        .await
-        .expect("e2e tests need a cluster: run `make cluster` and export the KUBECONFIG it prints")
+    harness::client(None).await.unwrap_or_else(|e| panic!("e2e tests need a cluster: {e:#}"))
 }
 
 static CRD: OnceCell<()> = OnceCell::const_new();
@@ -40,43 +37,19 @@ static CRD: OnceCell<()> = OnceCell::const_new();
 /// Installs crds/ once per test binary and waits until it is Established.
 pub async fn ensure_crd(client: &Client) {
     CRD.get_or_init(|| async {
-        let text = std::fs::read_to_string(repo_root().join("crds/courseservices.microcourses.io.yaml"))
-            .expect("committed CRD readable");
-        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("CRD parses");
-        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-        api.patch(&crd.name_any(), &PatchParams::apply(TEST_MANAGER).force(), &Patch::Apply(&crd))
-            .await
-            .expect("CRD applies");
-        eventually(Duration::from_secs(30), "CRD Established", || async {
-            let current = api.get(&crd.name_any()).await.ok()?;
-            let conditions = current.status?.conditions?;
-            conditions.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
-        })
-        .await;
+        harness::ensure_crd(client, TEST_MANAGER).await.unwrap_or_else(|e| panic!("{e:#}"));
     })
     .await;
 }
 
-/// Polls `probe` every 200 ms until it returns `Some`, or panics after `timeout` naming `what`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+/// Polls `probe` every 200 ms (the tests run in parallel: half the benches' pace spares the
+/// apiserver) until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn unique_suffix() -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    format!("{:x}{}", nanos % 0xfffff, COUNTER.fetch_add(1, Ordering::SeqCst))
+    harness::poll_every(Duration::from_millis(200), timeout, what, probe).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// What a test needs beyond an apiserver, by the file it is written in.
@@ -187,20 +160,11 @@ where
     Fut: Future<Output = ()>,
 {
     ensure_crd(&client).await;
-    let name = format!("e2e-{prefix}-{}", unique_suffix());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "labels": {"course-operator-e2e": "true"}},
-    }))
-    .expect("namespace object");
-    namespaces.create(&PostParams::default(), &ns).await.expect("create test namespace");
+    let name = harness::create_namespace(&client, &format!("e2e-{prefix}"), TEST_MANAGER)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let outcome = std::panic::AssertUnwindSafe(test(client.clone(), name.clone())).catch_unwind().await;
-    if std::env::var("E2E_KEEP_NAMESPACES").is_ok_and(|v| v == "1") {
-        eprintln!("keeping namespace {name}");
-    } else {
-        let _ = namespaces.delete(&name, &DeleteParams::background()).await;
-    }
+    let _ = harness::delete_namespace(&client, &name, "E2E_KEEP_NAMESPACES", None).await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
@@ -211,47 +175,24 @@ pub async fn apply<K>(api: &Api<K>, object: serde_json::Value) -> K
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let name = object["metadata"]["name"].as_str().expect("object has a name").to_owned();
-    api.patch(&name, &PatchParams::apply(TEST_MANAGER).force(), &Patch::Apply(&object))
-        .await
-        .unwrap_or_else(|e| panic!("apply {name}: {e}"))
+    harness::apply_json(api, &object, TEST_MANAGER).await.unwrap_or_else(|e| panic!("{e:#}"))
 }
+
+/// How long connecting, and then reading an answer, may take each before a request counts as
+/// unanswered.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 
 /// `GET path` on `host:port` over HTTP/1.0 from this machine: (status code, body); `None` when
 /// nothing answers within 3 s.
 pub async fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
-    http_request(host, port, "GET", path, None).await
-}
-
-/// One HTTP/1.0 request with an optional JSON body: (status code, body); `None` when nothing
-/// answers within 3 s.
-pub async fn http_request(
-    host: &str,
-    port: u16,
-    method: &str,
-    path: &str,
-    json: Option<&str>,
-) -> Option<(u16, String)> {
-    let connect = tokio::net::TcpStream::connect((host, port));
-    let mut stream = tokio::time::timeout(Duration::from_secs(3), connect).await.ok()?.ok()?;
-    let body = json.unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(3), stream.read_to_string(&mut response)).await.ok()?.ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Some((code, body))
+    harness::http_get(host, port, path, ANSWER_WITHIN).await
 }
 
 /// The operator binary, run out of cluster against KUBECONFIG but impersonating its own
 /// ServiceAccount bound to manifests/rbac/clusterrole.yaml, so missing permissions fail tests.
 pub struct Operator {
-    process: Child,
-    pub metrics_port: u16,
+    // Declared first, dropped first: the process is killed before its directory goes.
+    process: OperatorProcess,
     _dir: tempdir::Dir,
 }
 
@@ -380,17 +321,13 @@ fn impersonating_kubeconfig(namespace: &str, dir: &std::path::Path) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
 impl Operator {
     /// Starts the operator watching `namespace` (its Lease lives there too) once its RBAC is
     /// in effect, and waits until it reports ready. `extra` adds command-line options.
     pub async fn start(client: &Client, namespace: &str, identity: &str, extra: &[&str]) -> Self {
         bind_service_account(client, namespace).await;
-        let operator = Self::spawn(namespace, identity, extra);
-        operator.wait_ready(Duration::from_secs(60)).await;
+        let mut operator = Self::spawn(namespace, identity, extra);
+        operator.wait_ready(OperatorProcess::READY_WITHIN).await;
         operator
     }
 
@@ -400,40 +337,30 @@ impl Operator {
         let dir = std::env::temp_dir().join(format!("course-operator-e2e-{namespace}-{identity}"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let kubeconfig = impersonating_kubeconfig(namespace, &dir);
-        let metrics_port = free_port();
-        let log = std::fs::File::create(dir.join("operator.log")).expect("log file");
-        let process = Command::new(env!("CARGO_BIN_EXE_course-operator"))
-            .args(["run", "--namespace", namespace, "--lease-namespace", namespace, "--identity", identity])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(extra)
-            .env("KUBECONFIG", &kubeconfig)
-            .env(
-                "LOG_LEVEL",
-                std::env::var("E2E_OPERATOR_LOG_LEVEL").unwrap_or_else(|_| "info,course_operator=debug".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("operator binary starts");
-        Self { process, metrics_port, _dir: tempdir::Dir(dir) }
+        let level = std::env::var("E2E_OPERATOR_LOG_LEVEL").unwrap_or_else(|_| "info,course_operator=debug".into());
+        let launch = Launch {
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_course-operator")),
+            env: vec![("KUBECONFIG", kubeconfig.into()), ("LOG_LEVEL", level.into())],
+            log_path: dir.join("operator.log"),
+            answer_within: ANSWER_WITHIN,
+        };
+        let process = OperatorProcess::spawn(launch, namespace, identity, extra).unwrap_or_else(|e| panic!("{e:#}"));
+        Self { process, _dir: tempdir::Dir(dir) }
     }
 
     /// Waits until /readyz answers 200.
-    pub async fn wait_ready(&self, timeout: Duration) {
-        eventually(timeout, "operator /readyz", || async {
-            self.get("/readyz").await.filter(|(code, _)| *code == 200).map(|_| ())
-        })
-        .await;
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        self.process.wait_ready(timeout).await.unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// The operator's log so far (for assertion messages).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.0.join("operator.log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// GET on the metrics port: (status code, body).
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get("127.0.0.1", self.metrics_port, path).await
+        self.process.get(path).await
     }
 
     /// Sum of the samples of metric `family` (the whole name, e.g. `..._total`) on /metrics
@@ -444,58 +371,37 @@ impl Operator {
 
     /// Like [`Self::counter`], `None` while the metrics port does not answer yet.
     pub async fn try_counter(&self, family: &str, label_filter: &str) -> Option<f64> {
-        let (_, body) = self.get("/metrics").await?;
-        Some(
-            body.lines()
-                .filter(|l| l.strip_prefix(family).is_some_and(|rest| rest.starts_with([' ', '{'])))
-                .filter(|l| l.contains(label_filter))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum(),
-        )
+        Some(self.process.metrics().await.ok()?.sum(family, label_filter))
     }
 
     /// Write requests (create, update, patch, delete) made so far.
     pub async fn writes(&self) -> f64 {
-        let mut total = 0.0;
-        for verb in ["Create", "Update", "Patch", "Delete"] {
-            total += self.counter("course_operator_api_requests_total", &format!("verb=\"{verb}\"")).await;
-        }
-        total
+        self.process.metrics().await.expect("metrics answer").writes()
     }
 
     /// Whether this replica says it holds the lease.
     pub async fn is_leader(&self) -> bool {
-        self.counter("course_operator_leader", "").await >= 1.0
+        self.process.metrics().await.expect("metrics answer").is_leader()
     }
 
     /// SIGKILL: no clean-up, the Lease is not released.
     pub fn kill(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        self.process.kill();
     }
 
     /// Sends a signal by name (`STOP` freezes the process, `CONT` thaws it).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").args([&format!("-{name}"), &self.process.id().to_string()]).status();
-        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+        self.process.signal(name).unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// SIGTERM and wait: a graceful stop that releases the Lease.
     pub fn terminate(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.process.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.process.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.kill();
+        self.process.terminate();
     }
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.process.try_wait(), Ok(None))
+        self.process.is_running()
     }
 }
 

@@ -76,13 +76,20 @@ pub fn on_kwok(mut manifest: serde_json::Value) -> serde_json::Value {
     manifest
 }
 
+/// A CourseService manifest named `name` in `namespace` with `spec`, without placement: it
+/// lands on the real nodes (the simulated ones are tainted).
+#[allow(dead_code)] // not every test binary including this module places CourseServices
+pub fn course_manifest(name: &str, namespace: &str, spec: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    })
+}
+
 /// A CourseService manifest named `name` in `namespace` with `spec`, placed on the simulated
 /// (kwok) nodes ([`on_kwok`]): the starting point of the e2e tests and benches.
 #[allow(dead_code)] // not every test binary including this module places CourseServices
 pub fn course(name: &str, namespace: &str, spec: serde_json::Value) -> serde_json::Value {
-    on_kwok(serde_json::json!({
-        "apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }))
+    on_kwok(course_manifest(name, namespace, spec))
 }
