@@ -1,15 +1,28 @@
-//! Small pieces of the pods the operator runs besides the application's own (cache, database
-//! members, Jobs): environment variables, volumes and mounts, resources, container ports and
-//! topology spread, declared once for `redis` and `mongo`.
+//! Small pieces of the pods the operator renders: the settings every pod starts from
+//! ([`isolated`]), and for the cache and database pods environment variables, volumes and
+//! mounts, resources, container ports and topology spread, declared once for `redis` and
+//! `mongo`.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, ResourceRequirements,
-    SecretKeySelector, TopologySpreadConstraint, Volume, VolumeMount,
+    ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    ResourceRequirements, SecretKeySelector, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+/// What every pod the operator renders starts from: no API token (none of them talks to the
+/// apiserver), no service-link variables (a Service named `redis` would inject
+/// `REDIS_PORT=tcp://…` and clash with the pods' own settings) and `security` for the pod.
+pub fn isolated(security: PodSecurityContext) -> PodSpec {
+    PodSpec {
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(security),
+        ..PodSpec::default()
+    }
+}
 
 /// `name=value`.
 pub fn env_value(name: &str, value: impl ToString) -> EnvVar {

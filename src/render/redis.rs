@@ -11,14 +11,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, EnvVar, ExecAction, Lifecycle, LifecycleHandler, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec, Volume,
+    PodTemplateSpec, Probe, ResourceRequirements, Service, ServiceSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-use super::pod::{container_port, empty_dir, env_field, env_value, mount, resources, spread};
+use super::pod::{container_port, empty_dir, env_field, env_value, isolated, mount, resources, spread};
+use super::service::{self, named_port};
 use super::workload::SENTINEL_PORT;
 use super::{Child, Context, pdb, security};
 use crate::api::CacheSpec;
@@ -155,34 +155,12 @@ pub fn config_map(ctx: &Context<'_>, cache: &CacheSpec) -> ConfigMap {
     }
 }
 
-fn service_port(name: &str, port: i32) -> ServicePort {
-    ServicePort {
-        name: Some(name.to_owned()),
-        port,
-        target_port: Some(IntOrString::String(name.to_owned())),
-        protocol: Some("TCP".to_owned()),
-        ..ServicePort::default()
-    }
-}
-
 /// Headless Service `<name>-cache-headless`: gives every pod the stable DNS name the scripts
 /// and Sentinels use. Not-ready pods are published because a starting pod must reach its
 /// peers' Sentinels before it can become ready.
 pub fn headless_service(ctx: &Context<'_>) -> Service {
-    Service {
-        metadata: ctx.meta(names::cache_headless(ctx.name), Component::Cache, BTreeMap::new()),
-        spec: Some(ServiceSpec {
-            cluster_ip: Some("None".to_owned()),
-            publish_not_ready_addresses: Some(true),
-            selector: Some(labels::selector(ctx.name, Component::Cache)),
-            ports: Some(vec![
-                service_port(REDIS_PORT_NAME, REDIS_PORT),
-                service_port(SENTINEL_PORT_NAME, SENTINEL_PORT),
-            ]),
-            ..ServiceSpec::default()
-        }),
-        status: None,
-    }
+    let ports = vec![named_port(REDIS_PORT_NAME, REDIS_PORT), named_port(SENTINEL_PORT_NAME, SENTINEL_PORT)];
+    service::headless(ctx, names::cache_headless(ctx.name), Component::Cache, ports)
 }
 
 /// Client Service `<name>-cache`: Sentinel only. Clients ask any Sentinel for the master and
@@ -193,7 +171,7 @@ pub fn client_service(ctx: &Context<'_>) -> Service {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(labels::selector(ctx.name, Component::Cache)),
-            ports: Some(vec![service_port(SENTINEL_PORT_NAME, SENTINEL_PORT)]),
+            ports: Some(vec![named_port(SENTINEL_PORT_NAME, SENTINEL_PORT)]),
             ..ServiceSpec::default()
         }),
         status: None,
@@ -343,11 +321,7 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
     };
 
     let pod = ctx.placed(PodSpec {
-        automount_service_account_token: Some(false),
-        // Service links would inject REDIS_PORT=tcp://… for a Service named `redis`.
-        enable_service_links: Some(false),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-        security_context: Some(security::pod(REDIS_UID)),
         topology_spread_constraints: Some(vec![
             spread(labels::TOPOLOGY_ZONE, &selector),
             spread(labels::TOPOLOGY_HOSTNAME, &selector),
@@ -365,7 +339,7 @@ pub fn stateful_set(ctx: &Context<'_>, cache: &CacheSpec) -> StatefulSet {
             empty_dir(RUN_VOLUME),
             empty_dir(DATA_VOLUME),
         ]),
-        ..PodSpec::default()
+        ..isolated(security::pod(REDIS_UID))
     });
 
     StatefulSet {

@@ -1,4 +1,5 @@
-//! The Service in front of the application pods.
+//! The Services: the one in front of the application pods, its preview twin, and the headless
+//! Services of the cache and database pods.
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -52,12 +53,34 @@ pub fn preview(ctx: &Context<'_>, revision: &str) -> Service {
 
 /// The one port: `port` on the Service, the pods' named `http` port behind it.
 fn http_port(port: i32) -> ServicePort {
+    named_port(HTTP_PORT_NAME, port)
+}
+
+/// TCP `port` on the Service, the pods' port called `name` behind it.
+pub fn named_port(name: &str, port: i32) -> ServicePort {
     ServicePort {
-        name: Some(HTTP_PORT_NAME.to_owned()),
+        name: Some(name.to_owned()),
         port,
-        target_port: Some(IntOrString::String(HTTP_PORT_NAME.to_owned())),
+        target_port: Some(IntOrString::String(name.to_owned())),
         protocol: Some("TCP".to_owned()),
         ..ServicePort::default()
+    }
+}
+
+/// Headless Service `name` over the pods of `component`: every pod gets a stable DNS name.
+/// Not-ready pods are published too: a starting cache or database pod must reach its peers
+/// before it can become ready.
+pub fn headless(ctx: &Context<'_>, name: String, component: Component, ports: Vec<ServicePort>) -> Service {
+    Service {
+        metadata: ctx.meta(name, component, Default::default()),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(labels::selector(ctx.name, component)),
+            ports: Some(ports),
+            ..ServiceSpec::default()
+        }),
+        status: None,
     }
 }
 

@@ -107,10 +107,7 @@ fn pod_spec(ctx: &Context<'_>) -> PodSpec {
     };
     let probes = spec.probes.clone().unwrap_or_default();
     ctx.placed(PodSpec {
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
         termination_grace_period_seconds: Some(30),
-        security_context: Some(security::pod(NON_ROOT_ID)),
         containers: vec![Container {
             name: CONTAINER_NAME.to_owned(),
             image: Some(spec.image.clone()),
@@ -137,7 +134,7 @@ fn pod_spec(ctx: &Context<'_>) -> PodSpec {
             empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Volume::default()
         }]),
-        ..PodSpec::default()
+        ..super::pod::isolated(security::pod(NON_ROOT_ID))
     })
 }
 

@@ -19,7 +19,7 @@ pub use self::init_job::{
 };
 pub use self::secrets::{app_secret, connection_uri, credentials_secret};
 pub use self::statefulset::{arbiter_stateful_set, headless_service, members_stateful_set};
-use super::pod::empty_dir;
+use super::pod::{empty_dir, isolated};
 use super::{Child, Context, pdb, security};
 use crate::api::DatabaseSpec;
 use crate::database::{DatabaseCredentials, MongoReplicaSet, uses_arbiter};
@@ -53,13 +53,10 @@ fn image(ctx: &Context<'_>, db: &DatabaseSpec) -> String {
 /// unprivileged, with `volume` and a scratch `/tmp`.
 fn job_pod(ctx: &Context<'_>, container: Container, volume: Volume) -> PodSpec {
     ctx.placed(PodSpec {
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
         restart_policy: Some("Never".to_owned()),
-        security_context: Some(pod_security()),
         containers: vec![container],
         volumes: Some(vec![volume, empty_dir(TMP_VOLUME)]),
-        ..PodSpec::default()
+        ..isolated(pod_security())
     })
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Container, ExecAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec,
-    Probe, SecretVolumeSource, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeResourceRequirements,
+    Probe, SecretVolumeSource, Service, TCPSocketAction, Volume, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -18,8 +18,8 @@ use crate::database::MONGO_PORT;
 use crate::database::credentials::{KEYFILE_KEY, PASSWORD_KEY, USERNAME_KEY};
 use crate::labels::{self, Component};
 use crate::names;
-use crate::render::pod::{container_port, empty_dir, env_secret, env_value, mount, resources, spread};
-use crate::render::{Context, security};
+use crate::render::pod::{container_port, empty_dir, env_secret, env_value, isolated, mount, resources, spread};
+use crate::render::{Context, security, service};
 
 const MEMBER_ROLE: &str = "member";
 const ARBITER_ROLE: &str = "arbiter";
@@ -37,23 +37,8 @@ const CONFIGDB_VOLUME: &str = "configdb";
 /// Headless Service `<name>-db-headless`: the members' (and arbiter's) stable DNS names.
 /// Not-ready members are published: they must find each other to become ready.
 pub fn headless_service(ctx: &Context<'_>) -> Service {
-    Service {
-        metadata: ctx.meta(names::database_headless(ctx.name), Component::Database, BTreeMap::new()),
-        spec: Some(ServiceSpec {
-            cluster_ip: Some("None".to_owned()),
-            publish_not_ready_addresses: Some(true),
-            selector: Some(labels::selector(ctx.name, Component::Database)),
-            ports: Some(vec![ServicePort {
-                name: Some("mongodb".to_owned()),
-                port: MONGO_PORT,
-                target_port: Some(IntOrString::String("mongodb".to_owned())),
-                protocol: Some("TCP".to_owned()),
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        status: None,
-    }
+    let ports = vec![service::named_port("mongodb", MONGO_PORT)];
+    service::headless(ctx, names::database_headless(ctx.name), Component::Database, ports)
 }
 
 fn role_labels(ctx: &Context<'_>, role: &str) -> BTreeMap<String, String> {
@@ -186,15 +171,12 @@ fn mongo_pod(ctx: &Context<'_>, main: Container, init: Container, mut volumes: V
     volumes.push(empty_dir(TMP_VOLUME));
     volumes.push(empty_dir(CONFIGDB_VOLUME));
     ctx.placed(PodSpec {
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
         // A primary steps down (up to 10 s) and flushes before it exits.
         termination_grace_period_seconds: Some(60),
-        security_context: Some(pod_security()),
         init_containers: Some(vec![init]),
         containers: vec![main],
         volumes: Some(volumes),
-        ..PodSpec::default()
+        ..isolated(pod_security())
     })
 }
 
