@@ -9,7 +9,7 @@
 //!    replicas Ready;
 //! 2. update: the image of all N changed at once → every canary finished on the new pods;
 //! 3. memory: VmRSS of the controller with 0 objects, converged, after the update; VmHWM;
-//! 4. writes: the apiserver's audit log (hack/kwok/audit-policy.yaml) counted per phase for
+//! 4. writes: the apiserver's audit log (hack/kwok/audit-policy-peers.yaml) counted per phase for
 //!    the side's namespace, by user agent: the controller's own, kube-controller-manager's; then
 //!    an idle window of PEERS_IDLE_SECONDS (30) after the update, where both should write 0.
 //!
@@ -489,7 +489,7 @@ fn write_outputs(settings: &Settings, runs: &[Run]) -> anyhow::Result<()> {
         &|s| s.idle_writes,
         0,
     );
-    out.push_str("\nWrites are the apiserver's audit log (hack/kwok/audit-policy.yaml) for the side's namespace, by user agent: every write verb to the workload kinds, Services, PDBs, HPAs, the custom resources and their status; pods and Events are not recorded (kube-controller-manager creates the same pods for both sides).\n");
+    out.push_str("\nWrites are the apiserver's audit log (hack/kwok/audit-policy-peers.yaml) for the side's namespace, by user agent: every write verb to the workload kinds, Services, PDBs, HPAs, the custom resources and their status; pods and Events are not recorded (kube-controller-manager creates the same pods for both sides).\n");
     std::fs::write(&md_path, out)?;
     progress(format!("results: {json_path}, {md_path}"));
     Ok(())
