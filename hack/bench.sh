@@ -10,7 +10,8 @@
 #   BENCH_FULL=1 hack/bench.sh          full: N=1000, 1 run, 300 s idle window
 #   BENCH_N, BENCH_RUNS, BENCH_IDLE_SECONDS, BENCH_RESYNC_SECONDS, BENCH_CONCURRENCY,
 #   BENCH_LATENCY_RATE, BENCH_LATENCY_SAMPLES, BENCH_ROLLOUTS, BENCH_REPLICAS, BENCH_DATA_N, BENCH_NO_DATA=1,
-#   BENCH_KEEP_NAMESPACES=1, BENCH_SKIP_RENDER=1    see benches/fleet.rs and BENCHMARKS.md
+#   BENCH_KEEP_NAMESPACES=1, BENCH_SKIP_RENDER=1, BENCH_CAPACITY_PODS
+#   see benches/fleet.rs and BENCHMARKS.md
 set -euo pipefail
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$HACK_DIR/.." && pwd)
@@ -31,6 +32,30 @@ export BENCH_LOG_DIR=$work/logs
 export KCM_RAISED=${KCM_RAISED:-1}
 use_cluster bench                      # sets KUBECONFIG; stops a cluster it started on exit
 build_bins fleet render                # sets BIN_course_operator, BIN_fleet, BIN_render
+
+# Room for the fleets: the six kwok nodes of hack/manifests/nodes.yaml hold 660 pods and 96 GiB
+# of memory requests, but the full fleet runs up to 3 app replicas per CourseService (3,000
+# pods at N=1000; the fleet gives itself half of the free pod slots) and the cache+database
+# round's 100 MongoDB members alone request 100 GiB (250m CPU and 1 GiB each). Every run adds
+# one large kwok node per zone (BENCH_CAPACITY_PODS pods each, default 2000; 0 adds none) and
+# deletes them when it ends.
+capacity_nodes() {
+  local zone pods=${BENCH_CAPACITY_PODS:-2000}
+  for zone in a b c; do
+    printf -- '---\napiVersion: v1\nkind: Node\nmetadata:\n  name: kwok-bench-zone-%s\n' "$zone"
+    printf '  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}\n'
+    printf '  labels: {kubernetes.io/hostname: kwok-bench-zone-%s, kubernetes.io/os: linux, type: kwok, topology.kubernetes.io/zone: zone-%s}\n' "$zone" "$zone"
+    printf 'spec:\n  taints:\n  - {key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}\n'
+    printf 'status:\n  allocatable: {cpu: "2000", memory: 8Ti, pods: "%s"}\n  capacity: {cpu: "2000", memory: 8Ti, pods: "%s"}\n' "$pods" "$pods"
+  done
+}
+kubectl=$REPO_ROOT/.cluster/bin/kubectl
+if [[ ${BENCH_CAPACITY_PODS:-2000} != 0 ]]; then
+  capacity_nodes | "$kubectl" apply -f - >&2
+  # runs before the cluster is stopped (use_cluster's trap), or alone on a shared cluster
+  trap 'capacity_nodes | "$kubectl" delete --ignore-not-found -f - >&2 || true; ((CLUSTER_STARTED_HERE)) && "$REPO_ROOT/hack/cluster.sh" down' EXIT
+  "$kubectl" wait --for=condition=Ready --timeout=60s node/kwok-bench-zone-a node/kwok-bench-zone-b node/kwok-bench-zone-c >&2
+fi
 
 json=benchmarks/results.json
 [[ $mode == full ]] && json=benchmarks/results-full.json

@@ -25,6 +25,9 @@ pub const ZONE: &str = "microcourses.io/zone";
 /// of the desired one needs no write, which keeps the steady state at zero write requests.
 pub const APPLIED_HASH: &str = "microcourses.io/applied-hash";
 
+/// Annotation through which `kubectl course` asks for a rollout action: `<action>@<nonce>`.
+pub const ROLLOUT_ACTION: &str = "microcourses.io/rollout-action";
+
 /// Annotation (`"true"`) on a Secret of generated credentials: created once, then only
 /// keys a newer version of the operator introduces are added; an existing key is never
 /// changed, because the data it opens would be locked out.

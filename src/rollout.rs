@@ -14,9 +14,6 @@ use crate::api::{CanaryStep, RollingStrategy, RolloutPhase, RolloutStatus, Strat
 use crate::validate::parse_duration;
 use crate::zones::{self, Zone, ZoneHealth, ZoneObserved, ZoneSplit};
 
-/// Annotation through which `kubectl course` asks for an action: `<action>@<nonce>`.
-pub const ACTION_ANNOTATION: &str = "microcourses.io/rollout-action";
-
 /// A user request on a rollout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UserAction {

@@ -11,8 +11,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
 use course_operator::api::CourseService;
+use course_operator::labels::ROLLOUT_ACTION;
 use course_operator::plugin;
-use course_operator::rollout::{ACTION_ANNOTATION, UserAction};
+use course_operator::rollout::UserAction;
 
 #[derive(Parser)]
 #[command(name = "kubectl-course", version, about = "Watch and steer CourseService rollouts")]
@@ -77,7 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     plugin::check(&cs, action)?;
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let patch =
-        serde_json::json!({"metadata": {"annotations": {ACTION_ANNOTATION: plugin::annotation_value(action, nonce)}}});
+        serde_json::json!({"metadata": {"annotations": {ROLLOUT_ACTION: plugin::annotation_value(action, nonce)}}});
     api.patch(&name, &PatchParams::apply("kubectl-course"), &Patch::Merge(&patch))
         .await
         .with_context(|| format!("patching courseservice {namespace}/{name}"))?;

@@ -31,7 +31,6 @@ use crate::observe::{self, Observed, ObservedWorkload};
 use crate::plan;
 use crate::render::Images;
 use crate::render::workload::AppTemplate;
-use crate::rollout::ACTION_ANNOTATION;
 use crate::status;
 use crate::validate::ValidatedCourse;
 use crate::zones::{self, UnschedulablePolicy, Zone, ZoneInventory};
@@ -186,7 +185,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     );
     unschedulable.apply(&mut zones);
     let handled = cs.status.as_ref().and_then(|s| s.rollout.as_ref()).and_then(|r| r.last_action.as_deref());
-    let action = cs.annotations().get(ACTION_ANNOTATION).filter(|a| Some(a.as_str()) != handled).cloned();
+    let action = cs.annotations().get(labels::ROLLOUT_ACTION).filter(|a| Some(a.as_str()) != handled).cloned();
     let external = cs.spec.database.as_ref().filter(|d| d.enabled).and_then(|d| d.external.as_ref());
     let external_database = match external {
         Some(external) => Some(uri_secret_present(&ctx.client, &namespace, &external.uri_secret).await),

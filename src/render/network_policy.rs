@@ -17,8 +17,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Context;
 use super::mongo;
-use super::redis::REDIS_PORT;
-use super::workload::SENTINEL_PORT;
+use super::redis::{REDIS_PORT, SENTINEL_PORT};
 use crate::database::MONGO_PORT;
 use crate::labels::{self, Component};
 use crate::names;

@@ -19,7 +19,6 @@ use sha2::{Digest, Sha256};
 
 use super::pod::{container_port, empty_dir, env_field, env_value, isolated, mount, resources, spread};
 use super::service::{self, named_port};
-use super::workload::SENTINEL_PORT;
 use super::{Child, Context, pdb, security};
 use crate::api::CacheSpec;
 use crate::labels::{self, Component};
@@ -30,6 +29,8 @@ use crate::quantity;
 pub const REDIS_IMAGE: &str = "docker.io/library/redis:7.2";
 /// Port Redis listens on.
 pub const REDIS_PORT: i32 = 6379;
+/// Sentinel port of the cache pods (the application finds the master through it).
+pub const SENTINEL_PORT: i32 = 26379;
 /// How long the Sentinels wait for a silent master before failing over. Shorter fails over
 /// faster but mistakes a long GC-free stall (a slow fork, a busy node) for a dead master.
 pub const DOWN_AFTER_MILLISECONDS: u32 = 5_000;

@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
+use super::redis::SENTINEL_PORT;
 use super::{Context, security};
 use crate::labels::{self, Component};
 use crate::names;
@@ -30,8 +31,6 @@ pub const HTTP_PORT_NAME: &str = "http";
 const TMP_VOLUME: &str = "tmp";
 /// UID/GID of the distroless `nonroot` user: images built FROM root still run unprivileged.
 const NON_ROOT_ID: i64 = 65532;
-/// Sentinel port of the cache pods.
-pub const SENTINEL_PORT: i32 = 26379;
 
 /// The pod template of the current spec, minus the zone, and its revision hash.
 #[derive(Clone, Debug, PartialEq)]
