@@ -128,8 +128,10 @@ struct Latency {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
-    /// Round trip of the PATCH itself (part of the above).
+    /// Round trip of the PATCH itself (part of the above): how busy the apiserver is.
     patch_p50_ms: f64,
+    #[serde(default)]
+    patch_p99_ms: f64,
     /// Changes per second actually sent (samples over the time from first to last send).
     sent_per_second: f64,
 }
@@ -798,6 +800,7 @@ async fn latency(
         p99_ms: common::percentile(&samples, 99.0).unwrap_or(0.0),
         max_ms: samples.iter().copied().fold(0.0, f64::max),
         patch_p50_ms: common::median(&patch_times).unwrap_or(0.0),
+        patch_p99_ms: common::percentile(&patch_times, 99.0).unwrap_or(0.0),
         sent_per_second: if sending > 0.0 { intervals / sending } else { 0.0 },
         samples_ms: samples,
     })
@@ -1215,6 +1218,7 @@ fn markdown(config: &Config, runs: &[Run], failure: Option<&str>) -> String {
     row(&mut out, "  max (ms)", &|r| Some(r.latency.max_ms), 0, "", None);
     row(&mut out, "  changes sent per second", &|r| Some(r.latency.sent_per_second), 1, "", None);
     row(&mut out, "  PATCH round trip, p50 (ms)", &|r| Some(r.latency.patch_p50_ms), 0, "", None);
+    row(&mut out, "  PATCH round trip, p99 (ms)", &|r| Some(r.latency.patch_p99_ms), 0, "", None);
     let canary = med(runs, |r| Some(r.rollouts.canary_max_ms));
     let bg = med(runs, |r| Some(r.rollouts.blue_green_max_ms));
     row(

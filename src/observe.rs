@@ -66,6 +66,28 @@ pub fn workloads<'a>(
         .collect()
 }
 
+/// `workloads` once the ReplicaSets just `applied` are in place: each at its applied replicas,
+/// one new to the cluster with none Ready yet. The status written by the same reconcile then
+/// already shows the new sizes instead of waiting for the ReplicaSets' watch events to show
+/// them, which cost a second status write per scale.
+pub fn applied<'a>(
+    workloads: &mut BTreeMap<String, ObservedWorkload>,
+    applied: impl IntoIterator<Item = &'a ReplicaSet>,
+    namespace: &str,
+    instance: &str,
+    uid: &str,
+) {
+    for (name, mut now) in self::workloads(applied, namespace, instance, uid) {
+        match workloads.get_mut(&name) {
+            Some(observed) => observed.replicas = now.replicas,
+            None => {
+                now.ready = 0;
+                workloads.insert(name, now);
+            }
+        }
+    }
+}
+
 /// Ready endpoints behind a CourseService's Services, per ReplicaSet name. `ready_pods` are pod
 /// names (duplicates across Services count once); a pod is matched to its ReplicaSet by name
 /// (`<replicaset>-<suffix>`).
@@ -176,14 +198,19 @@ pub fn unschedulable_pods<'a>(
         .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
         .filter(|pod| instance_of(&pod.metadata) == Some(instance))
         .filter_map(|pod| {
-            let scheduled = pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "PodScheduled")?;
-            if scheduled.status != "False" || scheduled.reason.as_deref() != Some("Unschedulable") {
-                return None;
-            }
-            let since = scheduled.last_transition_time.as_ref().or(pod.metadata.creation_timestamp.as_ref())?.0;
+            let since = unschedulable_since(pod)?;
             Some(UnschedulablePod { zone: pod.metadata.labels.as_ref()?.get(labels::ZONE)?.clone(), since })
         })
         .collect()
+}
+
+/// Since when the scheduler has reported `pod` unschedulable, if it has.
+pub fn unschedulable_since(pod: &Pod) -> Option<Timestamp> {
+    let scheduled = pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "PodScheduled")?;
+    if scheduled.status != "False" || scheduled.reason.as_deref() != Some("Unschedulable") {
+        return None;
+    }
+    Some(scheduled.last_transition_time.as_ref().or(pod.metadata.creation_timestamp.as_ref())?.0)
 }
 
 /// Most restarts of any pod (all its containers) of `revision` of one CourseService.
@@ -275,5 +302,32 @@ mod tests {
         let ready: Vec<i32> = workloads.values().map(|d| d.ready).collect();
         assert_eq!(ready, vec![2, 2, 1]);
         // zone-b showed 2 Ready in its status but none in the slices: kept at 2.
+    }
+
+    fn replica_set(name: &str, revision: &str, zone: &str, replicas: i32, owner: &str) -> ReplicaSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "shop",
+                "labels": {"app.kubernetes.io/managed-by": "course-operator", "app.kubernetes.io/instance": "catalog",
+                    "app.kubernetes.io/component": "app", "microcourses.io/revision": revision,
+                    "microcourses.io/zone": zone},
+                "ownerReferences": [{"apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService",
+                    "name": "catalog", "uid": owner}]},
+            "spec": {"replicas": replicas, "selector": {}},
+        }))
+        .expect("replica set")
+    }
+
+    #[test]
+    fn applied_replica_sets_show_their_new_sizes_and_new_ones_none_ready() {
+        let mut workloads: BTreeMap<String, ObservedWorkload> =
+            [("catalog-r-zone-a".to_owned(), observed(1, 1)), ("catalog-r-zone-b".to_owned(), observed(1, 1))].into();
+        let written = [
+            replica_set("catalog-r-zone-a", "r", "zone-a", 2, "u1"),
+            replica_set("catalog-s-zone-a", "s", "zone-a", 1, "u1"),
+            replica_set("someone-elses", "s", "zone-a", 5, "u2"),
+        ];
+        applied(&mut workloads, &written, "shop", "catalog", "u1");
+        let sizes: Vec<(&str, i32, i32)> = workloads.iter().map(|(n, w)| (n.as_str(), w.replicas, w.ready)).collect();
+        assert_eq!(sizes, [("catalog-r-zone-a", 2, 1), ("catalog-r-zone-b", 1, 1), ("catalog-s-zone-a", 1, 0)]);
     }
 }

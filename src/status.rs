@@ -203,12 +203,87 @@ fn merge_conditions(previous: &[Condition], updates: Vec<Condition>) -> Vec<Cond
     merged
 }
 
-/// Conditions whose status or reason differs between two lists (for Events on transitions).
-pub fn transitions<'a>(before: &[Condition], after: &'a [Condition]) -> Vec<&'a Condition> {
+/// How a condition change is recorded as an Event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    Normal,
+    Warning,
+}
+
+/// The condition changes (status or reason) worth an Event: bad news as a Warning, good news
+/// as Normal. Not worth one: a condition first appearing as good news, a new CourseService not
+/// yet Available (its pods are only starting), and routine scaling, `Progressing` moving
+/// between `Scaling` and `Reconciled`: the status shows it, a HorizontalPodAutoscaler records
+/// its own rescales, and under steady scaling those two Events per scale were a third of the
+/// operator's writes.
+pub fn events<'a>(before: &[Condition], after: &'a [Condition]) -> Vec<(Notice, &'a Condition)> {
+    let routine = |reason: &str| reason == reasons::SCALING || reason == reasons::RECONCILED;
     after
         .iter()
-        .filter(|a| {
-            before.iter().find(|b| b.type_ == a.type_).is_none_or(|b| b.status != a.status || b.reason != a.reason)
+        .filter_map(|condition| {
+            let previous = before.iter().find(|b| b.type_ == condition.type_);
+            if previous.is_some_and(|p| p.status == condition.status && p.reason == condition.reason) {
+                return None;
+            }
+            let bad = match condition.type_.as_str() {
+                types::AVAILABLE => condition.status == "False",
+                types::DEGRADED | types::INVALID_SPEC => condition.status == "True",
+                _ => false,
+            };
+            if previous.is_none() && (!bad || condition.type_ == types::AVAILABLE) {
+                return None;
+            }
+            if condition.type_ == types::PROGRESSING
+                && routine(&condition.reason)
+                && previous.is_none_or(|p| routine(&p.reason))
+            {
+                return None;
+            }
+            Some((if bad { Notice::Warning } else { Notice::Normal }, condition))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(type_: &str, status: &str, reason: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    fn noticed(before: &[Condition], after: &[Condition]) -> Vec<(Notice, String)> {
+        events(before, after).into_iter().map(|(notice, c)| (notice, c.reason.clone())).collect()
+    }
+
+    #[test]
+    fn routine_scaling_records_no_event_and_a_rollout_or_bad_news_does() {
+        let progressing = |status, reason| condition(types::PROGRESSING, status, reason);
+        let settled = [progressing("False", reasons::RECONCILED)];
+        let scaling = [progressing("True", reasons::SCALING)];
+        let rolling = [progressing("True", reasons::ROLLOUT_IN_PROGRESS)];
+        assert_eq!(noticed(&settled, &scaling), [], "a scale starting");
+        assert_eq!(noticed(&scaling, &settled), [], "a scale done");
+        assert_eq!(noticed(&[], &scaling), [], "a new CourseService's first status");
+        assert_eq!(noticed(&settled, &rolling), [(Notice::Normal, reasons::ROLLOUT_IN_PROGRESS.to_owned())]);
+        assert_eq!(noticed(&rolling, &settled), [(Notice::Normal, reasons::RECONCILED.to_owned())], "a rollout done");
+
+        let available = |status, reason| condition(types::AVAILABLE, status, reason);
+        let up = [available("True", reasons::MINIMUM_REPLICAS_AVAILABLE)];
+        let down = [available("False", reasons::MINIMUM_REPLICAS_UNAVAILABLE)];
+        assert_eq!(noticed(&[], &down), [], "a new CourseService's pods only starting");
+        assert_eq!(noticed(&up, &down), [(Notice::Warning, reasons::MINIMUM_REPLICAS_UNAVAILABLE.to_owned())]);
+        assert_eq!(noticed(&down, &up), [(Notice::Normal, reasons::MINIMUM_REPLICAS_AVAILABLE.to_owned())]);
+        assert_eq!(noticed(&up, &up), [], "no change");
+
+        let degraded = [condition(types::DEGRADED, "True", reasons::ZONE_LOST)];
+        assert_eq!(noticed(&[], &degraded), [(Notice::Warning, reasons::ZONE_LOST.to_owned())], "bad news at once");
+    }
 }

@@ -434,6 +434,7 @@ fn dashboard_and_metrics_doc_name_only_exported_series() {
     metrics.api_request(Verb::Patch);
     metrics.set_leader(true);
     metrics.watch_error("deployments");
+    metrics.triggers("pods").inc();
     // Series and family names (HELP/TYPE lines name the histogram family).
     let exported = metric_names(&metrics.encode());
 

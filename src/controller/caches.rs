@@ -13,11 +13,11 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
-use tracing::warn;
 
 use super::children::{ChildStores, MetaStore};
 use super::memory::CourseMemory;
 use super::metrics::Metrics;
+use super::triggers;
 use crate::api::CourseService;
 use crate::labels;
 
@@ -66,7 +66,7 @@ macro_rules! watch_child_kinds {
         ChildStores {
             $($field: {
                 let (store, events) =
-                    watch_children::<watched!($cache, $ty)>($client, $namespace, $config, $metrics, $slim);
+                    watch_children::<watched!($cache, $ty)>($client, $namespace, $config, $metrics, $slim, triggers::content);
                 $controller = $controller.owns_stream(events);
                 store
             },)*
@@ -77,8 +77,9 @@ macro_rules! watch_child_kinds {
 /// Builds every cache of the CourseServices in `namespace` (all namespaces if `None`) and of
 /// their children, Nodes and pods, and the Controller their changes trigger: children it owns
 /// trigger their owner; Nodes trigger every CourseService; pods and EndpointSlices (no owner
-/// reference to a CourseService) trigger the one named by their instance label. What `memory`
-/// holds of a CourseService is forgotten when the CourseService is deleted.
+/// reference to a CourseService) trigger the one named by their instance label. Only changes
+/// of what a reconcile reads trigger anything (`triggers`). What `memory` holds of a
+/// CourseService is forgotten when the CourseService is deleted.
 pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>, memory: Arc<CourseMemory>) -> Caches {
     // Children are watched by our managed-by label only.
     let managed = list_config().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
@@ -88,12 +89,24 @@ pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>, m
     let children = crate::render::child_kinds!(watch_child_kinds, client, namespace, (&managed), metrics, controller);
     // Per-zone Deployments written by earlier builds of the operator: deleted once the
     // ReplicaSets that replace them are Ready (`children::prune`). Metadata only.
-    let (legacy_deployments, legacy_deployment_events) =
-        watch_children::<PartialObjectMeta<Deployment>>(client, namespace, &managed, metrics, slim_meta);
+    let (legacy_deployments, legacy_deployment_events) = watch_children::<PartialObjectMeta<Deployment>>(
+        client,
+        namespace,
+        &managed,
+        metrics,
+        slim_meta,
+        triggers::content,
+    );
     // The EndpointSlices of our Services carry the Services' labels: their Ready endpoints
     // are the freshest readiness signal for the rollout gates.
-    let (endpoint_slices, endpoint_slice_events) =
-        watch_children::<EndpointSlice>(client, namespace, &managed, metrics, slim_endpoint_slice);
+    let (endpoint_slices, endpoint_slice_events) = watch_children::<EndpointSlice>(
+        client,
+        namespace,
+        &managed,
+        metrics,
+        slim_endpoint_slice,
+        triggers::endpoint_slice,
+    );
     let (nodes, node_events) = watch_nodes(client, metrics);
     let (app_pods, app_pod_events) = watch_app_pods(client, namespace, metrics);
 
@@ -145,9 +158,12 @@ fn watch_courses(
         .modify(slim_course)
         .default_backoff()
         .reflect(courses_writer)
-        .inspect(follow_courses(courses_listed_tx, memory))
-        .applied_objects();
-    (courses, courses_listed, retry_quietly("courseservices".into(), metrics.clone(), course_events))
+        .inspect(follow_courses(courses_listed_tx, memory));
+    (
+        courses,
+        courses_listed,
+        triggers::triggers("courseservices".into(), metrics.clone(), triggers::content, course_events),
+    )
 }
 
 /// Follows the CourseService watch for what its store does not tell: the end of the first
@@ -177,10 +193,8 @@ fn watch_nodes(
     let node_events = watcher(Api::<Node>::all(client.clone()), list_config())
         .modify(slim_node)
         .default_backoff()
-        .reflect(nodes_writer)
-        .applied_objects()
-        .predicate_filter(node_fingerprint, Default::default());
-    (nodes, retry_quietly("nodes".into(), metrics.clone(), node_events))
+        .reflect(nodes_writer);
+    (nodes, triggers::triggers("nodes".into(), metrics.clone(), triggers::node, node_events))
 }
 
 /// Application pods, slimmed to a few hundred bytes each; only changes that matter to a
@@ -201,10 +215,8 @@ fn watch_app_pods(
     let app_pod_events = watcher(api::<Pod>(client, namespace), app_pods_config)
         .modify(slim_pod)
         .default_backoff()
-        .reflect(app_pods_writer)
-        .applied_objects()
-        .predicate_filter(pod_fingerprint, Default::default());
-    (app_pods, retry_quietly("pods".into(), metrics.clone(), app_pod_events))
+        .reflect(app_pods_writer);
+    (app_pods, triggers::triggers("pods".into(), metrics.clone(), triggers::pod, app_pod_events))
 }
 
 /// A reflector cache of one kind of child and the stream of its changes.
@@ -214,6 +226,7 @@ fn watch_children<K>(
     config: &watcher::Config,
     metrics: &Arc<Metrics>,
     slim: fn(&mut K),
+    reads: triggers::Reads<K>,
 ) -> (reflector::Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -226,32 +239,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let events = watcher(api::<K>(client, namespace), config.clone()).modify(slim).default_backoff().reflect(writer);
-    (reader, retry_quietly(K::plural(&()).into_owned(), metrics.clone(), events.applied_objects()))
-}
-
-/// Counts, logs and drops a cache's failed list/watch requests; the cache retries them on its
-/// own back-off. An error must never reach the Controller: kube-runtime pauses *every* trigger
-/// stream behind one shared back-off per error, so after an apiserver restart the dozen failed
-/// watches were consumed one back-off step at a time and the CourseService watch stayed paused
-/// for minutes (measured: the first scale request after a restart waited > 60 s).
-fn retry_quietly<K>(
-    resource: String,
-    metrics: Arc<Metrics>,
-    events: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: Send + 'static,
-{
-    events.filter_map(move |event| {
-        futures::future::ready(match event {
-            Ok(object) => Some(Ok(object)),
-            Err(error) => {
-                metrics.watch_error(&resource);
-                warn!(%resource, %error, "watch failed; retrying with back-off");
-                None
-            }
-        })
-    })
+    (reader, triggers::triggers(K::plural(&()).into_owned(), metrics.clone(), reads, events))
 }
 
 /// The CourseService an object without an owner reference to it (a pod, an EndpointSlice)
@@ -273,25 +261,6 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
-}
-
-/// What about a Node matters for the zone inventory; other changes (heartbeats, images) do not
-/// trigger reconciles.
-fn node_fingerprint(node: &Node) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    // Every label and taint: a CourseService's nodeSelector and tolerations decide which
-    // nodes (so which zones) it may use.
-    node.metadata.labels.hash(&mut hasher);
-    node.spec.as_ref().and_then(|s| s.unschedulable).hash(&mut hasher);
-    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
-    for taint in taints {
-        (&taint.key, &taint.value, &taint.effect).hash(&mut hasher);
-    }
-    let ready =
-        node.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-    ready.map(|c| c.status.as_str()).hash(&mut hasher);
-    Some(hasher.finish())
 }
 
 /// Memory: the inventory needs labels, spec and conditions, not images or managed fields.
@@ -323,24 +292,6 @@ fn slim_pod(pod: &mut Pod) {
             ..Default::default()
         };
     }
-}
-
-/// What about an application pod matters to a reconcile: being unschedulable (and since when)
-/// and its restarts. Readiness reaches the operator through EndpointSlices instead, so a pod
-/// turning Ready triggers no second reconcile.
-fn pod_fingerprint(pod: &Pod) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    let scheduled = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
-    scheduled
-        .map(|c| (&c.status, &c.reason, c.last_transition_time.as_ref().map(|t| t.0.as_second())))
-        .hash(&mut hasher);
-    crate::observe::restarts(pod).hash(&mut hasher);
-    Some(hasher.finish())
 }
 
 /// Memory: of an EndpointSlice the rollout gates read which pods are Ready.
@@ -466,13 +417,5 @@ mod tests {
         assert_eq!(kept, ["PodScheduled"]);
         assert_eq!(status.phase, None);
         assert_eq!(slim.labels().get(labels::INSTANCE).map(String::as_str), Some("catalog"));
-    }
-
-    #[test]
-    fn only_scheduling_and_restarts_change_a_pods_fingerprint() {
-        let base = pod_fingerprint(&pod("False", "False", &[0]));
-        assert_eq!(base, pod_fingerprint(&pod("True", "False", &[0])), "readiness comes from EndpointSlices");
-        assert_ne!(base, pod_fingerprint(&pod("False", "True", &[0])), "scheduled");
-        assert_ne!(base, pod_fingerprint(&pod("False", "False", &[1])), "restarted");
     }
 }

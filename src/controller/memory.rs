@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use kube::runtime::reflector::ObjectRef;
 
-use crate::api::CourseService;
+use crate::api::{CourseService, CourseServiceStatus};
 use crate::render::workload::AppTemplate;
 
 /// Namespace, instance (CourseService name) and revision.
@@ -21,6 +21,16 @@ pub struct CourseMemory {
     templates: Mutex<HashMap<TemplateKey, AppTemplate>>,
     /// Consecutive failures per object, for exponential back-off.
     failures: Mutex<HashMap<ObjectRef<CourseService>, u32>>,
+    /// Statuses written that the CourseService cache may not show yet, until it does.
+    statuses: Mutex<HashMap<ObjectRef<CourseService>, WrittenStatus>>,
+}
+
+/// A status write: the status it replaced, the one written, and the resource version the
+/// write returned.
+struct WrittenStatus {
+    replaced: CourseServiceStatus,
+    written: CourseServiceStatus,
+    version: Option<String>,
 }
 
 impl CourseMemory {
@@ -51,10 +61,40 @@ impl CourseMemory {
         lock(&self.failures).remove(course);
     }
 
+    /// Remembers a status write, until the cache shows it.
+    pub fn wrote_status(
+        &self,
+        course: ObjectRef<CourseService>,
+        replaced: CourseServiceStatus,
+        written: CourseServiceStatus,
+        version: Option<String>,
+    ) {
+        lock(&self.statuses).insert(course, WrittenStatus { replaced, written, version });
+    }
+
+    /// Whether `status` is what was last written for `cached`, a cached CourseService that does
+    /// not show that write yet. A reconcile triggered by a child before the CourseService's own
+    /// watch event arrives compares against the status the write replaced; without this it
+    /// writes the same status again (a no-op the apiserver still has to process; under steady
+    /// scaling a third of the status writes) and repeats its Events.
+    pub fn status_written(&self, cached: &CourseService, status: &CourseServiceStatus) -> bool {
+        let course = ObjectRef::from_obj(cached);
+        let mut statuses = lock(&self.statuses);
+        let Some(last) = statuses.get(&course) else { return false };
+        let shown = cached.status.clone().unwrap_or_default();
+        // The cache shows the write, or someone else's status since: nothing left to remember.
+        if cached.metadata.resource_version == last.version || (shown != last.replaced && shown != last.written) {
+            statuses.remove(&course);
+            return false;
+        }
+        last.written == *status
+    }
+
     /// Forgets everything remembered about `course`: it no longer exists (or is going), and a
     /// CourseService created later under its name starts afresh.
     pub fn forget(&self, course: &ObjectRef<CourseService>) {
         lock(&self.failures).remove(course);
+        lock(&self.statuses).remove(course);
         let namespace = course.namespace.as_deref();
         lock(&self.templates).retain(|(ns, name, _), _| Some(ns.as_str()) != namespace || *name != course.name);
     }
@@ -134,5 +174,42 @@ mod tests {
         let memory = two_courses();
         memory.succeeded(&course("shop", "catalog"));
         assert_eq!(memory.failed(course("shop", "catalog")), 1);
+    }
+
+    fn cached(version: &str, ready: i32) -> CourseService {
+        let manifest = "apiVersion: microcourses.io/v1alpha1\nkind: CourseService\n\
+                        metadata: {name: catalog, namespace: shop}\nspec: {image: 'catalog:2'}";
+        let mut cs: CourseService = crate::manifest::parse(manifest).expect("manifest");
+        cs.metadata.resource_version = Some(version.into());
+        cs.status = Some(status(ready));
+        cs
+    }
+
+    fn status(ready: i32) -> CourseServiceStatus {
+        CourseServiceStatus { ready_replicas: ready, ..Default::default() }
+    }
+
+    #[test]
+    fn a_status_written_is_not_written_again_while_the_cache_lags_behind() {
+        let memory = CourseMemory::default();
+        let lagging = cached("1", 3);
+        assert!(!memory.status_written(&lagging, &status(4)), "nothing written yet");
+        memory.wrote_status(ObjectRef::from_obj(&lagging), status(3), status(4), Some("2".into()));
+        assert!(memory.status_written(&lagging, &status(4)), "the same status, cache behind");
+        assert!(!memory.status_written(&lagging, &status(5)), "a newer status");
+        assert!(memory.status_written(&cached("3", 4), &status(4)), "a later version showing the write");
+        // once the cache shows the write, the cache alone decides
+        assert!(!memory.status_written(&cached("2", 4), &status(4)));
+        assert!(!memory.status_written(&lagging, &status(4)), "forgotten once shown");
+    }
+
+    #[test]
+    fn someone_elses_status_since_is_never_taken_for_ours() {
+        let memory = CourseMemory::default();
+        memory.wrote_status(ObjectRef::from_obj(&cached("1", 3)), status(3), status(4), Some("2".into()));
+        assert!(!memory.status_written(&cached("5", 7), &status(4)), "a status neither replaced nor written");
+        memory.wrote_status(ObjectRef::from_obj(&cached("1", 3)), status(3), status(4), Some("2".into()));
+        memory.forget(&ObjectRef::new("catalog").within("shop"));
+        assert!(!memory.status_written(&cached("1", 3), &status(4)), "forgotten with the CourseService");
     }
 }

@@ -77,6 +77,7 @@ pub struct Metrics {
     reconcile_duration: Family<OutcomeLabel, Histogram>,
     api_requests: Family<VerbLabel, Counter>,
     watch_errors: Family<ResourceLabel, Counter>,
+    triggers: Family<ResourceLabel, Counter>,
     writes_fenced: Counter,
     leader: Gauge,
     leader_election_errors: Family<PhaseLabel, Counter>,
@@ -91,6 +92,7 @@ impl Default for Metrics {
         });
         let api_requests = Family::<VerbLabel, Counter>::default();
         let watch_errors = Family::<ResourceLabel, Counter>::default();
+        let triggers = Family::<ResourceLabel, Counter>::default();
         let writes_fenced = Counter::default();
         let leader = Gauge::default();
         let leader_election_errors = Family::<PhaseLabel, Counter>::default();
@@ -115,6 +117,11 @@ impl Default for Metrics {
             watch_errors.clone(),
         );
         registry.register(
+            "triggers",
+            "Changes of watched objects that queued a reconcile, by resource (changes of nothing a reconcile reads queue none)",
+            triggers.clone(),
+        );
+        registry.register(
             "writes_fenced",
             "Write requests held back because the leader Lease was not confirmed this replica's",
             writes_fenced.clone(),
@@ -131,6 +138,7 @@ impl Default for Metrics {
             reconcile_duration,
             api_requests,
             watch_errors,
+            triggers,
             writes_fenced,
             leader,
             leader_election_errors,
@@ -154,6 +162,11 @@ impl Metrics {
     /// Records one failed list or watch request of the cache of `resource`.
     pub fn watch_error(&self, resource: &str) {
         self.watch_errors.get_or_create(&ResourceLabel { resource: resource.to_owned() }).inc();
+    }
+
+    /// The counter of changes of a watched `resource` that queued a reconcile.
+    pub fn triggers(&self, resource: &str) -> Counter {
+        self.triggers.get_or_create(&ResourceLabel { resource: resource.to_owned() }).clone()
     }
 
     /// Records one write request the fence held back.

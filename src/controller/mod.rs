@@ -13,6 +13,7 @@ mod memory;
 pub mod metrics;
 mod reconcile;
 mod run;
+mod triggers;
 
 pub use children::{fingerprint, server_side_apply};
 pub use cli::{LogFormat, RunArgs};

@@ -29,8 +29,8 @@ use crate::labels;
 use crate::names;
 use crate::observe::{self, Observed, ObservedWorkload};
 use crate::plan;
-use crate::render::Images;
 use crate::render::workload::AppTemplate;
+use crate::render::{Child, Images};
 use crate::status;
 use crate::validate::ValidatedCourse;
 use crate::zones::{self, UnschedulablePolicy, Zone, ZoneInventory};
@@ -174,7 +174,10 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         inventory.remember(zone);
     }
     let mut zones = inventory.for_spec(&cs.spec.zones);
+    // Whole seconds, as the apiserver keeps a condition's time: a status computed twice within
+    // a second is then the same status, and the second write is skipped, not sent.
     let now = k8s_openapi::jiff::Timestamp::now();
+    let now = k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
     let pods = ctx.app_pods.state();
     let unschedulable = zones::unschedulable_zones(
         &zones,
@@ -205,7 +208,7 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
     let new_pod_restarts =
         rolling_out.map_or(0, |r| observe::most_restarts(pods.iter().map(AsRef::as_ref), &namespace, &name, r));
     let stores = &ctx.children;
-    let observed = Observed {
+    let mut observed = Observed {
         new_pod_restarts,
         analysis,
         workloads,
@@ -261,6 +264,11 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
             if writes > 0 {
                 info!(writes, revision = %plan.revision, phase = ?plan.rollout.status.phase, "children updated");
             }
+            let replica_sets = desired.iter().filter_map(|child| match child {
+                Child::ReplicaSet(replica_set) => Some(replica_set.as_ref()),
+                _ => None,
+            });
+            observe::applied(&mut observed.workloads, replica_sets, &namespace, &name, &uid);
             if plan.rollout.aborted_now {
                 let note = plan.rollout.status.message.as_deref().unwrap_or_default();
                 publish(ctx, cs, EventType::Warning, crate::conditions::reasons::ROLLOUT_ABORTED, "Rollout", note)
@@ -282,17 +290,19 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         now: Time(now),
     });
     let previous = cs.status.clone().unwrap_or_default();
-    if previous != status {
+    if previous != status && !ctx.memory.status_written(cs, &status) {
         let api: Api<CourseService> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = serde_json::json!({
             "apiVersion": CourseService::api_version(&()),
             "kind": CourseService::kind(&()),
             "status": status,
         });
-        api.patch_status(&name, &PatchParams::apply(labels::MANAGER).force(), &Patch::Apply(&patch))
+        let written = api
+            .patch_status(&name, &PatchParams::apply(labels::MANAGER).force(), &Patch::Apply(&patch))
             .await
             .map_err(|source| Error::Status { namespace: namespace.clone(), name: name.clone(), source })?;
         publish_transitions(ctx, cs, &previous, &status).await;
+        ctx.memory.wrote_status(ObjectRef::from_obj(cs), previous, status, written.metadata.resource_version);
     }
     Ok(reconciled)
 }
@@ -380,27 +390,18 @@ async fn publish(ctx: &Context, cs: &CourseService, type_: EventType, reason: &s
     }
 }
 
-/// One Event per condition that changed, Warning for bad news.
+/// One Event per condition change worth one (`status::events`).
 async fn publish_transitions(
     ctx: &Context,
     cs: &CourseService,
     before: &crate::api::CourseServiceStatus,
     after: &crate::api::CourseServiceStatus,
 ) {
-    use crate::conditions::types;
-    for condition in status::transitions(&before.conditions, &after.conditions) {
-        let bad = match condition.type_.as_str() {
-            types::AVAILABLE => condition.status == "False",
-            types::DEGRADED | types::INVALID_SPEC => condition.status == "True",
-            _ => false,
+    for (notice, condition) in status::events(&before.conditions, &after.conditions) {
+        let type_ = match notice {
+            status::Notice::Warning => EventType::Warning,
+            status::Notice::Normal => EventType::Normal,
         };
-        // A condition first appearing as good news is not worth an Event, and neither is a new
-        // CourseService not being Available yet (its pods are only starting).
-        let first_seen = !before.conditions.iter().any(|b| b.type_ == condition.type_);
-        if first_seen && (!bad || condition.type_ == types::AVAILABLE) {
-            continue;
-        }
-        let type_ = if bad { EventType::Warning } else { EventType::Normal };
         publish(ctx, cs, type_, &condition.reason, "Reconcile", &condition.message).await;
     }
 }

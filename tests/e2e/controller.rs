@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -229,6 +230,52 @@ async fn deleting_the_course_service_garbage_collects_its_children() {
             let pdbs =
                 Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.ok()?;
             (replica_sets.is_empty() && services.items.is_empty() && pdbs.items.is_empty()).then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deleted_child_is_put_back_at_once_not_at_the_next_resync() {
+    let _shared = CLUSTER.read().await;
+    cluster::with_namespace("put-back", |client, ns| async move {
+        // The default resync (600 s) is far past the deadline: only the deletions can trigger.
+        let _operator = Operator::start(&client, &ns, "solo", &[]).await;
+        let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        let spec = serde_json::json!({
+            "image": "registry.example.com/catalog:1.0", "replicas": 3,
+            "autoscaling": {"minReplicas": 3, "maxReplicas": 3},
+        });
+        cluster::apply(&api, course("catalog", &ns, spec)).await;
+        wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+        // Neither kind has anything else that would trigger the owner when it goes: no pods,
+        // no EndpointSlices.
+        let uids = || async {
+            let pdbs = pdbs.list(&ListParams::default()).await.ok()?.items;
+            let hpas = hpas.list(&ListParams::default()).await.ok()?.items;
+            let pdbs = pdbs.iter().map(|o| (format!("pdb/{}", o.name_any()), o.uid().unwrap_or_default()));
+            let hpas = hpas.iter().map(|o| (format!("hpa/{}", o.name_any()), o.uid().unwrap_or_default()));
+            Some(pdbs.chain(hpas).collect::<BTreeMap<_, _>>())
+        };
+        let before = uids().await.expect("list");
+        assert!(
+            before.keys().any(|k| k.starts_with("pdb/")) && before.keys().any(|k| k.starts_with("hpa/")),
+            "{before:?}"
+        );
+        for name in before.keys() {
+            match name.split_once('/') {
+                Some(("pdb", name)) => drop(pdbs.delete(name, &Default::default()).await.expect("delete the PDB")),
+                Some((_, name)) => drop(hpas.delete(name, &Default::default()).await.expect("delete the HPA")),
+                None => unreachable!("keys are kind/name"),
+            }
+        }
+        eventually(Duration::from_secs(20), "every deleted child put back (new uids)", || async {
+            let after = uids().await?;
+            (after.len() == before.len() && before.iter().all(|(k, uid)| after.get(k).is_some_and(|new| new != uid)))
+                .then_some(())
         })
         .await;
     })
