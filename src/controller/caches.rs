@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::PartialObjectMeta;
@@ -326,10 +326,13 @@ fn slim_course(cs: &mut CourseService) {
     }
 }
 
-/// Memory: of a ReplicaSet the operator reads labels, owners, its applied hash, replicas and
-/// the replica counts. The pod template (over half of a ReplicaSet) is dropped: the current
-/// revision's is rendered from the spec, and an older revision's is fetched once when a
-/// rollout needs it (`reconcile::older_templates`).
+/// Memory, and what triggers a reconcile: of a ReplicaSet the operator reads labels, owners,
+/// its applied hash, its replicas and how many are Ready. The pod template (over half of a
+/// ReplicaSet) is dropped: the current revision's is rendered from the spec, and an older
+/// revision's is fetched once when a rollout needs it (`reconcile::older_templates`). Of the
+/// status only `readyReplicas` is kept (`replicas` reads 0): the counts kube-controller-manager
+/// updates on the way (pods created, labelled, available, terminating) change nothing a
+/// reconcile reads, so they trigger none.
 fn slim_replica_set(replica_set: &mut ReplicaSet) {
     replica_set.metadata.managed_fields = None;
     if let Some(annotations) = replica_set.metadata.annotations.as_mut() {
@@ -337,7 +340,7 @@ fn slim_replica_set(replica_set: &mut ReplicaSet) {
     }
     replica_set.spec.template = None;
     if let Some(status) = replica_set.status.as_mut() {
-        status.conditions = None;
+        *status = ReplicaSetStatus { ready_replicas: status.ready_replicas, ..Default::default() };
     }
 }
 
@@ -417,5 +420,32 @@ mod tests {
         assert_eq!(kept, ["PodScheduled"]);
         assert_eq!(status.phase, None);
         assert_eq!(slim.labels().get(labels::INSTANCE).map(String::as_str), Some("catalog"));
+    }
+
+    #[test]
+    fn a_slim_replica_set_changes_only_with_what_a_reconcile_reads() {
+        let replica_set = |replicas: i32, ready: i32, created: i32, generation: i64| -> ReplicaSet {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "catalog-r-zone-a", "namespace": "shop", "resourceVersion": format!("{created}{ready}"),
+                    "annotations": {"microcourses.io/applied-hash": "h1", "deployment.kubernetes.io/revision": "1"}},
+                "spec": {"replicas": replicas, "selector": {},
+                    "template": {"spec": {"containers": [{"name": "app", "image": "catalog:1"}]}}},
+                "status": {"replicas": created, "fullyLabeledReplicas": created, "readyReplicas": ready,
+                    "availableReplicas": ready, "observedGeneration": generation},
+            }))
+            .expect("replica set")
+        };
+        let reads = |mut replica_set: ReplicaSet| {
+            slim_replica_set(&mut replica_set);
+            super::triggers::content(&replica_set)
+        };
+        let base = reads(replica_set(2, 1, 1, 1));
+        assert_eq!(base, reads(replica_set(2, 1, 2, 2)), "a pod created, a generation observed");
+        assert_ne!(base, reads(replica_set(2, 2, 2, 2)), "a pod Ready");
+        assert_ne!(base, reads(replica_set(3, 1, 1, 1)), "resized");
+        let mut slim = replica_set(2, 1, 1, 1);
+        slim_replica_set(&mut slim);
+        assert!(slim.spec.template.is_none());
+        assert_eq!(slim.annotations().len(), 1, "the applied hash only");
     }
 }
