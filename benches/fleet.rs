@@ -255,7 +255,9 @@ async fn configure(client: &Client, zones: &[ZoneHealth]) -> anyhow::Result<Conf
     let capacity: i64 = nodes
         .items
         .iter()
-        .filter_map(|n| n.status.as_ref()?.allocatable.as_ref()?.get("pods")?.0.parse::<i64>().ok())
+        // a quantity: the apiserver writes 2000 pods as "2k"
+        .filter_map(|n| course_operator::quantity::to_bytes(&n.status.as_ref()?.allocatable.as_ref()?.get("pods")?.0))
+        .filter_map(|pods| i64::try_from(pods).ok())
         .sum();
     let pods = Api::<Pod>::all(client.clone()).list(&ListParams::default()).await?.items.len() as i64;
     let budget = ((capacity - pods) / 2).max(0);
