@@ -20,6 +20,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 
 use course_operator::api::CourseService;
+use course_operator::cached::Scaled;
 use course_operator::controller::fingerprint;
 use course_operator::database::DatabaseCredentials;
 use course_operator::labels;
@@ -125,12 +126,12 @@ fn observed_at_rest(cs: &CourseService, zones: &[ZoneHealth], db: bool) -> (Obse
 }
 
 /// The controller's scan of the ReplicaSet cache for one CourseService.
-fn scan_replica_sets(store: &Store<ReplicaSet>, namespace: &str, instance: &str, uid: &str) -> usize {
+fn scan_replica_sets(store: &Store<Scaled<ReplicaSet>>, namespace: &str, instance: &str, uid: &str) -> usize {
     observe::workloads(store.state().iter().map(AsRef::as_ref), namespace, instance, uid).len()
 }
 
-fn fleet_store(n: usize, template: &[ReplicaSet]) -> Store<ReplicaSet> {
-    let (reader, mut writer) = reflector::store::<ReplicaSet>();
+fn fleet_store(n: usize, template: &[ReplicaSet]) -> Store<Scaled<ReplicaSet>> {
+    let (reader, mut writer) = reflector::store::<Scaled<ReplicaSet>>();
     writer.apply_watcher_event(&watcher::Event::Init);
     for i in 0..n {
         for d in template {
@@ -141,7 +142,9 @@ fn fleet_store(n: usize, template: &[ReplicaSet]) -> Store<ReplicaSet> {
             for r in d.metadata.owner_references.iter_mut().flatten() {
                 r.uid = format!("uid-{i}");
             }
-            writer.apply_watcher_event(&watcher::Event::InitApply(d));
+            let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+            let cached = Scaled::new(d.metadata, d.spec.replicas.unwrap_or(1), ready);
+            writer.apply_watcher_event(&watcher::Event::InitApply(cached));
         }
     }
     writer.apply_watcher_event(&watcher::Event::InitDone);

@@ -33,22 +33,8 @@ export KCM_RAISED=${KCM_RAISED:-1}
 use_cluster bench                      # sets KUBECONFIG; stops a cluster it started on exit
 build_bins fleet render                # sets BIN_course_operator, BIN_fleet, BIN_render
 
-# Room for the fleets: the six kwok nodes of hack/manifests/nodes.yaml hold 660 pods and 96 GiB
-# of memory requests, but the full fleet runs up to 3 app replicas per CourseService (3,000
-# pods at N=1000; the fleet gives itself half of the free pod slots) and the cache+database
-# round's 100 MongoDB members alone request 100 GiB (250m CPU and 1 GiB each). Every run adds
-# one large kwok node per zone (BENCH_CAPACITY_PODS pods each, default 2000; 0 adds none) and
-# deletes them when it ends.
-capacity_nodes() {
-  local zone pods=${BENCH_CAPACITY_PODS:-2000}
-  for zone in a b c; do
-    printf -- '---\napiVersion: v1\nkind: Node\nmetadata:\n  name: kwok-bench-zone-%s\n' "$zone"
-    printf '  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}\n'
-    printf '  labels: {kubernetes.io/hostname: kwok-bench-zone-%s, kubernetes.io/os: linux, type: kwok, topology.kubernetes.io/zone: zone-%s}\n' "$zone" "$zone"
-    printf 'spec:\n  taints:\n  - {key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}\n'
-    printf 'status:\n  allocatable: {cpu: "2000", memory: 8Ti, pods: "%s"}\n  capacity: {cpu: "2000", memory: 8Ti, pods: "%s"}\n' "$pods" "$pods"
-  done
-}
+# Room for the fleets: one large kwok node per zone (capacity_nodes, benches/common/scripts.sh),
+# deleted when the run ends.
 kubectl=$REPO_ROOT/.cluster/bin/kubectl
 if [[ ${BENCH_CAPACITY_PODS:-2000} != 0 ]]; then
   capacity_nodes | "$kubectl" apply -f - >&2

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Memory probe: N CourseServices (0 replicas) in namespace memprobe on the local cluster, the
-# operator binary BIN started on the converged fleet, VmHWM/VmRSS after 40 s. Extra arguments
-# are environment assignments for the operator (e.g. MALLOC_ARENA_MAX=1).
+# Memory probe: N CourseServices in namespace memprobe on the local cluster, the operator
+# binary BIN started on the converged fleet, VmHWM/VmRSS after 40 s. Extra arguments are
+# environment assignments for the operator (e.g. MALLOC_ARENA_MAX=1).
 #   hack/mem-probe.sh 1000 ~/.cache/course-operator/cargo-target/release/course-operator
-# Run it twice: the first run also creates the fleet's children. Clean up with
+# MEMPROBE_REPLICAS (default 0): app replicas per CourseService, on the kwok nodes (one large
+# capacity node per zone is added, as `make bench` does). MEMPROBE_HEAPTRACK=DIR runs the
+# operator under heaptrack (Debian `heaptrack`), which writes DIR/heaptrack.course-operator.*.zst
+# (or named after BIN); read it with `heaptrack_print -f FILE` (peak heap, and who allocated it).
+# Run it twice: the first run also creates the fleet and its children. Clean up with
 #   kubectl delete ns memprobe; kubectl delete servicecidr memprobe
 set -euo pipefail
 N=$1 BIN=$2; shift 2
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export KUBECONFIG=$REPO_ROOT/.cluster/kubeconfig PATH=$REPO_ROOT/.cluster/bin:$PATH
+# shellcheck source=benches/common/scripts.sh
+source "$REPO_ROOT/benches/common/scripts.sh"
+replicas=${MEMPROBE_REPLICAS:-0}
 work=$(mktemp -d "${TMPDIR:-/tmp}/course-operator-mem.XXXXXX")
 kubectl apply --server-side --field-manager=course-operator-memprobe \
   -f "$REPO_ROOT/crds/courseservices.microcourses.io.yaml" >/dev/null
@@ -21,21 +28,40 @@ kind: ServiceCIDR
 metadata: {name: memprobe}
 spec: {cidrs: ["10.1.0.0/20"]}
 YAML
-if (( $(kubectl -n memprobe get csvc --no-headers 2>/dev/null | wc -l) < N )); then
+if ((replicas > 0)); then
+  capacity_nodes | kubectl apply -f - >/dev/null
+fi
+if (($(kubectl -n memprobe get csvc --no-headers 2>/dev/null | wc -l) < N)); then
+  placement=""
+  ((replicas > 0)) && placement=', nodeSelector: {type: kwok}, tolerations: [{key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}]'
   for ((i = 0; i < N; i++)); do
-    printf -- '---\napiVersion: microcourses.io/v1alpha1\nkind: CourseService\nmetadata: {name: c%04d, namespace: memprobe}\nspec: {image: "registry.example.com/bench/app:1.0.0", replicas: 0, service: {type: ClusterIP}}\n' "$i"
+    printf -- '---\napiVersion: microcourses.io/v1alpha1\nkind: CourseService\nmetadata: {name: c%04d, namespace: memprobe}\nspec: {image: "registry.example.com/bench/app:1.0.0", replicas: %d, service: {type: ClusterIP}%s}\n' "$i" "$replicas" "$placement"
   done >"$work/fleet.yaml"
   kubectl apply --server-side -f "$work/fleet.yaml" >/dev/null
 fi
-env "$@" "$BIN" run --no-leader-election --namespace memprobe --metrics-addr 127.0.0.1:18081 \
-  --resync-seconds 30 --log-level warn >"$work/operator.log" 2>&1 &
+wrap=()
+[[ -n ${MEMPROBE_HEAPTRACK:-} ]] && wrap=(heaptrack)
+mkdir -p "${MEMPROBE_HEAPTRACK:-$work}"
+(cd "${MEMPROBE_HEAPTRACK:-$work}" && exec env "$@" "${wrap[@]}" "$BIN" run --no-leader-election --namespace memprobe --metrics-addr 127.0.0.1:18081 \
+  --resync-seconds 30 --log-level warn) >"$work/operator.log" 2>&1 &
 pid=$!
 started=$SECONDS
-until (( $(kubectl -n memprobe get csvc -o jsonpath='{range .items[*]}{.status.observedGeneration}{"\n"}{end}' | grep -c .) >= N )); do
-  (( SECONDS - started > 600 )) && { echo "not converged after 600 s (log: $work/operator.log)" >&2; break; }
+# Converged: every CourseService reports its generation and, with replicas, is Available.
+until (($(kubectl -n memprobe get csvc -o jsonpath='{range .items[*]}{.status.observedGeneration}{" "}{.status.conditions[?(@.type=="Available")].status}{"\n"}{end}' |
+  if ((replicas > 0)); then grep -c ' True$'; else grep -c '^[0-9]'; fi) >= N)); do
+  ((SECONDS - started > 900)) && {
+    echo "not converged after 900 s (log: $work/operator.log)" >&2
+    break
+  }
   sleep 2
 done
-echo "every CourseService has a status after $((SECONDS - started)) s"
+echo "every CourseService converged after $((SECONDS - started)) s"
 sleep 40
-grep -E "VmHWM|VmRSS" "/proc/$pid/status" | tr -s ' \t\n' ' '; echo
-kill "$pid"; wait "$pid" 2>/dev/null || true
+if [[ -n ${MEMPROBE_HEAPTRACK:-} ]]; then
+  # heaptrack's script is $pid; the operator is its child
+  pid=$(pgrep -n -f "^$BIN run --no-leader-election --namespace memprobe" || pgrep -P "$pid" -n)
+fi
+grep -E "VmHWM|VmRSS" "/proc/$pid/status" | tr -s ' \t\n' ' '
+echo
+kill "$pid"
+wait 2>/dev/null || true # heaptrack writes its file before it exits

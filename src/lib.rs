@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cached;
 pub mod conditions;
 pub mod controller;
 pub mod database;

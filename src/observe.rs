@@ -10,11 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::cached::{AppPod, Scaled};
 use crate::database::DatabaseCredentials;
 use crate::labels::{self, Component};
 use crate::render::workload::AppTemplate;
@@ -36,9 +36,10 @@ pub struct ObservedWorkload {
 }
 
 /// The application ReplicaSets (every revision) of one CourseService among `replica_sets`: its
-/// namespace, its selector labels and its owner uid, by name.
+/// namespace, its selector labels and its owner uid, by name. Without templates: the cache
+/// keeps none (see `ObservedWorkload::template`).
 pub fn workloads<'a>(
-    replica_sets: impl IntoIterator<Item = &'a ReplicaSet>,
+    replica_sets: impl IntoIterator<Item = &'a Scaled<ReplicaSet>>,
     namespace: &str,
     instance: &str,
     uid: &str,
@@ -57,9 +58,9 @@ pub fn workloads<'a>(
             let observed = ObservedWorkload {
                 revision: labels.get(labels::REVISION)?.clone(),
                 zone: labels.get(labels::ZONE)?.clone(),
-                replicas: d.spec.replicas.unwrap_or(1),
-                ready: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
-                template: AppTemplate::from_replica_set(d),
+                replicas: d.replicas,
+                ready: d.ready,
+                template: None,
             };
             Some((d.metadata.name.clone()?, observed))
         })
@@ -77,11 +78,12 @@ pub fn applied<'a>(
     instance: &str,
     uid: &str,
 ) {
-    for (name, mut now) in self::workloads(applied, namespace, instance, uid) {
+    let applied: Vec<Scaled<ReplicaSet>> =
+        applied.into_iter().map(|r| Scaled::new(r.metadata.clone(), r.spec.replicas.unwrap_or(1), 0)).collect();
+    for (name, now) in self::workloads(&applied, namespace, instance, uid) {
         match workloads.get_mut(&name) {
             Some(observed) => observed.replicas = now.replicas,
             None => {
-                now.ready = 0;
                 workloads.insert(name, now);
             }
         }
@@ -190,7 +192,7 @@ pub fn ready_endpoints<'a>(
 
 /// The pods of one CourseService the scheduler has reported unschedulable, with their zone.
 pub fn unschedulable_pods<'a>(
-    pods: impl IntoIterator<Item = &'a Pod>,
+    pods: impl IntoIterator<Item = &'a AppPod>,
     namespace: &str,
     instance: &str,
 ) -> Vec<UnschedulablePod> {
@@ -198,24 +200,15 @@ pub fn unschedulable_pods<'a>(
         .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
         .filter(|pod| instance_of(&pod.metadata) == Some(instance))
         .filter_map(|pod| {
-            let since = unschedulable_since(pod)?;
+            let since = pod.unschedulable_since.as_ref()?.0;
             Some(UnschedulablePod { zone: pod.metadata.labels.as_ref()?.get(labels::ZONE)?.clone(), since })
         })
         .collect()
 }
 
-/// Since when the scheduler has reported `pod` unschedulable, if it has.
-pub fn unschedulable_since(pod: &Pod) -> Option<Timestamp> {
-    let scheduled = pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "PodScheduled")?;
-    if scheduled.status != "False" || scheduled.reason.as_deref() != Some("Unschedulable") {
-        return None;
-    }
-    Some(scheduled.last_transition_time.as_ref().or(pod.metadata.creation_timestamp.as_ref())?.0)
-}
-
 /// Most restarts of any pod (all its containers) of `revision` of one CourseService.
 pub fn most_restarts<'a>(
-    pods: impl IntoIterator<Item = &'a Pod>,
+    pods: impl IntoIterator<Item = &'a AppPod>,
     namespace: &str,
     instance: &str,
     revision: &str,
@@ -226,29 +219,20 @@ pub fn most_restarts<'a>(
         .filter(|pod| {
             pod.metadata.labels.as_ref().and_then(|l| l.get(labels::REVISION)).map(String::as_str) == Some(revision)
         })
-        .map(restarts)
+        .map(|pod| pod.restarts)
         .max()
         .unwrap_or(0)
 }
 
-/// Restarts of every container of a pod together.
-pub fn restarts(pod: &Pod) -> i32 {
-    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
-    statuses.map_or(0, |c| c.iter().map(|c| c.restart_count).sum())
-}
-
 /// The cache and database StatefulSets owned by the CourseService `uid`, by name.
 pub fn statefulsets<'a>(
-    sets: impl IntoIterator<Item = &'a StatefulSet>,
+    sets: impl IntoIterator<Item = &'a Scaled<StatefulSet>>,
     namespace: &str,
     uid: &str,
 ) -> BTreeMap<String, ObservedStatefulSet> {
     sets.into_iter()
         .filter(|s| owned_by(&s.metadata, namespace, uid))
-        .filter_map(|s| {
-            let ready = s.status.as_ref().and_then(|st| st.ready_replicas).unwrap_or(0);
-            Some((s.metadata.name.clone()?, ObservedStatefulSet { replicas: s.spec.replicas.unwrap_or(1), ready }))
-        })
+        .filter_map(|s| Some((s.metadata.name.clone()?, ObservedStatefulSet { replicas: s.replicas, ready: s.ready })))
         .collect()
 }
 

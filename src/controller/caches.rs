@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
@@ -19,6 +19,7 @@ use super::memory::CourseMemory;
 use super::metrics::Metrics;
 use super::triggers;
 use crate::api::CourseService;
+use crate::cached::{AppPod, Scaled};
 use crate::labels;
 
 /// Objects per page of a cache's (re)list. kube's default of 500 made the initial list of a
@@ -45,16 +46,18 @@ pub struct Stores {
     /// Per-zone Deployments of earlier builds of the operator, pruned once replaced.
     pub legacy_deployments: MetaStore<Deployment>,
     pub nodes: Store<Node>,
-    /// Application pods (all CourseServices), slimmed to what the unschedulable-zone check and
-    /// the rollout's restart limit read.
-    pub app_pods: Store<Pod>,
+    /// Application pods (all CourseServices), as much as the unschedulable-zone check and the
+    /// rollout's restart limit read.
+    pub app_pods: Store<AppPod>,
     /// EndpointSlices of the operator's Services (all CourseServices).
     pub endpoint_slices: Store<EndpointSlice>,
 }
 
-/// The object type a child kind's watch lists: the whole object or its metadata only.
+/// The object type a child kind's watch lists: the whole object, its metadata and scale, or
+/// its metadata only.
 macro_rules! watched {
     (full, $ty:ty) => { $ty };
+    (scaled, $ty:ty) => { Scaled<$ty> };
     (meta, $ty:ty) => { PartialObjectMeta<$ty> };
 }
 
@@ -115,7 +118,7 @@ pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>, m
         .watches_stream(node_events, move |_: Node| {
             courses.state().iter().map(|cs| ObjectRef::from_obj(cs.as_ref())).collect::<Vec<_>>()
         })
-        .watches_stream(app_pod_events, |pod: Pod| course_of(&pod))
+        .watches_stream(app_pod_events, |pod: AppPod| course_of(&pod))
         .watches_stream(endpoint_slice_events, |slice: EndpointSlice| course_of(&slice));
     let stores = Stores { courses_listed, children, legacy_deployments, nodes, app_pods, endpoint_slices };
     Caches { stores, controller }
@@ -197,13 +200,13 @@ fn watch_nodes(
     (nodes, triggers::triggers("nodes".into(), metrics.clone(), triggers::node, node_events))
 }
 
-/// Application pods, slimmed to a few hundred bytes each; only changes that matter to a
+/// Application pods, a few hundred bytes each (`AppPod`); only changes that matter to a
 /// reconcile (unschedulable, restarts) trigger one.
 fn watch_app_pods(
     client: &Client,
     namespace: Option<&str>,
     metrics: &Arc<Metrics>,
-) -> (Store<Pod>, impl futures::Stream<Item = Result<Pod, watcher::Error>> + Send + 'static) {
+) -> (Store<AppPod>, impl futures::Stream<Item = Result<AppPod, watcher::Error>> + Send + 'static) {
     let app_pods_config = list_config().labels(&format!(
         "{}={},{}={}",
         labels::MANAGED_BY,
@@ -212,7 +215,7 @@ fn watch_app_pods(
         labels::Component::App.as_str()
     ));
     let (app_pods, app_pods_writer) = reflector::store();
-    let app_pod_events = watcher(api::<Pod>(client, namespace), app_pods_config)
+    let app_pod_events = watcher(api::<AppPod>(client, namespace), app_pods_config)
         .modify(slim_pod)
         .default_backoff()
         .reflect(app_pods_writer);
@@ -274,24 +277,11 @@ fn slim_node(node: &mut Node) {
     }
 }
 
-/// Memory: of an application pod, the unschedulable-zone check reads labels, the creation
-/// time and the PodScheduled condition, and the rollout's restart limit the restart counts.
-fn slim_pod(pod: &mut Pod) {
+/// Memory: of an application pod's metadata the operator reads its name and labels.
+fn slim_pod(pod: &mut AppPod) {
     pod.metadata.managed_fields = None;
     pod.metadata.annotations = None;
     pod.metadata.owner_references = None;
-    pod.spec = None;
-    let restarts = crate::observe::restarts(pod);
-    if let Some(status) = pod.status.as_mut() {
-        *status = k8s_openapi::api::core::v1::PodStatus {
-            conditions: status.conditions.take().map(|c| c.into_iter().filter(|c| c.type_ == "PodScheduled").collect()),
-            container_statuses: Some(vec![k8s_openapi::api::core::v1::ContainerStatus {
-                restart_count: restarts,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        };
-    }
 }
 
 /// Memory: of an EndpointSlice the rollout gates read which pods are Ready.
@@ -327,20 +317,15 @@ fn slim_course(cs: &mut CourseService) {
 }
 
 /// Memory, and what triggers a reconcile: of a ReplicaSet the operator reads labels, owners,
-/// its applied hash, its replicas and how many are Ready. The pod template (over half of a
-/// ReplicaSet) is dropped: the current revision's is rendered from the spec, and an older
-/// revision's is fetched once when a rollout needs it (`reconcile::older_templates`). Of the
-/// status only `readyReplicas` is kept (`replicas` reads 0): the counts kube-controller-manager
-/// updates on the way (pods created, labelled, available, terminating) change nothing a
-/// reconcile reads, so they trigger none.
-fn slim_replica_set(replica_set: &mut ReplicaSet) {
+/// its applied hash, its replicas and how many are Ready (`Scaled`: the pod template and the
+/// rest of the status are never read from the wire). The current revision's template is
+/// rendered from the spec, and an older revision's is fetched once when a rollout needs it
+/// (`reconcile::older_templates`). The counts kube-controller-manager updates on the way (pods
+/// created, labelled, available, terminating) are not kept, so they trigger nothing.
+fn slim_replica_set(replica_set: &mut Scaled<ReplicaSet>) {
     replica_set.metadata.managed_fields = None;
     if let Some(annotations) = replica_set.metadata.annotations.as_mut() {
         annotations.retain(|key, _| key == labels::APPLIED_HASH);
-    }
-    replica_set.spec.template = None;
-    if let Some(status) = replica_set.status.as_mut() {
-        *status = ReplicaSetStatus { ready_replicas: status.ready_replicas, ..Default::default() };
     }
 }
 
@@ -348,25 +333,6 @@ fn slim_replica_set(replica_set: &mut ReplicaSet) {
 mod tests {
     use super::*;
     use crate::render::workload::AppTemplate;
-
-    fn pod(ready: &str, scheduled: &str, restarts: &[i32]) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "catalog-a-1", "namespace": "shop", "labels": {"app.kubernetes.io/instance": "catalog"},
-                "annotations": {"big": "x"}},
-            "spec": {"containers": [{"name": "app", "image": "catalog:1"}]},
-            "status": {
-                "phase": "Running",
-                "conditions": [
-                    {"type": "Ready", "status": ready},
-                    {"type": "PodScheduled", "status": scheduled, "reason": "Unschedulable"},
-                ],
-                "containerStatuses": restarts.iter().enumerate().map(|(i, r)| serde_json::json!({
-                    "name": format!("c{i}"), "image": "catalog:1", "imageID": "", "ready": true, "restartCount": r,
-                })).collect::<Vec<_>>(),
-            },
-        }))
-        .expect("pod")
-    }
 
     fn course_service(namespace: &str, name: &str) -> CourseService {
         let manifest = format!(
@@ -410,19 +376,6 @@ mod tests {
     }
 
     #[test]
-    fn a_slim_pod_keeps_its_labels_scheduling_and_restarts_only() {
-        let mut slim = pod("True", "False", &[2, 3]);
-        slim_pod(&mut slim);
-        assert_eq!(crate::observe::restarts(&slim), 5);
-        assert!(slim.spec.is_none() && slim.metadata.annotations.is_none());
-        let status = slim.status.as_ref().expect("status");
-        let kept: Vec<&str> = status.conditions.iter().flatten().map(|c| c.type_.as_str()).collect();
-        assert_eq!(kept, ["PodScheduled"]);
-        assert_eq!(status.phase, None);
-        assert_eq!(slim.labels().get(labels::INSTANCE).map(String::as_str), Some("catalog"));
-    }
-
-    #[test]
     fn a_slim_replica_set_changes_only_with_what_a_reconcile_reads() {
         let replica_set = |replicas: i32, ready: i32, created: i32, generation: i64| -> ReplicaSet {
             serde_json::from_value(serde_json::json!({
@@ -435,17 +388,20 @@ mod tests {
             }))
             .expect("replica set")
         };
-        let reads = |mut replica_set: ReplicaSet| {
-            slim_replica_set(&mut replica_set);
-            super::triggers::content(&replica_set)
+        let reads = |replica_set: ReplicaSet| {
+            let mut cached: Scaled<ReplicaSet> =
+                serde_json::from_value(serde_json::to_value(replica_set).expect("json")).expect("cached");
+            slim_replica_set(&mut cached);
+            super::triggers::content(&cached)
         };
         let base = reads(replica_set(2, 1, 1, 1));
         assert_eq!(base, reads(replica_set(2, 1, 2, 2)), "a pod created, a generation observed");
         assert_ne!(base, reads(replica_set(2, 2, 2, 2)), "a pod Ready");
         assert_ne!(base, reads(replica_set(3, 1, 1, 1)), "resized");
-        let mut slim = replica_set(2, 1, 1, 1);
+        let mut slim: Scaled<ReplicaSet> =
+            serde_json::from_value(serde_json::to_value(replica_set(2, 1, 1, 1)).expect("json")).expect("cached");
         slim_replica_set(&mut slim);
-        assert!(slim.spec.template.is_none());
+        assert_eq!((slim.replicas, slim.ready), (2, 1));
         assert_eq!(slim.annotations().len(), 1, "the applied hash only");
     }
 }

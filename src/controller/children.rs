@@ -24,9 +24,11 @@ use crate::render::{Child, each_child};
 /// Cache of the metadata of one kind of child.
 pub type MetaStore<K> = Store<PartialObjectMeta<K>>;
 
-/// The type a child kind's cache holds: `full` objects or `meta`data only.
+/// The type a child kind's cache holds: `full` objects, metadata and scale (`scaled`), or
+/// `meta`data only.
 macro_rules! cache_of {
     (full, $ty:ty) => { Store<$ty> };
+    (scaled, $ty:ty) => { Store<crate::cached::Scaled<$ty>> };
     (meta, $ty:ty) => { MetaStore<$ty> };
 }
 
@@ -116,7 +118,7 @@ impl ChildStores {
             Child::ReplicaSet(desired) => {
                 let observed = self.replica_sets.get(&ObjectRef::new(child.name()).within(namespace));
                 applied_hash(&meta) == applied_hash(child.meta())
-                    && observed.is_some_and(|o| o.spec.replicas == desired.spec.replicas)
+                    && observed.is_some_and(|o| Some(o.replicas) == desired.spec.replicas)
             }
             _ => applied_hash(&meta) == applied_hash(child.meta()),
         }

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
@@ -50,7 +49,7 @@ pub struct Context {
     pub nodes: Store<Node>,
     /// Application pods (all CourseServices), slimmed to what the unschedulable-zone check and
     /// the rollout's restart limit read.
-    pub app_pods: Store<Pod>,
+    pub app_pods: Store<crate::cached::AppPod>,
     /// EndpointSlices of the operator's Services (all CourseServices).
     pub endpoint_slices: Store<EndpointSlice>,
     pub unschedulable: UnschedulablePolicy,

@@ -9,7 +9,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Resource;
 use kube::runtime::watcher;
@@ -17,6 +17,7 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::metrics::Metrics;
+use crate::cached::AppPod;
 use crate::labels;
 
 /// What a reconcile reads of an object, as a hash; `None` when that is nothing at all (a
@@ -161,9 +162,9 @@ pub fn node(node: &Node) -> Option<u64> {
 /// (and since when, in which zone) and its restarts (the rollout's restart limit, by
 /// revision). A pod that is neither is read as nothing: pods being created, scheduled, turning
 /// Ready (that reaches the operator through EndpointSlices) or deleted queue no reconcile.
-pub fn pod(pod: &Pod) -> Option<u64> {
-    let unschedulable = crate::observe::unschedulable_since(pod).map(|since| since.as_second());
-    let restarts = crate::observe::restarts(pod);
+pub fn pod(pod: &AppPod) -> Option<u64> {
+    let unschedulable = pod.unschedulable_since.as_ref().map(|since| since.0.as_second());
+    let restarts = pod.restarts;
     if unschedulable.is_none() && restarts == 0 {
         return None;
     }
@@ -200,7 +201,7 @@ mod tests {
         serde_json::from_value(value).expect("object")
     }
 
-    fn pod_with(scheduled: &str, reason: &str, restarts: i32) -> Pod {
+    fn pod_with(scheduled: &str, reason: &str, restarts: i32) -> AppPod {
         object(serde_json::json!({
             "metadata": {"name": "catalog-a-1", "namespace": "shop", "uid": "u1",
                 "creationTimestamp": "2026-11-26T10:00:00Z",
@@ -263,8 +264,8 @@ mod tests {
     #[test]
     fn a_healthy_pod_queues_nothing_from_creation_to_deletion() {
         let mut seen = Seen::default();
-        let reads: Reads<Pod> = pod;
-        let pending: Pod =
+        let reads: Reads<AppPod> = pod;
+        let pending: AppPod =
             object(serde_json::json!({"metadata": {"name": "catalog-a-1", "namespace": "shop", "uid": "u1"}}));
         assert!(seen.changed(Event::Apply(pending), reads).is_none(), "created");
         assert!(seen.changed(Event::Apply(pod_with("True", "", 0)), reads).is_none(), "scheduled");
@@ -274,7 +275,7 @@ mod tests {
     #[test]
     fn an_unschedulable_or_restarting_pod_triggers_until_it_is_gone() {
         let mut seen = Seen::default();
-        let reads: Reads<Pod> = pod;
+        let reads: Reads<AppPod> = pod;
         assert!(seen.changed(Event::Apply(pod_with("False", "Unschedulable", 0)), reads).is_some(), "unschedulable");
         assert!(seen.changed(Event::Apply(pod_with("False", "Unschedulable", 0)), reads).is_none(), "still");
         assert!(seen.changed(Event::Apply(pod_with("True", "", 0)), reads).is_some(), "scheduled at last");

@@ -226,8 +226,9 @@ impl<'a> Context<'a> {
 /// `controller::children`) are all expanded from this table: a new kind is one row here plus
 /// its renderer.
 ///
-/// A row is `Variant(type) => cache_field, full | meta, slim_function, pruned | kept;`:
-/// - the controller's cache of the kind keeps `full` objects (their status or data is read) or
+/// A row is `Variant(type) => cache_field, full | scaled | meta, slim_function, pruned | kept;`:
+/// - the controller's cache of the kind keeps `full` objects (their status or data is read),
+///   metadata with the replicas asked for and Ready (`scaled`: `crate::cached::Scaled`), or
 ///   `meta`data only, each object trimmed by `slim_function` (in `controller::caches`);
 /// - `pruned` children are deleted once no longer desired; `kept` ones never are (data and
 ///   credentials outlive a spec change).
@@ -237,11 +238,11 @@ macro_rules! child_kinds {
     ($($callback:ident)::+ $(, $args:tt)*) => {
         $($callback)::+! {
             [$($args),*]
-            ReplicaSet(k8s_openapi::api::apps::v1::ReplicaSet) => replica_sets, full, slim_replica_set, pruned;
+            ReplicaSet(k8s_openapi::api::apps::v1::ReplicaSet) => replica_sets, scaled, slim_replica_set, pruned;
             Service(k8s_openapi::api::core::v1::Service) => services, meta, slim_meta, pruned;
             PodDisruptionBudget(k8s_openapi::api::policy::v1::PodDisruptionBudget) => pdbs, meta, slim_meta, pruned;
             HorizontalPodAutoscaler(k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler) => hpas, meta, slim_meta, pruned;
-            StatefulSet(k8s_openapi::api::apps::v1::StatefulSet) => statefulsets, full, slim_meta, pruned;
+            StatefulSet(k8s_openapi::api::apps::v1::StatefulSet) => statefulsets, scaled, slim_meta, pruned;
             ConfigMap(k8s_openapi::api::core::v1::ConfigMap) => configmaps, meta, slim_meta, pruned;
             /// Generated credentials: created once, never updated or pruned by the operator.
             Secret(k8s_openapi::api::core::v1::Secret) => secrets, full, slim_meta, kept;
