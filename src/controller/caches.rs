@@ -277,11 +277,19 @@ fn slim_node(node: &mut Node) {
     }
 }
 
-/// Memory: of an application pod's metadata the operator reads its name and labels.
+/// Memory: of an application pod's metadata the operator reads its identity and the labels
+/// naming its CourseService, zone and revision (the creation time is already folded into
+/// `unschedulable_since`).
 fn slim_pod(pod: &mut AppPod) {
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
-    pod.metadata.owner_references = None;
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.owner_references = None;
+    meta.generate_name = None;
+    meta.creation_timestamp = None;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|key, _| [labels::INSTANCE, labels::ZONE, labels::REVISION].contains(&key.as_str()));
+    }
 }
 
 /// Memory: of an EndpointSlice the rollout gates read which pods are Ready.
@@ -373,6 +381,27 @@ mod tests {
         assert!(!*listed.borrow());
         follow(&Ok(watcher::Event::InitDone));
         assert!(*listed.borrow());
+    }
+
+    #[test]
+    fn a_slim_pod_keeps_the_labels_a_reconcile_reads_and_its_identity() {
+        let mut pod: AppPod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "catalog-r-zone-a-x1x2x", "namespace": "shop", "uid": "u1", "resourceVersion": "7",
+                "generateName": "catalog-r-zone-a-", "creationTimestamp": "2026-11-26T10:00:00Z",
+                "annotations": {"big": "x"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "catalog-r-zone-a", "uid": "r1"}],
+                "labels": {"app.kubernetes.io/instance": "catalog", "microcourses.io/zone": "zone-a",
+                    "microcourses.io/revision": "r", "app.kubernetes.io/name": "course-service",
+                    "app.kubernetes.io/part-of": "catalog", "app.kubernetes.io/version": "1.0.0"}},
+        }))
+        .expect("pod");
+        slim_pod(&mut pod);
+        let kept: Vec<&str> = pod.labels().keys().map(String::as_str).collect();
+        assert_eq!(kept, ["app.kubernetes.io/instance", "microcourses.io/revision", "microcourses.io/zone"]);
+        assert_eq!(course_of(&pod), Some(ObjectRef::new("catalog").within("shop")));
+        let meta = &pod.metadata;
+        assert_eq!((meta.uid.as_deref(), meta.resource_version.as_deref()), (Some("u1"), Some("7")));
+        assert!(meta.annotations.is_none() && meta.owner_references.is_none() && meta.generate_name.is_none());
     }
 
     #[test]
