@@ -1202,61 +1202,81 @@ fn markdown(config: &Config, runs: &[Run], failure: Option<&str>) -> String {
         "≤ 64 at 1000",
         if n >= 1000 { restart_rss.map(|m| m <= 64.0) } else { None },
     );
-    // The latency goal holds in every run, not in the median one.
-    let worst_p99 =
-        runs.iter().map(|r| r.latency.p99_ms).fold(None, |worst: Option<f64>, p| Some(worst.map_or(p, |w| w.max(p))));
-    row(
-        &mut out,
-        &format!(
-            "spec change → ReplicaSets updated under load, p50 (ms; {} changes at {}/s)",
-            config.latency_samples, config.latency_rate
-        ),
-        &|r| Some(r.latency.p50_ms),
-        0,
-        "",
-        None,
-    );
-    row(&mut out, "  p99 (ms)", &|r| Some(r.latency.p99_ms), 0, "≤ 250 in every run", worst_p99.map(|p| p <= 250.0));
-    row(&mut out, "  max (ms)", &|r| Some(r.latency.max_ms), 0, "", None);
-    row(&mut out, "  changes sent per second", &|r| Some(r.latency.sent_per_second), 1, "", None);
-    row(&mut out, "  PATCH round trip, p50 (ms)", &|r| Some(r.latency.patch_p50_ms), 0, "", None);
-    row(&mut out, "  PATCH round trip, p99 (ms)", &|r| Some(r.latency.patch_p99_ms), 0, "", None);
-    let canary = med(runs, |r| Some(r.rollouts.canary_max_ms));
-    let bg = med(runs, |r| Some(r.rollouts.blue_green_max_ms));
-    row(
-        &mut out,
-        "canary step: operator time over pod readiness, p50 (ms)",
-        &|r| Some(r.rollouts.canary_p50_ms),
-        0,
-        "",
-        None,
-    );
-    row(&mut out, "  max (ms)", &|r| Some(r.rollouts.canary_max_ms), 0, "≤ 1000", canary.map(|m| m <= 1000.0));
-    row(
-        &mut out,
-        "  of it after the ReplicaSet status showed Ready, p50 (ms)",
-        &|r| Some(r.rollouts.canary_operator_share_p50_ms),
-        0,
-        "",
-        None,
-    );
-    row(
-        &mut out,
-        "blue-green switch: operator time over pod readiness, p50 (ms)",
-        &|r| Some(r.rollouts.blue_green_p50_ms),
-        0,
-        "",
-        None,
-    );
-    row(&mut out, "  max (ms)", &|r| Some(r.rollouts.blue_green_max_ms), 0, "≤ 1000", bg.map(|m| m <= 1000.0));
-    row(
-        &mut out,
-        "  of it after the ReplicaSet status showed Ready, p50 (ms)",
-        &|r| Some(r.rollouts.blue_green_operator_share_p50_ms),
-        0,
-        "",
-        None,
-    );
+    // A phase that was not run gets no figures and no verdict (never "met" on no samples).
+    if config.latency_samples > 0 {
+        // The latency goal holds in every run, not in the median one.
+        let worst_p99 = runs
+            .iter()
+            .map(|r| r.latency.p99_ms)
+            .fold(None, |worst: Option<f64>, p| Some(worst.map_or(p, |w| w.max(p))));
+        row(
+            &mut out,
+            &format!(
+                "spec change → ReplicaSets updated under load, p50 (ms; {} changes at {}/s)",
+                config.latency_samples, config.latency_rate
+            ),
+            &|r| Some(r.latency.p50_ms),
+            0,
+            "",
+            None,
+        );
+        row(
+            &mut out,
+            "  p99 (ms)",
+            &|r| Some(r.latency.p99_ms),
+            0,
+            "≤ 250 in every run",
+            worst_p99.map(|p| p <= 250.0),
+        );
+        row(&mut out, "  max (ms)", &|r| Some(r.latency.max_ms), 0, "", None);
+        row(&mut out, "  changes sent per second", &|r| Some(r.latency.sent_per_second), 1, "", None);
+        row(&mut out, "  PATCH round trip, p50 (ms)", &|r| Some(r.latency.patch_p50_ms), 0, "", None);
+        row(&mut out, "  PATCH round trip, p99 (ms)", &|r| Some(r.latency.patch_p99_ms), 0, "", None);
+    } else {
+        let what = "spec change → ReplicaSets updated under load: not run (BENCH_LATENCY_SAMPLES=0)";
+        row(&mut out, what, &|_| None, 0, "≤ 250 in every run", None);
+    }
+    if config.rollouts > 0 {
+        let canary = med(runs, |r| Some(r.rollouts.canary_max_ms));
+        let bg = med(runs, |r| Some(r.rollouts.blue_green_max_ms));
+        row(
+            &mut out,
+            "canary step: operator time over pod readiness, p50 (ms)",
+            &|r| Some(r.rollouts.canary_p50_ms),
+            0,
+            "",
+            None,
+        );
+        row(&mut out, "  max (ms)", &|r| Some(r.rollouts.canary_max_ms), 0, "≤ 1000", canary.map(|m| m <= 1000.0));
+        row(
+            &mut out,
+            "  of it after the ReplicaSet status showed Ready, p50 (ms)",
+            &|r| Some(r.rollouts.canary_operator_share_p50_ms),
+            0,
+            "",
+            None,
+        );
+        row(
+            &mut out,
+            "blue-green switch: operator time over pod readiness, p50 (ms)",
+            &|r| Some(r.rollouts.blue_green_p50_ms),
+            0,
+            "",
+            None,
+        );
+        row(&mut out, "  max (ms)", &|r| Some(r.rollouts.blue_green_max_ms), 0, "≤ 1000", bg.map(|m| m <= 1000.0));
+        row(
+            &mut out,
+            "  of it after the ReplicaSet status showed Ready, p50 (ms)",
+            &|r| Some(r.rollouts.blue_green_operator_share_p50_ms),
+            0,
+            "",
+            None,
+        );
+    } else {
+        let what = "canary step and blue-green switch: not run (BENCH_ROLLOUTS=0)";
+        row(&mut out, what, &|_| None, 0, "≤ 1000", None);
+    }
     row(&mut out, "reconcile duration p50 (ms, histogram)", &|r| Some(r.reconciles.p50_ms), 1, "", None);
     row(&mut out, "  p99 (ms)", &|r| Some(r.reconciles.p99_ms), 1, "", None);
     row(&mut out, "  mean (ms)", &|r| Some(r.reconciles.mean_ms), 1, "", None);

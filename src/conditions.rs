@@ -16,6 +16,9 @@ pub mod types {
 pub mod reasons {
     pub const MINIMUM_REPLICAS_AVAILABLE: &str = "MinimumReplicasAvailable";
     pub const MINIMUM_REPLICAS_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
+    /// `Available=False` of a CourseService that has never been Available: its pods are coming
+    /// up for the first time (not an outage).
+    pub const STARTING: &str = "Starting";
     pub const ROLLOUT_IN_PROGRESS: &str = "RolloutInProgress";
     pub const SCALING: &str = "Scaling";
     pub const RECONCILED: &str = "Reconciled";

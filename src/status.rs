@@ -96,10 +96,21 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
                 .collect();
 
             let available = serving >= floor;
+            // Not yet Available since it was created is `Starting`, not an outage: alerts can
+            // tell the two apart, and the first availability is no news worth an Event.
+            let never_available = previous
+                .conditions
+                .iter()
+                .find(|c| c.type_ == types::AVAILABLE)
+                .is_none_or(|c| c.reason == reasons::STARTING);
             conditions.push(condition(
                 types::AVAILABLE,
                 available,
-                if available { reasons::MINIMUM_REPLICAS_AVAILABLE } else { reasons::MINIMUM_REPLICAS_UNAVAILABLE },
+                match (available, never_available) {
+                    (true, _) => reasons::MINIMUM_REPLICAS_AVAILABLE,
+                    (false, true) => reasons::STARTING,
+                    (false, false) => reasons::MINIMUM_REPLICAS_UNAVAILABLE,
+                },
                 format!("{serving} of {desired} pods serve behind the Service (at least {floor} needed)"),
             ));
 
@@ -211,11 +222,13 @@ pub enum Notice {
 }
 
 /// The condition changes (status or reason) worth an Event: bad news as a Warning, good news
-/// as Normal. Not worth one: a condition first appearing as good news, a new CourseService not
-/// yet Available (its pods are only starting), and routine scaling, `Progressing` moving
-/// between `Scaling` and `Reconciled`: the status shows it, a HorizontalPodAutoscaler records
-/// its own rescales, and under steady scaling those two Events per scale were a third of the
-/// operator's writes.
+/// as Normal. Not worth one: a condition first appearing as good news; a new CourseService
+/// `Starting` and then Available for the first time (its pods came up: the status shows it,
+/// and the Event was one write in ten of a fleet coming up); and routine scaling,
+/// `Progressing` moving between `Scaling` and `Reconciled`: the status shows it, a
+/// HorizontalPodAutoscaler records its own rescales, and under steady scaling those two Events
+/// per scale were a third of the operator's writes. Availability lost (a Warning) and regained
+/// (Normal) are Events.
 pub fn events<'a>(before: &[Condition], after: &'a [Condition]) -> Vec<(Notice, &'a Condition)> {
     let routine = |reason: &str| reason == reasons::SCALING || reason == reasons::RECONCILED;
     after
@@ -231,6 +244,11 @@ pub fn events<'a>(before: &[Condition], after: &'a [Condition]) -> Vec<(Notice, 
                 _ => false,
             };
             if previous.is_none() && (!bad || condition.type_ == types::AVAILABLE) {
+                return None;
+            }
+            if condition.type_ == types::AVAILABLE
+                && (condition.reason == reasons::STARTING || previous.is_some_and(|p| p.reason == reasons::STARTING))
+            {
                 return None;
             }
             if condition.type_ == types::PROGRESSING
@@ -264,6 +282,66 @@ mod tests {
     }
 
     #[test]
+    fn a_new_course_service_is_starting_until_first_available_and_only_then_can_lose_it() {
+        use crate::observe::{Observed, ObservedWorkload};
+        use crate::render::Child;
+        use crate::zones::{Zone, ZoneHealth};
+        let mut cs: CourseService = crate::manifest::parse(
+            "apiVersion: microcourses.io/v1alpha1\nkind: CourseService\n\
+             metadata: {name: catalog, namespace: shop, generation: 1}\nspec: {image: 'catalog:1', replicas: 3}",
+        )
+        .expect("manifest");
+        let zones: Vec<ZoneHealth> =
+            ["zone-a", "zone-b", "zone-c"].map(|z| ZoneHealth { zone: Zone::Named(z.into()), healthy: true }).into();
+        let desired = crate::plan::desired(&cs, &zones, &Observed::default(), &Default::default()).expect("plan");
+        let observed = |ready: i32| Observed {
+            workloads: desired
+                .children
+                .iter()
+                .filter_map(|child| match child {
+                    Child::ReplicaSet(rs) => Some(rs),
+                    _ => None,
+                })
+                .map(|rs| {
+                    let label = |key: &str| rs.metadata.labels.as_ref().and_then(|l| l.get(key)).cloned();
+                    let workload = ObservedWorkload {
+                        revision: label(crate::labels::REVISION).expect("revision"),
+                        zone: label(crate::labels::ZONE).expect("zone"),
+                        replicas: 1,
+                        ready,
+                        template: None,
+                    };
+                    (rs.metadata.name.clone().expect("name"), workload)
+                })
+                .collect(),
+            ..Observed::default()
+        };
+        let mut next = |cs: &CourseService, ready: i32| {
+            let observed = observed(ready);
+            let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+            compute(&Inputs { cs, plan: Ok(&desired.plan), zones: &zones, observed: &observed, now })
+        };
+        let available = |status: &CourseServiceStatus| {
+            let c = status.conditions.iter().find(|c| c.type_ == types::AVAILABLE).expect("Available");
+            (c.status.clone(), c.reason.clone())
+        };
+
+        let first = next(&cs, 0);
+        assert_eq!(available(&first), ("False".into(), reasons::STARTING.into()));
+        cs.status = Some(first.clone());
+        assert_eq!(available(&next(&cs, 0)), ("False".into(), reasons::STARTING.into()), "still coming up");
+        let up = next(&cs, 1);
+        assert_eq!(available(&up), ("True".into(), reasons::MINIMUM_REPLICAS_AVAILABLE.into()));
+        let first_available = events(&first.conditions, &up.conditions);
+        assert!(first_available.iter().all(|(_, c)| c.type_ != types::AVAILABLE), "no Event: {first_available:?}");
+        cs.status = Some(up.clone());
+        let down = next(&cs, 0);
+        assert_eq!(available(&down), ("False".into(), reasons::MINIMUM_REPLICAS_UNAVAILABLE.into()), "an outage");
+        let lost: Vec<_> = events(&up.conditions, &down.conditions).into_iter().map(|(n, c)| (n, &c.type_)).collect();
+        assert!(lost.contains(&(Notice::Warning, &types::AVAILABLE.to_owned())), "{lost:?}");
+    }
+
+    #[test]
     fn routine_scaling_records_no_event_and_a_rollout_or_bad_news_does() {
         let progressing = |status, reason| condition(types::PROGRESSING, status, reason);
         let settled = [progressing("False", reasons::RECONCILED)];
@@ -278,7 +356,10 @@ mod tests {
         let available = |status, reason| condition(types::AVAILABLE, status, reason);
         let up = [available("True", reasons::MINIMUM_REPLICAS_AVAILABLE)];
         let down = [available("False", reasons::MINIMUM_REPLICAS_UNAVAILABLE)];
-        assert_eq!(noticed(&[], &down), [], "a new CourseService's pods only starting");
+        let starting = [available("False", reasons::STARTING)];
+        assert_eq!(noticed(&[], &starting), [], "a new CourseService's pods only starting");
+        assert_eq!(noticed(&starting, &up), [], "its first availability");
+        assert_eq!(noticed(&[], &down), [], "a first status not Available");
         assert_eq!(noticed(&up, &down), [(Notice::Warning, reasons::MINIMUM_REPLICAS_UNAVAILABLE.to_owned())]);
         assert_eq!(noticed(&down, &up), [(Notice::Normal, reasons::MINIMUM_REPLICAS_AVAILABLE.to_owned())]);
         assert_eq!(noticed(&up, &up), [], "no change");
