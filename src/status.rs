@@ -316,7 +316,7 @@ mod tests {
                 .collect(),
             ..Observed::default()
         };
-        let mut next = |cs: &CourseService, ready: i32| {
+        let next = |cs: &CourseService, ready: i32| {
             let observed = observed(ready);
             let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
             compute(&Inputs { cs, plan: Ok(&desired.plan), zones: &zones, observed: &observed, now })
