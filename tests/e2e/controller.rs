@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -79,9 +80,57 @@ async fn create_makes_every_child_and_reports_available() {
     cluster::with_namespace("create", |client, ns| async move {
         let operator = Operator::start(&client, &ns, "solo", &[]).await;
         let api: Api<CourseService> = Api::namespaced(client.clone(), &ns);
+        // Every Available condition the status shows, in order, from before the create.
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+        let (listed_tx, listed) = tokio::sync::oneshot::channel();
+        let watch = {
+            let (api, seen) = (api.clone(), seen.clone());
+            let config = kube::runtime::watcher::Config::default().fields("metadata.name=catalog");
+            let mut events = kube::runtime::watcher(api, config).boxed();
+            tokio::spawn(async move {
+                let mut listed_tx = Some(listed_tx);
+                while let Some(Ok(event)) = events.next().await {
+                    use kube::runtime::watcher::Event;
+                    let cs = match event {
+                        Event::Apply(cs) | Event::InitApply(cs) => cs,
+                        Event::InitDone => {
+                            listed_tx.take().map(|tx| tx.send(()));
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    let Some(available) = condition(&cs, "Available") else { continue };
+                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    if seen.last() != Some(&available) {
+                        seen.push(available);
+                    }
+                }
+            })
+        };
+        listed.await.expect("the CourseService watch listed");
         cluster::apply(&api, course("catalog", &ns, serde_json::json!({"image": "registry.example.com/catalog:1.0", "replicas": 3}))).await;
 
         let replica_sets = wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+        // A new CourseService is Starting, not unavailable, until its pods first serve, and
+        // that first availability is in the status only: no Event.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        watch.abort();
+        let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let starting = ("False".to_owned(), "Starting".to_owned());
+        let available = ("True".to_owned(), "MinimumReplicasAvailable".to_owned());
+        assert_eq!(seen, [starting, available], "the Available conditions the status showed");
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+        let about_availability: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("catalog"))
+            .filter_map(|e| e.reason)
+            .filter(|reason| reason.starts_with("MinimumReplicas") || reason == "Starting")
+            .collect();
+        assert!(about_availability.is_empty(), "Events about a first availability: {about_availability:?}");
         let zones: Vec<String> = replica_sets.keys().map(|n| n.rsplit('-').next().unwrap_or_default().to_owned()).collect();
         assert_eq!(zones, vec!["a", "b", "c"], "one ReplicaSet per zone: {replica_sets:?}");
 
