@@ -83,12 +83,8 @@ pub fn applied<'a>(
     let applied: Vec<Scaled<ReplicaSet>> =
         applied.into_iter().map(|r| Scaled::new(r.metadata.clone(), r.spec.replicas.unwrap_or(1), 0)).collect();
     for (name, now) in self::workloads(&applied, namespace, instance, uid) {
-        match workloads.get_mut(&name) {
-            Some(observed) => observed.replicas = now.replicas,
-            None => {
-                workloads.insert(name, now);
-            }
-        }
+        let replicas = now.replicas;
+        workloads.entry(name).and_modify(|observed| observed.replicas = replicas).or_insert(now);
     }
 }
 

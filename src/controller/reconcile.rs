@@ -52,8 +52,8 @@ const FENCE_RETRY: Duration = Duration::from_secs(1);
 pub struct Context {
     pub client: Client,
     pub nodes: Store<Node>,
-    /// Application pods (all CourseServices), slimmed to what the unschedulable-zone check and
-    /// the rollout's restart limit read.
+    /// Application pods (all CourseServices) in compact form: what the unschedulable-zone check
+    /// and the rollout's restart limit read.
     pub app_pods: Store<crate::cached::AppPod>,
     /// EndpointSlices of the operator's Services (all CourseServices).
     pub endpoint_slices: Store<EndpointSlice>,
