@@ -19,7 +19,7 @@ replicas=${MEMPROBE_REPLICAS:-0}
 work=$(mktemp -d "${TMPDIR:-/tmp}/course-operator-mem.XXXXXX")
 kubectl apply --server-side --field-manager=course-operator-memprobe \
   -f "$REPO_ROOT/crds/courseservices.microcourses.io.yaml" >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/courseservices.microcourses.io >/dev/null
+"$REPO_ROOT/hack/crd-established.sh" courseservices.microcourses.io
 kubectl create ns memprobe >/dev/null 2>&1 || true
 # The local cluster's Service range is a /24: more ClusterIPs for a large fleet.
 kubectl apply -f - >/dev/null <<'YAML'

@@ -322,7 +322,7 @@ start_metallb() {
   ip link set "$LB_LINK" up
   ip route replace "$LB_CIDR" dev "$LB_LINK"
   kc apply --server-side --force-conflicts -f "$METALLB_DIR/crds.yaml" >/dev/null
-  kc wait --for condition=Established --timeout=60s crd/ipaddresspools.metallb.io >/dev/null
+  KUBECTL=$K8S_BIN/kubectl KUBECONFIG=$KUBECONFIG_FILE "$HACK_DIR/crd-established.sh" ipaddresspools.metallb.io
   cat >"$NODES_DIR/metallb/pool.yaml" <<POOL
 apiVersion: v1
 kind: Namespace
