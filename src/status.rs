@@ -197,6 +197,35 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
     status
 }
 
+/// Whether `next` differs from `previous` only in how many pods (and cache and database
+/// members) exist and are Ready: every condition keeps its status and reason, every zone its
+/// share, the rollout its state. Such a change is progress, not news: the reconciler lets it
+/// wait a moment for the next one (the reconciler batches them), while a change of
+/// anything else is written at once.
+pub fn progress_only(previous: &CourseServiceStatus, next: &CourseServiceStatus) -> bool {
+    previous != next && without_counts(previous) == without_counts(next)
+}
+
+/// `status` with its pod counts, and the condition messages that quote them, blanked.
+fn without_counts(status: &CourseServiceStatus) -> CourseServiceStatus {
+    let mut blank = status.clone();
+    blank.replicas = 0;
+    blank.ready_replicas = 0;
+    for zone in &mut blank.zones {
+        zone.ready = 0;
+    }
+    if let Some(cache) = &mut blank.cache {
+        cache.ready = 0;
+    }
+    if let Some(database) = &mut blank.database {
+        database.ready = 0;
+    }
+    for condition in &mut blank.conditions {
+        condition.message.clear();
+    }
+    blank
+}
+
 /// Replaces conditions by type, keeping `lastTransitionTime` of those whose status is unchanged
 /// and keeping conditions this computation does not mention.
 fn merge_conditions(previous: &[Condition], updates: Vec<Condition>) -> Vec<Condition> {
@@ -281,64 +310,126 @@ mod tests {
         events(before, after).into_iter().map(|(notice, c)| (notice, c.reason.clone())).collect()
     }
 
+    /// A CourseService of 3 replicas over three zones, one ReplicaSet per zone.
+    struct ThreeZones {
+        cs: CourseService,
+        zones: Vec<crate::zones::ZoneHealth>,
+        desired: crate::plan::Desired,
+    }
+
+    impl ThreeZones {
+        fn new() -> Self {
+            use crate::zones::{Zone, ZoneHealth};
+            let cs: CourseService = crate::manifest::parse(
+                "apiVersion: microcourses.io/v1alpha1\nkind: CourseService\n\
+                 metadata: {name: catalog, namespace: shop, generation: 1}\nspec: {image: 'catalog:1', replicas: 3}",
+            )
+            .expect("manifest");
+            let zones: Vec<ZoneHealth> = ["zone-a", "zone-b", "zone-c"]
+                .map(|z| ZoneHealth { zone: Zone::Named(z.into()), healthy: true })
+                .into();
+            let desired = crate::plan::desired(&cs, &zones, &crate::observe::Observed::default(), &Default::default())
+                .expect("plan");
+            ThreeZones { cs, zones, desired }
+        }
+
+        /// The status of `cs` (whose own status is the previous one) with `ready` pods per zone
+        /// of the first revision.
+        fn status(&self, cs: &CourseService, ready: [i32; 3]) -> CourseServiceStatus {
+            use crate::observe::{Observed, ObservedWorkload};
+            use crate::render::Child;
+            let replica_sets = self.desired.children.iter().filter_map(|child| match child {
+                Child::ReplicaSet(rs) => Some(rs),
+                _ => None,
+            });
+            let observed = Observed {
+                workloads: replica_sets
+                    .zip(ready)
+                    .map(|(rs, ready)| {
+                        let label = |key: &str| rs.metadata.labels.as_ref().and_then(|l| l.get(key)).cloned();
+                        let workload = ObservedWorkload {
+                            revision: label(crate::labels::REVISION).expect("revision"),
+                            zone: label(crate::labels::ZONE).expect("zone"),
+                            replicas: 1,
+                            ready,
+                            template: None,
+                        };
+                        (rs.metadata.name.clone().expect("name"), workload)
+                    })
+                    .collect(),
+                ..Observed::default()
+            };
+            // planned again from what is observed, as a reconcile does: the rollout moves on
+            let plan = crate::plan::desired(cs, &self.zones, &observed, &Default::default()).expect("plan").plan;
+            let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+            compute(&Inputs { cs, plan: Ok(&plan), zones: &self.zones, observed: &observed, now })
+        }
+    }
+
     #[test]
     fn a_new_course_service_is_starting_until_first_available_and_only_then_can_lose_it() {
-        use crate::observe::{Observed, ObservedWorkload};
-        use crate::render::Child;
-        use crate::zones::{Zone, ZoneHealth};
-        let mut cs: CourseService = crate::manifest::parse(
-            "apiVersion: microcourses.io/v1alpha1\nkind: CourseService\n\
-             metadata: {name: catalog, namespace: shop, generation: 1}\nspec: {image: 'catalog:1', replicas: 3}",
-        )
-        .expect("manifest");
-        let zones: Vec<ZoneHealth> =
-            ["zone-a", "zone-b", "zone-c"].map(|z| ZoneHealth { zone: Zone::Named(z.into()), healthy: true }).into();
-        let desired = crate::plan::desired(&cs, &zones, &Observed::default(), &Default::default()).expect("plan");
-        let observed = |ready: i32| Observed {
-            workloads: desired
-                .children
-                .iter()
-                .filter_map(|child| match child {
-                    Child::ReplicaSet(rs) => Some(rs),
-                    _ => None,
-                })
-                .map(|rs| {
-                    let label = |key: &str| rs.metadata.labels.as_ref().and_then(|l| l.get(key)).cloned();
-                    let workload = ObservedWorkload {
-                        revision: label(crate::labels::REVISION).expect("revision"),
-                        zone: label(crate::labels::ZONE).expect("zone"),
-                        replicas: 1,
-                        ready,
-                        template: None,
-                    };
-                    (rs.metadata.name.clone().expect("name"), workload)
-                })
-                .collect(),
-            ..Observed::default()
-        };
-        let next = |cs: &CourseService, ready: i32| {
-            let observed = observed(ready);
-            let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
-            compute(&Inputs { cs, plan: Ok(&desired.plan), zones: &zones, observed: &observed, now })
-        };
+        let fixture = ThreeZones::new();
+        let mut cs = fixture.cs.clone();
         let available = |status: &CourseServiceStatus| {
             let c = status.conditions.iter().find(|c| c.type_ == types::AVAILABLE).expect("Available");
             (c.status.clone(), c.reason.clone())
         };
 
-        let first = next(&cs, 0);
+        let first = fixture.status(&cs, [0, 0, 0]);
         assert_eq!(available(&first), ("False".into(), reasons::STARTING.into()));
         cs.status = Some(first.clone());
-        assert_eq!(available(&next(&cs, 0)), ("False".into(), reasons::STARTING.into()), "still coming up");
-        let up = next(&cs, 1);
+        assert_eq!(
+            available(&fixture.status(&cs, [0, 0, 0])),
+            ("False".into(), reasons::STARTING.into()),
+            "still coming up"
+        );
+        let up = fixture.status(&cs, [1, 1, 1]);
         assert_eq!(available(&up), ("True".into(), reasons::MINIMUM_REPLICAS_AVAILABLE.into()));
         let first_available = events(&first.conditions, &up.conditions);
         assert!(first_available.iter().all(|(_, c)| c.type_ != types::AVAILABLE), "no Event: {first_available:?}");
         cs.status = Some(up.clone());
-        let down = next(&cs, 0);
+        let down = fixture.status(&cs, [0, 0, 0]);
         assert_eq!(available(&down), ("False".into(), reasons::MINIMUM_REPLICAS_UNAVAILABLE.into()), "an outage");
         let lost: Vec<_> = events(&up.conditions, &down.conditions).into_iter().map(|(n, c)| (n, &c.type_)).collect();
         assert!(lost.contains(&(Notice::Warning, &types::AVAILABLE.to_owned())), "{lost:?}");
+    }
+
+    #[test]
+    fn pods_becoming_ready_zone_by_zone_are_progress_and_the_conditions_they_reach_are_news() {
+        let fixture = ThreeZones::new();
+        let mut cs = fixture.cs.clone();
+        let starting = fixture.status(&cs, [0, 0, 0]);
+        cs.status = Some(starting.clone());
+        let one = fixture.status(&cs, [1, 0, 0]);
+        assert!(progress_only(&starting, &one), "one zone Ready, still Starting: counts only");
+        assert!(!progress_only(&starting, &starting), "no change at all");
+        cs.status = Some(one.clone());
+        let two = fixture.status(&cs, [1, 1, 0]);
+        assert!(!progress_only(&one, &two), "Available (2 of 3, floor 2) is news");
+        cs.status = Some(two.clone());
+        let three = fixture.status(&cs, [1, 1, 1]);
+        assert!(!progress_only(&two, &three), "settled (Progressing False) is news");
+        cs.status = Some(three.clone());
+        assert!(!progress_only(&three, &fixture.status(&cs, [1, 0, 1])), "a pod lost unsettles it: news");
+
+        let mut moved = one.clone();
+        moved.zones[0].desired = 2;
+        assert!(!progress_only(&one, &moved), "a zone's share is not a count");
+        let mut lost = one.clone();
+        lost.zones[1].lost = true;
+        assert!(!progress_only(&one, &lost), "a lost zone");
+        let mut stepped = one.clone();
+        stepped.rollout.get_or_insert_default().step += 1;
+        assert!(!progress_only(&one, &stepped), "a rollout step");
+        let with_cache =
+            |ready| CourseServiceStatus { cache: Some(ComponentStatus { desired: 3, ready }), ..one.clone() };
+        assert!(progress_only(&with_cache(1), &with_cache(2)), "cache members Ready: counts only");
+        let with_database = |ready, initialized| CourseServiceStatus {
+            database: Some(DatabaseStatus { members: 3, ready, initialized, external: None }),
+            ..one.clone()
+        };
+        assert!(progress_only(&with_database(1, false), &with_database(3, false)), "database members Ready");
+        assert!(!progress_only(&with_database(3, false), &with_database(3, true)), "the database initialized");
     }
 
     #[test]

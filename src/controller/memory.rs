@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::ObjectRef;
 
@@ -23,6 +24,8 @@ pub struct CourseMemory {
     failures: Mutex<HashMap<ObjectRef<CourseService>, u32>>,
     /// Statuses written that the CourseService cache may not show yet, until it does.
     statuses: Mutex<HashMap<ObjectRef<CourseService>, WrittenStatus>>,
+    /// Since when a status that only moved pod counts has waited to be written.
+    progress: Mutex<HashMap<ObjectRef<CourseService>, Instant>>,
 }
 
 /// A status write: the status it replaced, the one written, and the resource version the
@@ -61,6 +64,14 @@ impl CourseMemory {
         lock(&self.failures).remove(course);
     }
 
+    /// How much longer a status that only moved pod counts may wait for the next change, at
+    /// most `window` from the first time it was seen; `None` once it is due. Any status write
+    /// ends the wait ([`Self::wrote_status`]).
+    pub fn progress_wait(&self, course: ObjectRef<CourseService>, now: Instant, window: Duration) -> Option<Duration> {
+        let since = *lock(&self.progress).entry(course).or_insert(now);
+        window.checked_sub(now.saturating_duration_since(since)).filter(|left| !left.is_zero())
+    }
+
     /// Remembers a status write, until the cache shows it.
     pub fn wrote_status(
         &self,
@@ -69,6 +80,7 @@ impl CourseMemory {
         written: CourseServiceStatus,
         version: Option<String>,
     ) {
+        lock(&self.progress).remove(&course);
         lock(&self.statuses).insert(course, WrittenStatus { replaced, written, version });
     }
 
@@ -95,6 +107,7 @@ impl CourseMemory {
     pub fn forget(&self, course: &ObjectRef<CourseService>) {
         lock(&self.failures).remove(course);
         lock(&self.statuses).remove(course);
+        lock(&self.progress).remove(course);
         let namespace = course.namespace.as_deref();
         lock(&self.templates).retain(|(ns, name, _), _| Some(ns.as_str()) != namespace || *name != course.name);
     }
@@ -211,5 +224,25 @@ mod tests {
         memory.wrote_status(ObjectRef::from_obj(&cached("1", 3)), status(3), status(4), Some("2".into()));
         memory.forget(&ObjectRef::new("catalog").within("shop"));
         assert!(!memory.status_written(&cached("1", 3), &status(4)), "forgotten with the CourseService");
+    }
+    #[test]
+    fn a_progress_only_status_waits_from_when_first_seen_until_written() {
+        let memory = CourseMemory::default();
+        let window = Duration::from_secs(2);
+        let start = Instant::now();
+        let wait = |at: u64| memory.progress_wait(course("shop", "catalog"), start + Duration::from_millis(at), window);
+        assert_eq!(wait(0), Some(window), "first seen: the whole window");
+        assert_eq!(wait(500), Some(Duration::from_millis(1500)), "counted from the first time, not restarted");
+        assert_eq!(wait(2000), None, "due");
+        assert_eq!(wait(9000), None, "still due until written");
+        assert_eq!(
+            memory.progress_wait(course("shop", "cart"), start + Duration::from_millis(9000), window),
+            Some(window),
+            "another CourseService waits on its own"
+        );
+        memory.wrote_status(course("shop", "catalog"), status(3), status(4), None);
+        assert_eq!(wait(9500), Some(window), "a write ends the wait; the next change starts a new one");
+        memory.forget(&course("shop", "catalog"));
+        assert_eq!(wait(10000), Some(window), "forgotten with the CourseService");
     }
 }
