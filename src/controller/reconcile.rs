@@ -265,7 +265,14 @@ async fn reconcile_course(cs: &CourseService, ctx: &Context) -> Result<Reconcile
         }
         Ok((plan, desired)) => {
             let mut writes = 0usize;
+            // A HorizontalPodAutoscaler that comes before the status names the pods' selector
+            // reads an empty `/scale` and records `SelectorRequired` warnings: it waits for the
+            // first status write (below), whose watch event brings the next reconcile.
+            let scale_answers = cs.status.as_ref().is_some_and(|s| s.selector.is_some());
             for child in desired {
+                if !scale_answers && matches!(child, Child::HorizontalPodAutoscaler(_)) {
+                    continue;
+                }
                 let mut child = child.clone();
                 children::fingerprint(&mut child);
                 if !ctx.children.is_current(&namespace, &child) {

@@ -298,6 +298,19 @@ async fn a_deleted_child_is_put_back_at_once_not_at_the_next_resync() {
         });
         cluster::apply(&api, course("catalog", &ns, spec)).await;
         wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
+        // The HPA came after the status named the selector: its controller never read an empty
+        // `/scale` (it records `SelectorRequired` at its first look when the HPA comes first).
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+        let hpa_events: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("HorizontalPodAutoscaler"))
+            .filter_map(|e| e.reason)
+            .collect();
+        assert!(!hpa_events.iter().any(|reason| reason == "SelectorRequired"), "the HPA's Events: {hpa_events:?}");
         let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
         // Neither kind has anything else that would trigger the owner when it goes: no pods,
