@@ -200,8 +200,7 @@ pub fn compute(input: &Inputs<'_>) -> CourseServiceStatus {
 /// Whether `next` differs from `previous` only in how many pods (and cache and database
 /// members) exist and are Ready: every condition keeps its status and reason, every zone its
 /// share, the rollout its state. Such a change is progress, not news: the reconciler lets it
-/// wait a moment for the next one (the reconciler batches them), while a change of
-/// anything else is written at once.
+/// wait a moment for the next change, while a change of anything else is written at once.
 pub fn progress_only(previous: &CourseServiceStatus, next: &CourseServiceStatus) -> bool {
     previous != next && without_counts(previous) == without_counts(next)
 }

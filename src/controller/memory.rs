@@ -225,6 +225,7 @@ mod tests {
         memory.forget(&ObjectRef::new("catalog").within("shop"));
         assert!(!memory.status_written(&cached("1", 3), &status(4)), "forgotten with the CourseService");
     }
+
     #[test]
     fn a_progress_only_status_waits_from_when_first_seen_until_written() {
         let memory = CourseMemory::default();

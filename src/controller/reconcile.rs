@@ -42,8 +42,8 @@ use crate::zones::{self, UnschedulablePolicy, Zone, ZoneInventory};
 /// 15 s, 10.5 at 60 s, one bench run each: the rest are the watches' triggers).
 const PROGRESS_POLL: Duration = Duration::from_secs(60);
 /// How long a status change that only moves pod counts may wait for the next change before it
-/// is written. A fleet coming up made four status writes per CourseService (Starting, each of
-/// three zones Ready, Available) where two carry the news; conditions are never held back.
+/// is written. A fleet coming up wrote a status for each zone whose pod became Ready besides the
+/// three that carry news (Starting, Available, settled); conditions are never held back.
 const PROGRESS_BATCH: Duration = Duration::from_secs(2);
 /// Longest back-off after repeated failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
