@@ -119,15 +119,9 @@ async fn create_makes_every_child_and_reports_available() {
         let starting = ("False".to_owned(), "Starting".to_owned());
         let available = ("True".to_owned(), "MinimumReplicasAvailable".to_owned());
         assert_eq!(seen, [starting, available], "the Available conditions the status showed");
-        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-        let about_availability: Vec<String> = events
-            .list(&ListParams::default())
+        let about_availability: Vec<String> = event_reasons(&client, &ns, |r| r.name.as_deref() == Some("catalog"))
             .await
-            .expect("events")
-            .items
             .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("catalog"))
-            .filter_map(|e| e.reason)
             .filter(|reason| reason.starts_with("MinimumReplicas") || reason == "Starting")
             .collect();
         assert!(about_availability.is_empty(), "Events about a first availability: {about_availability:?}");
@@ -300,16 +294,7 @@ async fn a_deleted_child_is_put_back_at_once_not_at_the_next_resync() {
         wait_converged(&client, &ns, "catalog", &[1, 1, 1]).await;
         // The HPA came after the status named the selector: its controller never read an empty
         // `/scale` (it records `SelectorRequired` at its first look when the HPA comes first).
-        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-        let hpa_events: Vec<String> = events
-            .list(&ListParams::default())
-            .await
-            .expect("events")
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("HorizontalPodAutoscaler"))
-            .filter_map(|e| e.reason)
-            .collect();
+        let hpa_events = event_reasons(&client, &ns, |r| r.kind.as_deref() == Some("HorizontalPodAutoscaler")).await;
         assert!(!hpa_events.iter().any(|reason| reason == "SelectorRequired"), "the HPA's Events: {hpa_events:?}");
         let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
@@ -634,4 +619,15 @@ async fn deployments_of_an_earlier_build_go_only_once_their_replica_sets_are_rea
         watch.finish().await.assert_floor(3, "Ready endpoints while the Deployments were replaced");
     })
     .await;
+}
+
+/// The reasons of the Events in `ns` about the objects `regarding` picks.
+async fn event_reasons(
+    client: &Client,
+    ns: &str,
+    regarding: impl Fn(&k8s_openapi::api::core::v1::ObjectReference) -> bool,
+) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let listed = events.list(&ListParams::default()).await.expect("events").items;
+    listed.into_iter().filter(|e| e.regarding.as_ref().is_some_and(&regarding)).filter_map(|e| e.reason).collect()
 }
