@@ -29,7 +29,7 @@ use anyhow::{Context as _, anyhow, bail};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt as _};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -62,6 +62,62 @@ struct Side {
     kcm_writes_update: f64,
     /// Write requests of the controller in the idle window after the update (all N objects).
     idle_writes: f64,
+    /// Image change → each canary step passed, then finished: seconds, over the N objects.
+    update_timeline: Vec<Milestone>,
+}
+
+/// When the N objects of one side passed one point of the canary, counted from the image change.
+#[derive(Clone, Debug, Default, Serialize)]
+struct Milestone {
+    what: String,
+    first_seconds: f64,
+    median_seconds: f64,
+    last_seconds: f64,
+}
+
+/// What the update poll saw of each object: when it first showed each canary step passed, and
+/// when it first showed the canary finished.
+struct Timeline {
+    started: Instant,
+    /// Per object: seconds at which step index k (1..=steps) was first seen, then "finished".
+    seen: std::collections::BTreeMap<String, Vec<Option<f64>>>,
+}
+
+impl Timeline {
+    /// The points of the canary: each step passed, then finished.
+    const POINTS: [&'static str; 5] =
+        ["20% Ready (step 1 passed)", "pause 10 s over", "60% Ready (step 3 passed)", "pause 10 s over", "finished"];
+
+    fn new(started: Instant) -> Self {
+        Self { started, seen: std::collections::BTreeMap::new() }
+    }
+
+    /// Records one listed object: `passed` steps behind it (its step index), or all of them and
+    /// finished when `done`. A step skipped between two polls counts as passed at the later one.
+    fn record(&mut self, name: &str, passed: Option<i64>, done: bool, at: Instant) {
+        let t = common::secs_between(self.started, at);
+        let points = self.seen.entry(name.to_owned()).or_insert_with(|| vec![None; Self::POINTS.len()]);
+        let reached = if done { Self::POINTS.len() } else { usize::try_from(passed.unwrap_or(0)).unwrap_or(0) };
+        for point in points.iter_mut().take(reached.min(Self::POINTS.len())) {
+            point.get_or_insert(t);
+        }
+    }
+
+    fn milestones(&self) -> Vec<Milestone> {
+        Self::POINTS
+            .iter()
+            .enumerate()
+            .map(|(i, what)| {
+                let times: Vec<f64> = self.seen.values().filter_map(|p| p[i]).collect();
+                Milestone {
+                    what: (*what).into(),
+                    first_seconds: times.iter().copied().fold(f64::INFINITY, f64::min),
+                    median_seconds: common::median(&times).unwrap_or(0.0),
+                    last_seconds: times.iter().copied().fold(0.0, f64::max),
+                }
+            })
+            .collect()
+    }
 }
 
 /// When each phase of one side began and ended (wall clock, as the audit log records it).
@@ -283,10 +339,22 @@ async fn our_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow::
         }
     })
     .await?;
+    let mut timeline = Timeline::new(started);
     let done = poll_list(&api, timeout, "every CourseService's canary finished", |items| {
-        items.iter().filter(|cs| course_healthy(cs, replicas, v2)).count() >= n
+        let at = Instant::now();
+        let mut finished = 0;
+        for cs in items {
+            let done = course_healthy(cs, replicas, v2);
+            finished += usize::from(done);
+            let rollout = cs.status.as_ref().and_then(|s| s.rollout.as_ref());
+            // The step index means the new revision's canary only once the status names it.
+            let passed = rollout.filter(|r| r.new_revision != r.stable_revision).map(|r| i64::from(r.step));
+            timeline.record(&cs.name_any(), passed, done, at);
+        }
+        finished >= n
     })
     .await?;
+    side.update_timeline = timeline.milestones();
     let updated = Timestamp::now();
     side.update_seconds = common::secs_between(started, done);
     side.rss_updated_mib = mib(common::proc_status_kib(operator.pid(), "VmRSS"));
@@ -420,11 +488,25 @@ async fn argo_side_in(client: &Client, settings: &Settings, ns: &str) -> anyhow:
         }
     })
     .await?;
+    let mut timeline = Timeline::new(started);
     let done = poll_list(&api, timeout, "every Rollout's canary finished", |items| {
-        items.iter().filter(|r| rollout_healthy(r, replicas, v2)).count() >= n
+        let at = Instant::now();
+        let mut finished = 0;
+        for rollout in items {
+            let done = rollout_healthy(rollout, replicas, v2);
+            finished += usize::from(done);
+            // Its step index means the new image's canary once its status is of this generation
+            // and the stable ReplicaSet is not the current one.
+            let status = &rollout.data["status"];
+            let canary = status["stableRS"] != status["currentPodHash"];
+            let passed = canary.then(|| status["currentStepIndex"].as_i64()).flatten();
+            timeline.record(&rollout.name_any(), passed, done, at);
+        }
+        finished >= n
     })
     .await
     .map_err(|e| anyhow!("{e}; Argo Rollouts log tail:\n{}", argo.log_tail(20)))?;
+    side.update_timeline = timeline.milestones();
     let updated = Timestamp::now();
     side.update_seconds = common::secs_between(started, done);
     side.rss_updated_mib = mib(common::proc_status_kib(argo.pid(), "VmRSS"));
@@ -489,6 +571,19 @@ fn write_outputs(settings: &Settings, runs: &[Run]) -> anyhow::Result<()> {
         &|s| s.idle_writes,
         0,
     );
+    out.push_str(
+        "\nThe update, point by point: seconds from the image change until the 250 ms poll first saw an object past each point; the median object and the last one, medians over the runs.\n\n",
+    );
+    out.push_str("| point of the canary | course-operator, median / last object | Argo Rollouts, median / last object |\n|---|---|---|\n");
+    for (i, what) in Timeline::POINTS.iter().enumerate() {
+        let at = |pick: &dyn Fn(&Run) -> &Side, f: &dyn Fn(&Milestone) -> f64| {
+            median(runs, |r| pick(r).update_timeline.get(i).map_or(0.0, f))
+        };
+        let cell = |pick: &dyn Fn(&Run) -> &Side| {
+            format!("{:.1} / {:.1}", at(pick, &|m| m.median_seconds), at(pick, &|m| m.last_seconds))
+        };
+        out.push_str(&format!("| {what} | {} | {} |\n", cell(&|r| &r.course_operator), cell(&|r| &r.argo_rollouts)));
+    }
     out.push_str("\nWrites are the apiserver's audit log (hack/kwok/audit-policy-peers.yaml) for the side's namespace, by user agent: every write verb to the workload kinds, Services, PDBs, HPAs, the custom resources and their status; pods and Events are not recorded (kube-controller-manager creates the same pods for both sides).\n");
     std::fs::write(&md_path, out)?;
     progress(format!("results: {json_path}, {md_path}"));
