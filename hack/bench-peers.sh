@@ -35,6 +35,8 @@ if ! grep -q 'audit-policy-peers.yaml' "$REPO_ROOT/.cluster/kwokctl.yaml" 2>/dev
   log "stop it (hack/cluster.sh down) and run again, or start it with AUDIT_POLICY=peers hack/cluster.sh up"
   exit 1
 fi
+# Room for N × replicas pods and the canaries' surge: one large kwok node per zone.
+add_capacity_nodes
 build_bins peers
 
 rc=0

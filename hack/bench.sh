@@ -33,15 +33,8 @@ export KCM_RAISED=${KCM_RAISED:-1}
 use_cluster bench                      # sets KUBECONFIG; stops a cluster it started on exit
 build_bins fleet render                # sets BIN_course_operator, BIN_fleet, BIN_render
 
-# Room for the fleets: one large kwok node per zone (capacity_nodes, benches/common/scripts.sh),
-# deleted when the run ends.
-kubectl=$REPO_ROOT/.cluster/bin/kubectl
-if [[ ${BENCH_CAPACITY_PODS:-2000} != 0 ]]; then
-  capacity_nodes | "$kubectl" apply -f - >&2
-  # runs before the cluster is stopped (use_cluster's trap), or alone on a shared cluster
-  trap 'capacity_nodes | "$kubectl" delete --ignore-not-found -f - >&2 || true; ((CLUSTER_STARTED_HERE)) && "$REPO_ROOT/hack/cluster.sh" down' EXIT
-  "$kubectl" wait --for=condition=Ready --timeout=60s node/kwok-bench-zone-a node/kwok-bench-zone-b node/kwok-bench-zone-c >&2
-fi
+# Room for the fleets: one large kwok node per zone (benches/common/scripts.sh).
+add_capacity_nodes
 
 json=benchmarks/results.json
 [[ $mode == full ]] && json=benchmarks/results-full.json

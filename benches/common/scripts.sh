@@ -115,3 +115,14 @@ capacity_nodes() {
     printf 'status:\n  allocatable: {cpu: "2000", memory: 8Ti, pods: "%s"}\n  capacity: {cpu: "2000", memory: 8Ti, pods: "%s"}\n' "$pods" "$pods"
   done
 }
+
+# Room for the fleets (BENCH_CAPACITY_PODS, 0 for none): the capacity nodes, applied now and
+# deleted when the run ends, before a cluster use_cluster started is stopped.
+add_capacity_nodes() {
+  [[ ${BENCH_CAPACITY_PODS:-2000} != 0 ]] || return 0
+  local kubectl=$REPO_ROOT/.cluster/bin/kubectl
+  capacity_nodes | "$kubectl" apply -f - >&2
+  # runs before the cluster is stopped (use_cluster's trap), or alone on a shared cluster
+  trap 'capacity_nodes | "$REPO_ROOT/.cluster/bin/kubectl" delete --ignore-not-found -f - >&2 || true; ((CLUSTER_STARTED_HERE)) && "$REPO_ROOT/hack/cluster.sh" down' EXIT
+  "$kubectl" wait --for=condition=Ready --timeout=60s node/kwok-bench-zone-a node/kwok-bench-zone-b node/kwok-bench-zone-c >&2
+}
