@@ -6,6 +6,8 @@
 //! turns it into objects. Everything here is deterministic and free of I/O, so it is tested in
 //! microseconds.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::CourseService;
@@ -14,7 +16,7 @@ use crate::observe::Observed;
 use crate::render::{self, Child, Images};
 use crate::rollout::{self, Decision, UserAction};
 use crate::validate::{FieldError, InvalidSpec, ValidatedCourse};
-use crate::zones::ZoneHealth;
+use crate::zones::{ZoneHealth, ZoneSplit};
 
 /// What the operator decided for one CourseService.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,7 +78,7 @@ pub fn plan(course: &ValidatedCourse<'_>, zones: &[ZoneHealth], observed: &Obser
     }
     let cs = course.cs();
     let action = observed.action.as_deref().and_then(|raw| UserAction::parse(raw).map(|a| (raw, a)));
-    let decision = rollout::decide(&rollout::Inputs {
+    let mut decision = rollout::decide(&rollout::Inputs {
         strategy: &cs.spec.strategy,
         total: cs.spec.replicas,
         max_unavailable: cs.spec.disruption.max_unavailable,
@@ -90,6 +92,7 @@ pub fn plan(course: &ValidatedCourse<'_>, zones: &[ZoneHealth], observed: &Obser
         analysis: observed.analysis.as_ref(),
         new_pod_restarts: observed.new_pod_restarts,
     });
+    create_only_workloads_with_pods(&mut decision.targets, course.ctx.name, observed);
     let database = cs.spec.database.as_ref().filter(|d| d.enabled && d.external.is_none()).map(|db| {
         let init_job = render::mongo::init_job_name(&course.ctx, db);
         let reconfigured = observed.succeeded_jobs.contains(&init_job);
@@ -115,6 +118,17 @@ pub fn plan(course: &ValidatedCourse<'_>, zones: &[ZoneHealth], observed: &Obser
 /// Jobs expire.) Secrets are never pruned, so leaving it out keeps it as it is.
 fn publish_app_secret(observed: &Observed, current_job_done: bool) -> bool {
     !observed.database_credentials_unsaved && (current_job_done || !observed.database_app_secret_exists)
+}
+
+/// Leaves out of `targets` every ReplicaSet that would run 0 pods and does not exist: it is
+/// created once it has pods to run, and one that exists is still scaled to 0 (then removed with
+/// its revision). Each new ReplicaSet costs kube-controller-manager a status write, at 20 per
+/// second with its default client limits: a canary's first step on 3 zones would otherwise
+/// create two empty ones per CourseService, and a service with fewer replicas than zones one.
+fn create_only_workloads_with_pods(targets: &mut BTreeMap<String, ZoneSplit>, name: &str, observed: &Observed) {
+    for (revision, sizes) in targets.iter_mut() {
+        sizes.retain(|(zone, n)| *n > 0 || observed.workloads.contains_key(&names::app_workload(name, revision, zone)));
+    }
 }
 
 /// Whether every application ReplicaSet the decision keeps (of a revision whose template is
@@ -216,5 +230,55 @@ mod tests {
             !serving(plan(&course, &zones, &observed(&[("zone-a", 0), ("zone-b", 1)], &both))),
             "the cache has not seen the new size yet"
         );
+    }
+
+    #[test]
+    fn a_replica_set_with_no_pods_is_never_created_but_one_that_exists_is_scaled_to_zero() {
+        let mut cs = sample("minimal");
+        cs.spec.replicas = 2;
+        let images = Images::default();
+        let course = ValidatedCourse::new(&cs, &images).expect("valid");
+        let zones = ZoneInventory::healthy_zones(&["zone-a", "zone-b", "zone-c"]).for_spec(&[]);
+        let replica_sets = |observed: &Observed| {
+            let planned = desired(&cs, &zones, observed, &images).expect("valid");
+            let names: Vec<String> = planned
+                .children
+                .iter()
+                .filter(|c| matches!(c, Child::ReplicaSet(_)))
+                .map(|c| c.name().to_owned())
+                .collect();
+            (planned.plan.rollout.targets[course.revision()].clone(), names)
+        };
+
+        let (sizes, created) = replica_sets(&Observed::default());
+        assert_eq!(sizes.iter().map(|(_, n)| n).sum::<i32>(), 2, "{sizes:?}");
+        assert!(sizes.iter().all(|(_, n)| *n > 0), "2 replicas over 3 zones: no empty ReplicaSet created: {sizes:?}");
+        assert_eq!(created.len(), 2, "{created:?}");
+
+        let empty_zone = ["zone-a", "zone-b", "zone-c"]
+            .into_iter()
+            .find(|z| !sizes.iter().any(|(zone, _)| zone.slug() == *z))
+            .expect("one zone has no pod");
+        // The same service after a scale-down from 3: the third zone's ReplicaSet is there, empty.
+        let workload = |zone: &str, replicas: i32| {
+            let name = names::app_workload(course.ctx.name, course.revision(), &Zone::Named(zone.into()));
+            let revision = course.revision().to_owned();
+            (name, ObservedWorkload { revision, zone: zone.to_owned(), replicas, ready: replicas, template: None })
+        };
+        let (existing, _) = workload(empty_zone, 0);
+        let observed = Observed {
+            workloads: ["zone-a", "zone-b", "zone-c"]
+                .into_iter()
+                .map(|z| workload(z, i32::from(z != empty_zone)))
+                .collect::<BTreeMap<_, _>>(),
+            ..Observed::default()
+        };
+        let (sizes, rendered) = replica_sets(&observed);
+        assert!(
+            sizes.iter().any(|(zone, n)| zone.slug() == empty_zone && *n == 0),
+            "the existing one is kept, at 0: {sizes:?}"
+        );
+        assert!(rendered.contains(&existing), "{rendered:?}");
+        assert_eq!(rendered.len(), 3);
     }
 }

@@ -5,7 +5,7 @@
 mod fixtures;
 
 use course_operator::render::{Child, Images};
-use course_operator::zones::ZoneInventory;
+use course_operator::zones::{Zone, ZoneInventory};
 use course_operator::{api, manifest, observe, plan, validate};
 
 #[test]
@@ -291,17 +291,46 @@ fn revision_changes_with_the_image_and_only_with_the_pod_template() {
 }
 
 #[test]
-fn lost_zone_keeps_a_replica_set_at_zero() {
+fn lost_zone_keeps_its_replica_set_at_zero_and_gets_no_new_one() {
     let text = std::fs::read_to_string(fixtures::repo_root().join("manifests/samples/minimal.yaml")).expect("sample");
     let cs = manifest::parse(&text).expect("parse");
     let mut inventory = ZoneInventory::healthy_zones(&["zone-a", "zone-b", "zone-c"]);
     inventory.mark_lost("zone-a");
-    let plan =
-        plan::desired(&cs, &inventory.for_spec(&[]), &observe::Observed::default(), &Images::default()).expect("plan");
-    let counts: Vec<i32> = plan.plan.rollout.targets[&plan.plan.revision].iter().map(|(_, n)| *n).collect();
+    let zones = inventory.for_spec(&[]);
+    let desired =
+        |observed: &observe::Observed| plan::desired(&cs, &zones, observed, &Images::default()).expect("plan");
+    let replica_sets = |planned: &plan::Desired| planned.children.iter().filter(|c| c.kind() == "ReplicaSet").count();
+
+    // Running in all three zones when zone-a was lost: its ReplicaSet stays, scaled to 0, so
+    // the share comes back to it when the zone does.
+    let revision = desired(&observe::Observed::default()).plan.revision;
+    let running = observe::Observed {
+        workloads: ["zone-a", "zone-b", "zone-c"]
+            .into_iter()
+            .map(|zone| {
+                let name = course_operator::names::app_workload("catalog", &revision, &Zone::Named(zone.into()));
+                let workload = observe::ObservedWorkload {
+                    revision: revision.clone(),
+                    zone: zone.into(),
+                    replicas: 1,
+                    ready: 1,
+                    template: None,
+                };
+                (name, workload)
+            })
+            .collect(),
+        ..observe::Observed::default()
+    };
+    let planned = desired(&running);
+    let counts: Vec<i32> = planned.plan.rollout.targets[&revision].iter().map(|(_, n)| *n).collect();
     assert_eq!(counts.iter().sum::<i32>(), 3);
-    assert_eq!(counts[0], 0);
-    assert_eq!(plan.children.iter().filter(|c| c.kind() == "ReplicaSet").count(), 3);
+    assert_eq!(counts[0], 0, "zone-a first: {counts:?}");
+    assert_eq!(replica_sets(&planned), 3);
+
+    // Created while zone-a is lost: nothing to run there, so no ReplicaSet there.
+    let planned = desired(&observe::Observed::default());
+    assert_eq!(planned.plan.rollout.targets[&revision].iter().map(|(_, n)| *n).sum::<i32>(), 3);
+    assert_eq!(replica_sets(&planned), 2);
 }
 
 #[test]
