@@ -201,7 +201,7 @@ async fn bench() -> anyhow::Result<()> {
     // ServiceCIDR for the run (each side's namespace, with its Services, is gone before the next).
     let cidr = settings.n > 150;
     if cidr {
-        common::add_service_cidr(&client, PEERS_CIDR, "10.2.0.0/20").await?;
+        common::add_service_cidr(&client, PEERS_CIDR, "10.3.0.0/20").await?;
     }
     let outcome = all_runs(&client, &settings).await;
     if cidr {

@@ -747,7 +747,9 @@ pub(super) async fn through_the_apiserver_in(
         } else {
             let has = |kind: &str| mine.iter().any(|c| c.id.starts_with(kind));
             let main_service = mine.iter().any(|c| c.id == format!("Service/{name}"));
-            if has("ReplicaSet/") && main_service {
+            // A ReplicaSet is created once it has pods to run: none for a service at 0 replicas.
+            let runs_pods = manifest["spec"]["replicas"].as_i64() != Some(0);
+            if (has("ReplicaSet/") || !runs_pods) && main_service {
                 with_children += 1;
             } else {
                 missing_children.push(format!("{name}: {} children; spec {}", mine.len(), manifest["spec"]));
@@ -772,7 +774,7 @@ pub(super) async fn through_the_apiserver_in(
     });
     for (what, list) in [
         ("InvalidSpec without a field name", &invalid_messages_without_field),
-        ("valid specs without their ReplicaSets and Service", &missing_children),
+        ("valid specs without their ReplicaSets (replicas > 0) and Service", &missing_children),
         ("InvalidSpec yet children written", &invalid_but_written),
         ("the operator and validate() disagree", &validate_disagrees),
     ] {
