@@ -197,6 +197,13 @@ mod tests {
         assert!(!has_app_secret(&cs, &observed(true, true, &[&current_job])), "never from unsaved credentials");
     }
 
+    /// The ReplicaSet of `course`'s current revision in `zone`, by name, with `replicas` all Ready.
+    fn running(course: &ValidatedCourse<'_>, zone: &str, replicas: i32) -> (String, ObservedWorkload) {
+        let name = names::app_workload(course.ctx.name, course.revision(), &Zone::Named(zone.into()));
+        let revision = course.revision().to_owned();
+        (name, ObservedWorkload { revision, zone: zone.to_owned(), replicas, ready: replicas, template: None })
+    }
+
     #[test]
     fn workloads_serve_once_every_desired_replica_set_has_its_ready_endpoints() {
         let mut cs = sample("minimal");
@@ -205,15 +212,8 @@ mod tests {
         let course = ValidatedCourse::new(&cs, &images).expect("valid");
         let zones = ZoneInventory::healthy_zones(&["zone-a", "zone-b"]).for_spec(&[]);
         let name = |zone: &str| names::app_workload(course.ctx.name, course.revision(), &Zone::Named(zone.into()));
-        let workload = |zone: &str, replicas: i32| ObservedWorkload {
-            revision: course.revision().to_owned(),
-            zone: zone.to_owned(),
-            replicas,
-            ready: replicas,
-            template: None,
-        };
         let observed = |sizes: &[(&str, i32)], pods: &[String]| Observed {
-            workloads: sizes.iter().map(|(zone, n)| (name(zone), workload(zone, *n))).collect::<BTreeMap<_, _>>(),
+            workloads: sizes.iter().map(|(zone, n)| running(&course, zone, *n)).collect::<BTreeMap<_, _>>(),
             serving: serving_by_workload(pods.iter().map(String::as_str)),
             ..Observed::default()
         };
@@ -260,16 +260,11 @@ mod tests {
             .find(|z| !sizes.iter().any(|(zone, _)| zone.slug() == *z))
             .expect("one zone has no pod");
         // The same service after a scale-down from 3: the third zone's ReplicaSet is there, empty.
-        let workload = |zone: &str, replicas: i32| {
-            let name = names::app_workload(course.ctx.name, course.revision(), &Zone::Named(zone.into()));
-            let revision = course.revision().to_owned();
-            (name, ObservedWorkload { revision, zone: zone.to_owned(), replicas, ready: replicas, template: None })
-        };
-        let (existing, _) = workload(empty_zone, 0);
+        let (existing, _) = running(&course, empty_zone, 0);
         let observed = Observed {
             workloads: ["zone-a", "zone-b", "zone-c"]
                 .into_iter()
-                .map(|z| workload(z, i32::from(z != empty_zone)))
+                .map(|z| running(&course, z, i32::from(z != empty_zone)))
                 .collect::<BTreeMap<_, _>>(),
             ..Observed::default()
         };
