@@ -132,6 +132,18 @@ async fn canary_pauses_at_its_weight_and_finishes_on_promote() {
         })
         .await;
         let to_pause = started.elapsed();
+        // A ReplicaSet is created only once it has pods to run: the canary's one pod makes one,
+        // not one per zone (two of them empty, each a kube-controller-manager status write).
+        let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+        let of_new = replica_sets
+            .list(
+                &ListParams::default()
+                    .labels(&format!("app.kubernetes.io/instance=lessons,microcourses.io/revision={new}")),
+            )
+            .await
+            .expect("list ReplicaSets");
+        let sizes: Vec<(String, Option<i32>)> = of_new.items.iter().map(|r| (r.name_any(), r.spec.replicas)).collect();
+        assert_eq!(sizes.len(), 1, "the new revision's ReplicaSets at 25% of 4: {sizes:?}");
 
         let (ok, status) = kubectl_course(&ns, &["status", "lessons"]);
         assert!(ok && status.contains("weight 25%") && status.contains("Paused"), "{status}");
