@@ -45,8 +45,9 @@ pub struct RunArgs {
     /// when nothing changed).
     #[arg(long, default_value_t = 600)]
     pub resync_seconds: u64,
-    /// CourseServices reconciled at once.
-    #[arg(long, default_value_t = 8)]
+    /// CourseServices reconciled at once; more that fall due wait their turn, first come first
+    /// served.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// A zone where a CourseService's pods stay unschedulable this long (its nodes are full,
     /// tainted or refuse them) is lost for that service: its share moves to the other zones.

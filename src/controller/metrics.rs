@@ -75,6 +75,7 @@ pub struct Metrics {
     registry: Registry,
     reconciles: Family<OutcomeLabel, Counter>,
     reconcile_duration: Family<OutcomeLabel, Histogram>,
+    reconcile_wait: Histogram,
     api_requests: Family<VerbLabel, Counter>,
     watch_errors: Family<ResourceLabel, Counter>,
     triggers: Family<ResourceLabel, Counter>,
@@ -90,6 +91,7 @@ impl Default for Metrics {
         let reconcile_duration = Family::<OutcomeLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
         });
+        let reconcile_wait = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let api_requests = Family::<VerbLabel, Counter>::default();
         let watch_errors = Family::<ResourceLabel, Counter>::default();
         let triggers = Family::<ResourceLabel, Counter>::default();
@@ -105,6 +107,11 @@ impl Default for Metrics {
             "reconcile_duration_seconds",
             "Duration of CourseService reconciles by result",
             reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile_wait_seconds",
+            "Time a due CourseService waited for a reconcile turn (all --concurrency turns busy), first come first served",
+            reconcile_wait.clone(),
         );
         registry.register(
             "api_requests",
@@ -136,6 +143,7 @@ impl Default for Metrics {
             registry,
             reconciles,
             reconcile_duration,
+            reconcile_wait,
             api_requests,
             watch_errors,
             triggers,
@@ -152,6 +160,11 @@ impl Metrics {
         let label = OutcomeLabel { result };
         self.reconciles.get_or_create(&label).inc();
         self.reconcile_duration.get_or_create(&label).observe(took.as_secs_f64());
+    }
+
+    /// Records how long a due reconcile waited for its turn.
+    pub fn waited_for_turn(&self, took: Duration) {
+        self.reconcile_wait.observe(took.as_secs_f64());
     }
 
     /// Records one API request.

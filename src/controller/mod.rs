@@ -14,6 +14,7 @@ pub mod metrics;
 mod reconcile;
 mod run;
 mod triggers;
+mod turns;
 
 pub use children::{fingerprint, server_side_apply};
 pub use cli::{LogFormat, RunArgs};

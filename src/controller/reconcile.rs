@@ -22,6 +22,7 @@ use super::Error;
 use super::children::{self, ChildStores, MetaStore, Owner};
 use super::memory::CourseMemory;
 use super::metrics::{Metrics, Outcome};
+use super::turns::Turns;
 use crate::api::CourseService;
 use crate::database::DatabaseCredentials;
 use crate::labels;
@@ -79,6 +80,8 @@ pub struct Context {
     pub resync: Duration,
     /// Default images of the cache, database and backup pods (operator flags).
     pub images: Images,
+    /// Reconciles run first come first served, `--concurrency` at once.
+    pub turns: Turns,
 }
 
 /// How a reconcile ended, when it did not fail.
@@ -106,8 +109,20 @@ impl Reconciled {
     }
 }
 
-/// Entry point called by kube-runtime.
-pub async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Entry point called by kube-runtime: waits for a turn (`Turns`), then reconciles.
+pub async fn reconcile_in_turn(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let due = Instant::now();
+    let turns = ctx.clone();
+    turns
+        .turns
+        .take(move || {
+            ctx.metrics.waited_for_turn(due.elapsed());
+            reconcile(cs, ctx)
+        })
+        .await
+}
+
+async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     if !*ctx.leader.borrow() {
         ctx.metrics.reconciled(Outcome::Skipped, started.elapsed());

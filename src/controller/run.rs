@@ -18,6 +18,7 @@ use super::cli::{self, RunArgs};
 use super::memory::CourseMemory;
 use super::metrics::{self, Metrics};
 use super::reconcile::{self, Context};
+use super::turns::{self, Turns};
 use super::{fence, http, leadership};
 use crate::labels;
 
@@ -93,13 +94,14 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         memory,
         resync: Duration::from_secs(args.resync_seconds),
         images: args.images.clone(),
+        turns: Turns::new(args.concurrency),
     });
     info!(%identity, namespace = namespace.unwrap_or("<all>"), "starting controller");
     controller
-        .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency))
+        .with_config(turns::controller_config())
         .reconcile_all_on(became_leader)
         .graceful_shutdown_on(shutdown_signal())
-        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .run(reconcile::reconcile_in_turn, reconcile::error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 match error {
