@@ -7,6 +7,9 @@
 # capacity node per zone is added, as `make bench` does). MEMPROBE_HEAPTRACK=DIR runs the
 # operator under heaptrack (Debian `heaptrack`), which writes DIR/heaptrack.course-operator.*.zst
 # (or named after BIN); read it with `heaptrack_print -f FILE` (peak heap, and who allocated it).
+# MEMPROBE_UPDATE=TAG: then change every CourseService's image to app:TAG at once (one apply),
+# wait until all are Available on it again, and print VmHWM/VmRSS once more: the peak of an
+# update burst (a new TAG each time, or nothing changes).
 # Run it twice: the first run also creates the fleet and its children. Clean up with
 #   kubectl delete ns memprobe; kubectl delete servicecidr memprobe
 set -euo pipefail
@@ -31,12 +34,12 @@ YAML
 if ((replicas > 0)); then
   capacity_nodes | kubectl apply -f - >/dev/null
 fi
+placement=""
+((replicas > 0)) && placement=', nodeSelector: {type: kwok}, tolerations: [{key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}]'
+for ((i = 0; i < N; i++)); do
+  printf -- '---\napiVersion: microcourses.io/v1alpha1\nkind: CourseService\nmetadata: {name: c%04d, namespace: memprobe}\nspec: {image: "registry.example.com/bench/app:1.0.0", replicas: %d, service: {type: ClusterIP}%s}\n' "$i" "$replicas" "$placement"
+done >"$work/fleet.yaml"
 if (($(kubectl -n memprobe get csvc --no-headers 2>/dev/null | wc -l) < N)); then
-  placement=""
-  ((replicas > 0)) && placement=', nodeSelector: {type: kwok}, tolerations: [{key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}]'
-  for ((i = 0; i < N; i++)); do
-    printf -- '---\napiVersion: microcourses.io/v1alpha1\nkind: CourseService\nmetadata: {name: c%04d, namespace: memprobe}\nspec: {image: "registry.example.com/bench/app:1.0.0", replicas: %d, service: {type: ClusterIP}%s}\n' "$i" "$replicas" "$placement"
-  done >"$work/fleet.yaml"
   kubectl apply --server-side -f "$work/fleet.yaml" >/dev/null
 fi
 wrap=()
@@ -63,5 +66,24 @@ if [[ -n ${MEMPROBE_HEAPTRACK:-} ]]; then
 fi
 grep -E "VmHWM|VmRSS" "/proc/$pid/status" | tr -s ' \t\n' ' '
 echo
+if [[ -n ${MEMPROBE_UPDATE:-} ]]; then
+  sed "s|bench/app:1.0.0|bench/app:$MEMPROBE_UPDATE|" "$work/fleet.yaml" >"$work/update.yaml"
+  before=$(kubectl -n memprobe get csvc c0000 -o jsonpath='{.status.rollout.stableRevision}')
+  started=$SECONDS
+  kubectl apply --server-side -f "$work/update.yaml" >/dev/null
+  # Updated: every CourseService's rollout settled (Healthy) on a revision other than before.
+  until (($(kubectl -n memprobe get csvc -o jsonpath='{range .items[*]}{.status.rollout.stableRevision}{" "}{.status.rollout.phase}{"\n"}{end}' |
+    awk -v r="$before" '$1 != r && $2 == "Healthy"' | wc -l) >= N)); do
+    ((SECONDS - started > 1800)) && {
+      echo "not updated after 1800 s (log: $work/operator.log)" >&2
+      break
+    }
+    sleep 2
+  done
+  echo "every CourseService updated after $((SECONDS - started)) s"
+  sleep 20
+  grep -E "VmHWM|VmRSS" "/proc/$pid/status" | tr -s ' \t\n' ' '
+  echo
+fi
 kill "$pid"
 wait 2>/dev/null || true # heaptrack writes its file before it exits
