@@ -109,17 +109,19 @@ impl Reconciled {
     }
 }
 
-/// Entry point called by kube-runtime: waits for a turn (`Turns`), then reconciles.
+/// Entry point called by kube-runtime: waits for a turn (`Turns`), then reconciles. Once the
+/// turns are closed (shutting down) it ends without reconciling.
 pub async fn reconcile_in_turn(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Action, Error> {
     let due = Instant::now();
     let turns = ctx.clone();
-    turns
+    let reconciled = turns
         .turns
         .take(move || {
             ctx.metrics.waited_for_turn(due.elapsed());
             reconcile(cs, ctx)
         })
-        .await
+        .await;
+    reconciled.unwrap_or_else(|| Ok(Action::await_change()))
 }
 
 async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -100,7 +100,13 @@ async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     controller
         .with_config(turns::controller_config())
         .reconcile_all_on(became_leader)
-        .graceful_shutdown_on(shutdown_signal())
+        .graceful_shutdown_on({
+            let context = context.clone();
+            async move {
+                shutdown_signal().await;
+                context.turns.close();
+            }
+        })
         .run(reconcile::reconcile_in_turn, reconcile::error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {

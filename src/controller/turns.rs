@@ -30,13 +30,21 @@ impl Turns {
         Self { permits: Semaphore::new(usize::from(concurrency.max(1))) }
     }
 
-    /// Runs `work` once every earlier caller has had its turn and a permit is free. A waiting
-    /// caller holds only `work` (the reconcile's future is boxed once its turn comes), so a
-    /// thousand queued objects cost a few hundred bytes each.
-    pub async fn take<F: Future>(&self, work: impl FnOnce() -> F) -> F::Output {
-        // `acquire` fails only on a closed semaphore, and these permits are never closed.
-        let _turn = self.permits.acquire().await.ok();
-        Box::pin(work()).await
+    /// Runs `work` once every earlier caller has had its turn and a permit is free; `None`,
+    /// without running it, once the turns are closed. A waiting caller holds only `work` (the
+    /// reconcile's future is boxed once its turn comes), so a thousand queued objects cost a
+    /// few hundred bytes each.
+    pub async fn take<F: Future>(&self, work: impl FnOnce() -> F) -> Option<F::Output> {
+        let _turn = self.permits.acquire().await.ok()?;
+        Some(Box::pin(work()).await)
+    }
+
+    /// No more turns: at shutdown the Controller lets every started reconcile finish, and those
+    /// still waiting in line end at once instead of each taking its turn first (a leader
+    /// stopping in the middle of a burst would otherwise hold its Lease until the line is
+    /// empty). Reconciles already running finish.
+    pub fn close(&self) {
+        self.permits.close();
     }
 }
 
@@ -161,6 +169,7 @@ mod tests {
                         Ok::<_, std::fmt::Error>(Action::await_change())
                     })
                     .await
+                    .unwrap_or(Ok(Action::await_change()))
             })
         };
         let runs =
@@ -180,6 +189,39 @@ mod tests {
             Some(COLD + 1),
             "the hot object's second turn comes after all {COLD} cold ones: {order:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn once_closed_the_callers_in_line_end_without_running_and_the_running_one_finishes() {
+        let turns = Arc::new(Turns::new(1));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (release, held) = oneshot::channel::<()>();
+        let running = tokio::spawn({
+            let (turns, ran) = (turns.clone(), ran.clone());
+            async move {
+                turns
+                    .take(|| async move {
+                        let _ = held.await;
+                        ran.fetch_add(1, Ordering::SeqCst);
+                    })
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        let in_line: Vec<_> = (0..5)
+            .map(|_| {
+                let (turns, ran) = (turns.clone(), ran.clone());
+                tokio::spawn(async move { turns.take(|| async move { ran.fetch_add(1, Ordering::SeqCst) }).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        turns.close();
+        for caller in in_line {
+            assert!(matches!(caller.await, Ok(None)), "a caller in line ran after the close");
+        }
+        assert!(release.send(()).is_ok());
+        assert!(matches!(running.await, Ok(Some(()))), "the running one finishes");
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
     }
 
     #[test]
