@@ -121,7 +121,10 @@ pub async fn reconcile_in_turn(cs: Arc<CourseService>, ctx: Arc<Context>) -> Res
             reconcile(cs, ctx)
         })
         .await;
-    reconciled.unwrap_or_else(|| Ok(Action::await_change()))
+    match reconciled {
+        Some(result) => result,
+        None => Ok(Action::await_change()),
+    }
 }
 
 async fn reconcile(cs: Arc<CourseService>, ctx: Arc<Context>) -> Result<Action, Error> {
