@@ -362,7 +362,7 @@ async fn one_run(client: &Client, config: &Config, zones: &[ZoneHealth], run: us
     let outcome = async {
         let mut operator = common::start_operator(&ns, "bench", &operator_args, &config.log_dir).await?;
         let spec = fleet_spec(config.replicas, false);
-        let (round, courses, replica_sets) = operator_round(client, config, &ns, &operator, config.n, &spec).await?;
+        let (round, courses, replica_sets) = operator_round(client, config, zones, &ns, &operator, config.n, &spec).await?;
         result.idle = idle_window(config, &operator).await?;
         result.idle_rss_mib = mib(common::proc_status_kib(operator.pid(), "VmRSS"));
         progress(format!("idle: {:?}", result.idle));
@@ -411,7 +411,7 @@ async fn one_run(client: &Client, config: &Config, zones: &[ZoneHealth], run: us
         let outcome = async {
             let operator = common::start_operator(&ns, "bench", &operator_args, &config.log_dir).await?;
             let spec = fleet_spec(1, true);
-            let (round, _, _) = operator_round(client, config, &ns, &operator, config.data_n, &spec).await?;
+            let (round, _, _) = operator_round(client, config, zones, &ns, &operator, config.data_n, &spec).await?;
             anyhow::Ok(round)
         }
         .await;
@@ -433,6 +433,7 @@ async fn one_run(client: &Client, config: &Config, zones: &[ZoneHealth], run: us
 async fn operator_round(
     client: &Client,
     config: &Config,
+    zones: &[ZoneHealth],
     ns: &str,
     operator: &Operator,
     n: usize,
@@ -441,13 +442,14 @@ async fn operator_round(
     let courses: Watched<CourseService> = Watched::start(client, ns, None).await?;
     let replica_sets: Watched<ReplicaSet> =
         Watched::start(client, ns, Some(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))).await?;
-    let data_layer = match data_layer_per_course(spec)? {
+    let (app_replica_sets, sets, jobs) = children_per_course(spec, zones)?;
+    let data_layer = match (sets, jobs) {
         (0, 0) => None,
         (sets, jobs) => Some(DataLayer::start(client, ns, sets * n, jobs * n).await?),
     };
     let api: Api<CourseService> = Api::namespaced(client.clone(), ns);
     let before = operator.metrics().await?;
-    let expected_replica_sets = n * config.zones;
+    let expected_replica_sets = n * app_replica_sets;
     progress(format!("operator: applying {n} CourseServices in {ns}"));
     let started = Instant::now();
     futures::stream::iter(names(n))
@@ -527,11 +529,13 @@ async fn operator_round(
 
 /// StatefulSets (cache, database members, arbiter) and Jobs (the database init Job) of one
 /// CourseService of `spec`, as the operator renders it.
-fn data_layer_per_course(spec: &serde_json::Value) -> anyhow::Result<(usize, usize)> {
+/// What one CourseService of `spec` gets, as the operator plans it on these zones: app
+/// ReplicaSets (one per zone that runs pods: a `replicas: 1` spec has one), StatefulSets, Jobs.
+fn children_per_course(spec: &serde_json::Value, zones: &[ZoneHealth]) -> anyhow::Result<(usize, usize, usize)> {
     let cs: CourseService = serde_json::from_value(common::course("c0000", "default", spec.clone()))?;
-    let desired = plan::desired(&cs, &[], &Observed::default(), &Images::default())?;
+    let desired = plan::desired(&cs, zones, &Observed::default(), &Images::default())?;
     let count = |kind: &str| desired.children.iter().filter(|c| c.kind() == kind).count();
-    Ok((count("StatefulSet"), count("Job")))
+    Ok((count("ReplicaSet"), count("StatefulSet"), count("Job")))
 }
 
 /// The data layer of a fleet as it comes up: every StatefulSet with all its replicas Ready and
