@@ -362,7 +362,8 @@ async fn one_run(client: &Client, config: &Config, zones: &[ZoneHealth], run: us
     let outcome = async {
         let mut operator = common::start_operator(&ns, "bench", &operator_args, &config.log_dir).await?;
         let spec = fleet_spec(config.replicas, false);
-        let (round, courses, replica_sets) = operator_round(client, config, zones, &ns, &operator, config.n, &spec).await?;
+        let (round, courses, replica_sets) =
+            operator_round(client, config, zones, &ns, &operator, config.n, &spec).await?;
         result.idle = idle_window(config, &operator).await?;
         result.idle_rss_mib = mib(common::proc_status_kib(operator.pid(), "VmRSS"));
         progress(format!("idle: {:?}", result.idle));
