@@ -287,11 +287,17 @@ our_pids() {
   done
 }
 
+# Whether any thread of process $pid is still there and not a zombie. The main thread's state
+# alone is not enough: after SIGKILL it can be a zombie while other threads are still exiting
+# with the process's files (kube-apiserver's listening socket) open, and a new kube-apiserver
+# started then failed with "bind: address already in use" (make chaos, apiserver restart).
 alive() {
-  local pid=$1 state
-  [[ -r /proc/$pid/stat ]] || return 1
-  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
-  [[ $state != Z ]]   # a zombie has exited already
+  local pid=$1 stat state
+  for stat in /proc/"$pid"/task/*/stat; do
+    state=$(awk '{print $3}' "$stat" 2>/dev/null) || continue
+    [[ -n $state && $state != Z ]] && return 0
+  done
+  return 1
 }
 
 do_down() {
