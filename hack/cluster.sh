@@ -405,6 +405,17 @@ up_failed() {
   exit 1
 }
 
+# Waits for a restarted kube-apiserver to be ready; if it is not within 60 s, prints what it
+# still waits for and the end of its log (for whoever reads the log after the cluster is gone)
+# and exits.
+wait_for_restarted_apiserver() {
+  wait_for "apiserver ready" 60 kc get --raw /readyz && return 0
+  log "apiserver not ready after restart; its checks, then the last lines of its log:"
+  kc get --raw '/readyz?verbose' 2>&1 | head -c 4000 >&2 || true
+  tail -n 40 "$KWOK_CLUSTER_DIR/logs/kube-apiserver.log" >&2 || true
+  exit 1
+}
+
 # Stops and starts every control-plane process (etcd data kept): the "apiserver restart
 # mid-run" used by the e2e suite. Clients see connection errors for a few seconds.
 do_restart() {
@@ -420,13 +431,7 @@ do_restart() {
   # started meanwhile cannot bind its port and the "restart" would be a no-op.
   stop_pids "${pids[@]}"
   run_kwokctl --name "$CLUSTER_NAME" start cluster >/dev/null 2>&1 || die "kwokctl start failed"
-  wait_for "apiserver ready" 60 kc get --raw /readyz || {
-    # What it still waits for, for whoever reads the log after the cluster is gone.
-    log "apiserver not ready after restart; its checks, then the last lines of its log:"
-    kc get --raw '/readyz?verbose' 2>&1 | head -c 4000 >&2 || true
-    tail -n 40 "$KWOK_CLUSTER_DIR/logs/kube-apiserver.log" >&2 || true
-    exit 1
-  }
+  wait_for_restarted_apiserver
   settle_components
   log "control plane restarted"
 }
@@ -469,13 +474,7 @@ do_restart_apiserver() {
   fi
   (cd "$cwd" && exec setsid "${args[@]}" >>"$KWOK_CLUSTER_DIR/logs/kube-apiserver.log" 2>&1 </dev/null 9>&-) &
   echo $! >"$pidfile"
-  wait_for "apiserver ready" 60 kc get --raw /readyz || {
-    # What it still waits for, for whoever reads the log after the cluster is gone.
-    log "apiserver not ready after restart; its checks, then the last lines of its log:"
-    kc get --raw '/readyz?verbose' 2>&1 | head -c 4000 >&2 || true
-    tail -n 40 "$KWOK_CLUSTER_DIR/logs/kube-apiserver.log" >&2 || true
-    exit 1
-  }
+  wait_for_restarted_apiserver
   settle_components
   log "kube-apiserver restarted (pid $(cat "$pidfile"))"
 }

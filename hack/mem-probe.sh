@@ -8,8 +8,8 @@
 # operator under heaptrack (Debian `heaptrack`), which writes DIR/heaptrack.course-operator.*.zst
 # (or named after BIN); read it with `heaptrack_print -f FILE` (peak heap, and who allocated it).
 # MEMPROBE_UPDATE=TAG: then change every CourseService's image to app:TAG at once (one apply),
-# wait until all are Available on it again, and print VmHWM/VmRSS once more: the peak of an
-# update burst (a new TAG each time, or nothing changes).
+# wait until every rollout settled (Healthy) on the new revision, and print VmHWM/VmRSS once
+# more: the peak of an update burst (a new TAG each time, or nothing changes).
 # Run it twice: the first run also creates the fleet and its children. Clean up with
 #   kubectl delete ns memprobe; kubectl delete servicecidr memprobe
 set -euo pipefail
@@ -75,12 +75,12 @@ if [[ -n ${MEMPROBE_UPDATE:-} ]]; then
   until (($(kubectl -n memprobe get csvc -o jsonpath='{range .items[*]}{.status.rollout.stableRevision}{" "}{.status.rollout.phase}{"\n"}{end}' |
     awk -v r="$before" '$1 != r && $2 == "Healthy"' | wc -l) >= N)); do
     ((SECONDS - started > 1800)) && {
-      echo "not updated after 1800 s (log: $work/operator.log)" >&2
+      echo "not updated after 1800 s (log: $work/operator.log); VmHWM so far:" >&2
       break
     }
     sleep 2
   done
-  echo "every CourseService updated after $((SECONDS - started)) s"
+  ((SECONDS - started > 1800)) || echo "every CourseService updated after $((SECONDS - started)) s"
   sleep 20
   grep -E "VmHWM|VmRSS" "/proc/$pid/status" | tr -s ' \t\n' ' '
   echo
