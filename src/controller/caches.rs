@@ -355,7 +355,7 @@ mod tests {
         let memory = Arc::new(CourseMemory::default());
         let template = AppTemplate { revision: "r1".into(), pod: Default::default(), version: None };
         for name in ["catalog", "cart"] {
-            memory.remember_template("shop", name, "r1", template.clone());
+            memory.remember_template("shop", name, "r1", &template);
             memory.failed(ObjectRef::new(name).within("shop"));
         }
         let (listed_tx, _listed) = watch::channel(false);

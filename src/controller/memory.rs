@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::PodSpec;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::api::{CourseService, CourseServiceStatus};
 use crate::render::workload::AppTemplate;
+
+use super::triggers::serialized_hash;
 
 /// Namespace, instance (CourseService name) and revision.
 type TemplateKey = (String, String, String);
@@ -19,7 +22,9 @@ type TemplateKey = (String, String, String);
 pub struct CourseMemory {
     /// Pod templates of older revisions still running (by namespace, instance and revision):
     /// the ReplicaSet cache keeps no templates, so one is fetched when a rollout first needs it.
-    templates: Mutex<HashMap<TemplateKey, AppTemplate>>,
+    /// Kept as JSON, decoded when read: a fleet-wide update holds one per CourseService, and a
+    /// decoded `PodSpec` is several times its JSON (heaptrack, 1,000 of them: 9 MiB).
+    templates: Mutex<HashMap<TemplateKey, StoredTemplate>>,
     /// Consecutive failures per object, for exponential back-off.
     failures: Mutex<HashMap<ObjectRef<CourseService>, u32>>,
     /// Statuses written that the CourseService cache may not show yet, until it does.
@@ -28,22 +33,36 @@ pub struct CourseMemory {
     progress: Mutex<HashMap<ObjectRef<CourseService>, Instant>>,
 }
 
-/// A status write: the status it replaced, the one written, and the resource version the
-/// write returned.
+/// A remembered template: its pod spec as JSON and its version label.
+struct StoredTemplate {
+    pod: Box<[u8]>,
+    version: Option<String>,
+}
+
+/// A status write: fingerprints of the status it replaced and of the one written, and the
+/// resource version the write returned. Fingerprints, not statuses: one is remembered per
+/// CourseService until its next reconcile, 1,000 at once during a fleet-wide update.
 struct WrittenStatus {
-    replaced: CourseServiceStatus,
-    written: CourseServiceStatus,
+    replaced: Option<u64>,
+    written: Option<u64>,
     version: Option<String>,
 }
 
 impl CourseMemory {
     /// The remembered template of one revision of a CourseService.
     pub fn template(&self, namespace: &str, instance: &str, revision: &str) -> Option<AppTemplate> {
-        lock(&self.templates).get(&key(namespace, instance, revision)).cloned()
+        let templates = lock(&self.templates);
+        let stored = templates.get(&key(namespace, instance, revision))?;
+        // A template that does not decode is as good as forgotten: it is fetched again.
+        let pod: PodSpec = serde_json::from_slice(&stored.pod).ok()?;
+        Some(AppTemplate { revision: revision.to_owned(), pod, version: stored.version.clone() })
     }
 
-    pub fn remember_template(&self, namespace: &str, instance: &str, revision: &str, template: AppTemplate) {
-        lock(&self.templates).insert(key(namespace, instance, revision), template);
+    /// Remembers `template` as the one of `revision`; one that does not encode is not kept.
+    pub fn remember_template(&self, namespace: &str, instance: &str, revision: &str, template: &AppTemplate) {
+        let Ok(pod) = serde_json::to_vec(&template.pod) else { return };
+        let stored = StoredTemplate { pod: pod.into_boxed_slice(), version: template.version.clone() };
+        lock(&self.templates).insert(key(namespace, instance, revision), stored);
     }
 
     /// Drops the remembered templates of one CourseService whose revision fails `keep`.
@@ -81,6 +100,7 @@ impl CourseMemory {
         version: Option<String>,
     ) {
         lock(&self.progress).remove(&course);
+        let (replaced, written) = (serialized_hash(&replaced), serialized_hash(&written));
         lock(&self.statuses).insert(course, WrittenStatus { replaced, written, version });
     }
 
@@ -93,13 +113,16 @@ impl CourseMemory {
         let course = ObjectRef::from_obj(cached);
         let mut statuses = lock(&self.statuses);
         let Some(last) = statuses.get(&course) else { return false };
-        let shown = cached.status.clone().unwrap_or_default();
+        let shown = match &cached.status {
+            Some(shown) => serialized_hash(shown),
+            None => serialized_hash(&CourseServiceStatus::default()),
+        };
         // The cache shows the write, or someone else's status since: nothing left to remember.
         if cached.metadata.resource_version == last.version || (shown != last.replaced && shown != last.written) {
             statuses.remove(&course);
             return false;
         }
-        last.written == *status
+        last.written.is_some() && last.written == serialized_hash(status)
     }
 
     /// Forgets everything remembered about `course`: it no longer exists (or is going), and a
@@ -139,7 +162,7 @@ mod tests {
         let memory = CourseMemory::default();
         for (namespace, name) in [("shop", "catalog"), ("shop", "cart")] {
             for revision in ["r1", "r2"] {
-                memory.remember_template(namespace, name, revision, template(revision));
+                memory.remember_template(namespace, name, revision, &template(revision));
             }
             memory.failed(course(namespace, name));
         }
@@ -164,7 +187,7 @@ mod tests {
     #[test]
     fn a_course_service_of_the_same_name_elsewhere_is_not_forgotten() {
         let memory = two_courses();
-        memory.remember_template("school", "catalog", "r1", template("r1"));
+        memory.remember_template("school", "catalog", "r1", &template("r1"));
         memory.failed(course("school", "catalog"));
 
         memory.forget(&course("shop", "catalog"));
@@ -180,6 +203,22 @@ mod tests {
         assert_eq!(memory.template("shop", "catalog", "r1"), None);
         assert_eq!(memory.template("shop", "catalog", "r2"), Some(template("r2")));
         assert_eq!(memory.template("shop", "cart", "r1"), Some(template("r1")), "another CourseService's");
+    }
+
+    #[test]
+    fn a_remembered_template_reads_back_as_rendered() {
+        let manifest = "apiVersion: microcourses.io/v1alpha1\nkind: CourseService\n\
+                        metadata: {name: catalog, namespace: shop}\n\
+                        spec: {image: 'catalog:2', env: [{name: MODE, value: strict}],\n\
+                        cache: {enabled: true}, database: {enabled: true}}";
+        let cs: CourseService = crate::manifest::parse(manifest).expect("manifest");
+        let images = crate::render::Images::default();
+        let rendered = crate::validate::ValidatedCourse::new(&cs, &images).expect("valid").template;
+        assert!(rendered.pod.containers.iter().any(|c| c.env.is_some()), "a template with something in it");
+        let memory = CourseMemory::default();
+        memory.remember_template("shop", "catalog", &rendered.revision, &rendered);
+        assert_eq!(memory.template("shop", "catalog", &rendered.revision), Some(rendered.clone()));
+        assert_eq!(memory.template("shop", "catalog", "other"), None, "another revision's");
     }
 
     #[test]

@@ -398,13 +398,17 @@ async fn older_templates(
     for revision in running.iter().filter(|r| *r != new_revision) {
         let template = match ctx.memory.template(namespace, instance, revision) {
             Some(template) => Some(template),
-            None => fetch_template(ctx, namespace, revision, workloads).await?,
+            None => {
+                let fetched = fetch_template(ctx, namespace, revision, workloads).await?;
+                if let Some(template) = &fetched {
+                    ctx.memory.remember_template(namespace, instance, revision, template);
+                }
+                fetched
+            }
         };
-        let Some(template) = template else { continue };
         if let Some(d) = workloads.values_mut().find(|d| d.revision == *revision) {
-            d.template = Some(template.clone());
+            d.template = template;
         }
-        ctx.memory.remember_template(namespace, instance, revision, template);
     }
     Ok(())
 }

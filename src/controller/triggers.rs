@@ -124,8 +124,13 @@ pub fn content<K: Resource + Serialize>(object: &K) -> Option<u64> {
     if let Some(meta) = value.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
+    serialized_hash(&value)
+}
+
+/// A fingerprint of `value` as JSON (`None` if it does not serialize).
+pub fn serialized_hash(value: &impl Serialize) -> Option<u64> {
     let mut hasher = HashWriter(DefaultHasher::new());
-    serde_json::to_writer(&mut hasher, &value).ok()?;
+    serde_json::to_writer(&mut hasher, value).ok()?;
     Some(hasher.0.finish())
 }
 
