@@ -196,10 +196,10 @@ pub fn unschedulable_pods<'a>(
 ) -> Vec<UnschedulablePod> {
     pods.into_iter()
         .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|pod| instance_of(&pod.metadata) == Some(instance))
+        .filter(|pod| pod.instance.as_deref() == Some(instance))
         .filter_map(|pod| {
             let since = pod.unschedulable_since.as_ref()?.0;
-            Some(UnschedulablePod { zone: pod.metadata.labels.as_ref()?.get(labels::ZONE)?.clone(), since })
+            Some(UnschedulablePod { zone: pod.zone.clone()?, since })
         })
         .collect()
 }
@@ -213,10 +213,8 @@ pub fn most_restarts<'a>(
 ) -> i32 {
     pods.into_iter()
         .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|pod| instance_of(&pod.metadata) == Some(instance))
-        .filter(|pod| {
-            pod.metadata.labels.as_ref().and_then(|l| l.get(labels::REVISION)).map(String::as_str) == Some(revision)
-        })
+        .filter(|pod| pod.instance.as_deref() == Some(instance))
+        .filter(|pod| pod.revision.as_deref() == Some(revision))
         .map(|pod| pod.restarts)
         .max()
         .unwrap_or(0)

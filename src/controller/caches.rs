@@ -118,7 +118,7 @@ pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>, m
         .watches_stream(node_events, move |_: Node| {
             courses.state().iter().map(|cs| ObjectRef::from_obj(cs.as_ref())).collect::<Vec<_>>()
         })
-        .watches_stream(app_pod_events, |pod: AppPod| course_of(&pod))
+        .watches_stream(app_pod_events, |pod: AppPod| course_of_pod(&pod))
         .watches_stream(endpoint_slice_events, |slice: EndpointSlice| course_of(&slice));
     let stores = Stores { courses_listed, children, legacy_deployments, nodes, app_pods, endpoint_slices };
     Caches { stores, controller }
@@ -252,6 +252,11 @@ fn course_of<K: Resource>(object: &K) -> Option<ObjectRef<CourseService>> {
     Some(ObjectRef::new(instance).within(object.meta().namespace.as_deref()?))
 }
 
+/// The CourseService a pod belongs to: the one named by its instance label, in its namespace.
+fn course_of_pod(pod: &AppPod) -> Option<ObjectRef<CourseService>> {
+    Some(ObjectRef::new(pod.instance.as_deref()?).within(pod.metadata.namespace.as_deref()?))
+}
+
 fn list_config() -> watcher::Config {
     watcher::Config::default().page_size(LIST_PAGE_SIZE)
 }
@@ -277,8 +282,8 @@ fn slim_node(node: &mut Node) {
     }
 }
 
-/// Memory: of an application pod's metadata the operator reads its identity and the labels
-/// naming its CourseService, zone and revision (the creation time is already folded into
+/// Memory: of an application pod's metadata the operator reads its identity (the labels it
+/// reads are fields of `AppPod`, the creation time is already folded into
 /// `unschedulable_since`).
 fn slim_pod(pod: &mut AppPod) {
     let meta = &mut pod.metadata;
@@ -287,9 +292,6 @@ fn slim_pod(pod: &mut AppPod) {
     meta.owner_references = None;
     meta.generate_name = None;
     meta.creation_timestamp = None;
-    if let Some(labels) = meta.labels.as_mut() {
-        labels.retain(|key, _| [labels::INSTANCE, labels::ZONE, labels::REVISION].contains(&key.as_str()));
-    }
 }
 
 /// Memory: of an EndpointSlice the rollout gates read which pods are Ready.
@@ -384,7 +386,7 @@ mod tests {
     }
 
     #[test]
-    fn a_slim_pod_keeps_the_labels_a_reconcile_reads_and_its_identity() {
+    fn a_slim_pod_keeps_the_labels_a_reconcile_reads_and_its_identity_and_no_label_map() {
         let mut pod: AppPod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "catalog-r-zone-a-x1x2x", "namespace": "shop", "uid": "u1", "resourceVersion": "7",
                 "generateName": "catalog-r-zone-a-", "creationTimestamp": "2026-11-26T10:00:00Z",
@@ -396,9 +398,12 @@ mod tests {
         }))
         .expect("pod");
         slim_pod(&mut pod);
-        let kept: Vec<&str> = pod.labels().keys().map(String::as_str).collect();
-        assert_eq!(kept, ["app.kubernetes.io/instance", "microcourses.io/revision", "microcourses.io/zone"]);
-        assert_eq!(course_of(&pod), Some(ObjectRef::new("catalog").within("shop")));
+        assert_eq!(
+            (pod.instance.as_deref(), pod.zone.as_deref(), pod.revision.as_deref()),
+            (Some("catalog"), Some("zone-a"), Some("r"))
+        );
+        assert!(pod.metadata.labels.is_none(), "no label map: {:?}", pod.metadata.labels);
+        assert_eq!(course_of_pod(&pod), Some(ObjectRef::new("catalog").within("shop")));
         let meta = &pod.metadata;
         assert_eq!((meta.uid.as_deref(), meta.resource_version.as_deref()), (Some("u1"), Some("7")));
         assert!(meta.annotations.is_none() && meta.owner_references.is_none() && meta.generate_name.is_none());

@@ -173,9 +173,7 @@ pub fn pod(pod: &AppPod) -> Option<u64> {
     if unschedulable.is_none() && restarts == 0 {
         return None;
     }
-    let labels = pod.metadata.labels.as_ref();
-    let label = |key: &str| labels.and_then(|l| l.get(key));
-    Some(hash_of(&(unschedulable, restarts, label(labels::ZONE), label(labels::REVISION))))
+    Some(hash_of(&(unschedulable, restarts, &pod.zone, &pod.revision)))
 }
 
 /// What the rollout gates read of an EndpointSlice: its CourseService and the pods it lists as
