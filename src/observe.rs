@@ -44,22 +44,17 @@ pub fn workloads<'a>(
     instance: &str,
     uid: &str,
 ) -> BTreeMap<String, ObservedWorkload> {
-    let selector = labels::selector(instance, Component::App);
     // The owner first: it turns away every other CourseService's ReplicaSet at the first
     // bytes of a uid, before any label lookup (this scans the whole cache).
     replica_sets
         .into_iter()
         .filter(|d| d.metadata.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == uid)))
         .filter(|d| d.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|d| {
-            let labels = d.metadata.labels.as_ref();
-            selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-        })
+        .filter(|d| d.labels.select(instance, Component::App))
         .filter_map(|d| {
-            let labels = d.metadata.labels.as_ref()?;
             let observed = ObservedWorkload {
-                revision: labels.get(labels::REVISION)?.clone(),
-                zone: labels.get(labels::ZONE)?.clone(),
+                revision: d.labels.revision.clone()?,
+                zone: d.labels.zone.clone()?,
                 replicas: d.replicas,
                 ready: d.ready,
                 template: None,

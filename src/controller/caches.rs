@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::PartialObjectMeta;
@@ -326,21 +326,10 @@ fn slim_course(cs: &mut CourseService) {
     }
 }
 
-/// Memory, and what triggers a reconcile: of a ReplicaSet the operator reads labels, owners,
-/// its applied hash, its replicas and how many are Ready (`Scaled`: the pod template and the
-/// rest of the status are never read from the wire). The current revision's template is
-/// rendered from the spec, and an older revision's is fetched once when a rollout needs it
-/// (`reconcile::older_templates`). The counts kube-controller-manager updates on the way (pods
-/// created, labelled, available, terminating) are not kept, so they trigger nothing.
-fn slim_replica_set(replica_set: &mut Scaled<ReplicaSet>) {
-    replica_set.metadata.managed_fields = None;
-    if let Some(annotations) = replica_set.metadata.annotations.as_mut() {
-        annotations.retain(|key, _| key == labels::APPLIED_HASH);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+
     use super::*;
     use crate::render::workload::AppTemplate;
 
@@ -410,11 +399,13 @@ mod tests {
     }
 
     #[test]
-    fn a_slim_replica_set_changes_only_with_what_a_reconcile_reads() {
-        let replica_set = |replicas: i32, ready: i32, created: i32, generation: i64| -> ReplicaSet {
+    fn a_cached_replica_set_changes_only_with_what_a_reconcile_reads() {
+        let replica_set = |replicas: i32, ready: i32, created: i32, generation: i64, hash: &str| -> ReplicaSet {
             serde_json::from_value(serde_json::json!({
                 "metadata": {"name": "catalog-r-zone-a", "namespace": "shop", "resourceVersion": format!("{created}{ready}"),
-                    "annotations": {"microcourses.io/applied-hash": "h1", "deployment.kubernetes.io/revision": "1"}},
+                    "labels": {"app.kubernetes.io/instance": "catalog", "microcourses.io/zone": "zone-a",
+                        "app.kubernetes.io/version": format!("{generation}")},
+                    "annotations": {"microcourses.io/applied-hash": hash, "deployment.kubernetes.io/revision": format!("{generation}")}},
                 "spec": {"replicas": replicas, "selector": {},
                     "template": {"spec": {"containers": [{"name": "app", "image": "catalog:1"}]}}},
                 "status": {"replicas": created, "fullyLabeledReplicas": created, "readyReplicas": ready,
@@ -422,20 +413,25 @@ mod tests {
             }))
             .expect("replica set")
         };
-        let reads = |replica_set: ReplicaSet| {
+        let cache = |replica_set: ReplicaSet| {
             let mut cached: Scaled<ReplicaSet> =
                 serde_json::from_value(serde_json::to_value(replica_set).expect("json")).expect("cached");
-            slim_replica_set(&mut cached);
-            super::triggers::content(&cached)
+            slim_meta(&mut cached);
+            cached
         };
-        let base = reads(replica_set(2, 1, 1, 1));
-        assert_eq!(base, reads(replica_set(2, 1, 2, 2)), "a pod created, a generation observed");
-        assert_ne!(base, reads(replica_set(2, 2, 2, 2)), "a pod Ready");
-        assert_ne!(base, reads(replica_set(3, 1, 1, 1)), "resized");
-        let mut slim: Scaled<ReplicaSet> =
-            serde_json::from_value(serde_json::to_value(replica_set(2, 1, 1, 1)).expect("json")).expect("cached");
-        slim_replica_set(&mut slim);
-        assert_eq!((slim.replicas, slim.ready), (2, 1));
-        assert_eq!(slim.annotations().len(), 1, "the applied hash only");
+        let reads = |replica_set: ReplicaSet| super::triggers::content(&cache(replica_set));
+        let base = reads(replica_set(2, 1, 1, 1, "h1"));
+        assert_eq!(
+            base,
+            reads(replica_set(2, 1, 2, 2, "h1")),
+            "a pod created, a generation observed, a label and an annotation not read"
+        );
+        assert_ne!(base, reads(replica_set(2, 2, 2, 2, "h1")), "a pod Ready");
+        assert_ne!(base, reads(replica_set(3, 1, 1, 1, "h1")), "resized");
+        assert_ne!(base, reads(replica_set(2, 1, 1, 1, "h2")), "applied again");
+        let slim = cache(replica_set(2, 1, 1, 1, "h1"));
+        assert_eq!((slim.replicas, slim.ready, slim.applied_hash.as_deref()), (2, 1, Some("h1")));
+        assert_eq!((slim.labels.instance.as_deref(), slim.labels.zone.as_deref()), (Some("catalog"), Some("zone-a")));
+        assert_eq!((&slim.metadata.labels, &slim.metadata.annotations), (&None, &None), "no label or annotation map");
     }
 }

@@ -7,7 +7,6 @@ use std::fmt::Debug;
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{NamespaceResourceScope, Resource as _};
 use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
 use kube::core::PartialObjectMeta;
@@ -18,6 +17,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::Error;
+use crate::cached::CachedChild;
 use crate::labels;
 use crate::render::{Child, each_child};
 
@@ -41,11 +41,15 @@ macro_rules! define_child_stores {
             $(pub $field: cache_of!($cache, $ty),)*
         }
 
+        $(read_from_metadata!($cache, $ty);)*
+
         impl ChildStores {
-            /// Metadata of a cached child of `kind`.
-            fn meta_of(&self, kind: &str, namespace: &str, name: &str) -> Option<ObjectMeta> {
+            /// The applied hash of a cached child of `kind`: `None` if it is not cached,
+            /// `Some(None)` if it carries none.
+            fn applied_hash_of(&self, kind: &str, namespace: &str, name: &str) -> Option<Option<String>> {
                 $(if kind == <$ty as k8s_openapi::Resource>::KIND {
-                    return cached(&self.$field, namespace, name);
+                    let cached = self.$field.get(&ObjectRef::new(name).within(namespace))?;
+                    return Some(cached.applied_hash().map(str::to_owned));
                 })*
                 None
             }
@@ -76,6 +80,25 @@ macro_rules! define_child_stores {
     };
 }
 
+/// `CachedChild` for the kinds cached whole, read from their metadata maps (the `scaled` and
+/// `meta` forms have their own, in `crate::cached`).
+macro_rules! read_from_metadata {
+    (full, $ty:ty) => {
+        impl CachedChild for $ty {
+            fn instance(&self) -> Option<&str> {
+                crate::cached::meta::instance(&self.metadata)
+            }
+            fn managed(&self) -> bool {
+                crate::cached::meta::managed(&self.metadata)
+            }
+            fn applied_hash(&self) -> Option<&str> {
+                crate::cached::meta::applied_hash(&self.metadata)
+            }
+        }
+    };
+    ($cache:ident, $ty:ty) => {};
+}
+
 macro_rules! prunes {
     (pruned) => {
         true
@@ -94,20 +117,13 @@ pub fn fingerprint(child: &mut Child) {
     child.meta_mut().annotations.get_or_insert_default().insert(labels::APPLIED_HASH.to_owned(), hash);
 }
 
-fn applied_hash(meta: &ObjectMeta) -> Option<&str> {
-    meta.annotations.as_ref()?.get(labels::APPLIED_HASH).map(String::as_str)
-}
-
-fn cached<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>, namespace: &str, name: &str) -> Option<ObjectMeta> {
-    store.get(&ObjectRef::new(name).within(namespace)).map(|o| o.meta().clone())
-}
-
 impl ChildStores {
     /// Whether the cluster already has this child as we last applied it. A data volume counts
     /// as current as soon as it exists, a generated Secret as soon as it has every key: neither
     /// is ever rewritten.
     pub fn is_current(&self, namespace: &str, child: &Child) -> bool {
-        let Some(meta) = self.meta_of(child.kind(), namespace, child.name()) else { return false };
+        let Some(applied) = self.applied_hash_of(child.kind(), namespace, child.name()) else { return false };
+        let applied_as_desired = applied.as_deref() == crate::cached::meta::applied_hash(child.meta());
         match child {
             Child::Secret(secret) if is_generated(secret) => {
                 let cached = self.secrets.get(&ObjectRef::new(child.name()).within(namespace));
@@ -117,10 +133,9 @@ impl ChildStores {
             // Replicas are compared too: someone scaling the ReplicaSet by hand is drift.
             Child::ReplicaSet(desired) => {
                 let observed = self.replica_sets.get(&ObjectRef::new(child.name()).within(namespace));
-                applied_hash(&meta) == applied_hash(child.meta())
-                    && observed.is_some_and(|o| Some(o.replicas) == desired.spec.replicas)
+                applied_as_desired && observed.is_some_and(|o| Some(o.replicas) == desired.spec.replicas)
             }
-            _ => applied_hash(&meta) == applied_hash(child.meta()),
+            _ => applied_as_desired,
         }
     }
 }
@@ -224,7 +239,7 @@ where
 
 /// Names of cached children of one kind that belong to this CourseService (its labels and its
 /// owner reference) but are not desired.
-fn stale<K: Resource<DynamicType = ()> + Clone>(
+fn stale<K: CachedChild<DynamicType = ()> + Clone>(
     store: &Store<K>,
     owner: &Owner<'_>,
     desired: &BTreeSet<(&str, &str)>,
@@ -233,16 +248,11 @@ fn stale<K: Resource<DynamicType = ()> + Clone>(
     store
         .state()
         .iter()
-        .map(|o| o.meta())
         // The owner first: the cheapest test that turns away other CourseServices' children.
-        .filter(|m| m.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == owner.uid)))
-        .filter(|m| m.namespace.as_deref() == Some(owner.namespace))
-        .filter(|m| {
-            let labels = m.labels.as_ref();
-            labels.and_then(|l| l.get(labels::INSTANCE)).is_some_and(|v| v == owner.instance)
-                && labels.and_then(|l| l.get(labels::MANAGED_BY)).is_some_and(|v| v == labels::MANAGER)
-        })
-        .filter_map(|m| m.name.clone())
+        .filter(|o| o.meta().owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == owner.uid)))
+        .filter(|o| o.meta().namespace.as_deref() == Some(owner.namespace))
+        .filter(|o| o.instance() == Some(owner.instance) && o.managed())
+        .filter_map(|o| o.meta().name.clone())
         .filter(|name| !desired.contains(&(kind, name.as_str())))
         .collect()
 }

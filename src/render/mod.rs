@@ -238,7 +238,7 @@ macro_rules! child_kinds {
     ($($callback:ident)::+ $(, $args:tt)*) => {
         $($callback)::+! {
             [$($args),*]
-            ReplicaSet(k8s_openapi::api::apps::v1::ReplicaSet) => replica_sets, scaled, slim_replica_set, pruned;
+            ReplicaSet(k8s_openapi::api::apps::v1::ReplicaSet) => replica_sets, scaled, slim_meta, pruned;
             Service(k8s_openapi::api::core::v1::Service) => services, meta, slim_meta, pruned;
             PodDisruptionBudget(k8s_openapi::api::policy::v1::PodDisruptionBudget) => pdbs, meta, slim_meta, pruned;
             HorizontalPodAutoscaler(k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler) => hpas, meta, slim_meta, pruned;
