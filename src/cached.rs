@@ -122,30 +122,21 @@ impl<'de> Deserialize<'de> for AppPod {
     }
 }
 
-/// A workload as cached: its identity and owners (`metadata`, without label, annotation or
-/// managed-field maps), the labels a reconcile reads and the applied hash as fields, the
-/// replicas it asks for and how many are Ready. `K` is the kind it was read as (`ReplicaSet`,
-/// `StatefulSet`).
-///
-/// Why fields: a `BTreeMap`'s first node costs over 500 bytes however few entries it keeps, and
-/// a ReplicaSet carried two (its labels, its one annotation). Up to 6,000 ReplicaSets are cached
-/// at the height of a fleet-wide update at N=1000; heaptrack put their maps at 7.4 MiB of that
-/// update's heap peak.
-pub struct Scaled<K> {
-    pub metadata: ObjectMeta,
-    pub labels: WorkloadLabels,
+/// What is kept of a cached child's label and annotation maps: the labels a reconcile reads
+/// and the applied hash, as fields. A `BTreeMap`'s first node costs over 500 bytes however few
+/// entries it keeps, and a child carried two (its labels, its annotations); up to 6,000
+/// ReplicaSets are cached at the height of a fleet-wide update at N=1000, and heaptrack put
+/// their maps at 7.4 MiB of that update's heap peak.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChildTags {
+    pub labels: ChildLabels,
     /// The `microcourses.io/applied-hash` annotation: the hash of the form last applied.
     pub applied_hash: Option<String>,
-    /// `spec.replicas` (the API's default, 1, when unset).
-    pub replicas: i32,
-    /// `status.readyReplicas`.
-    pub ready: i32,
-    kind: PhantomData<fn() -> K>,
 }
 
-/// The labels a reconcile reads of a workload; the others are dropped when it is cached.
+/// The labels a reconcile reads of a child; the others are dropped when it is cached.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WorkloadLabels {
+pub struct ChildLabels {
     /// `app.kubernetes.io/instance`: the CourseService it belongs to.
     pub instance: Option<String>,
     /// `app.kubernetes.io/component`.
@@ -158,18 +149,44 @@ pub struct WorkloadLabels {
     pub revision: Option<String>,
 }
 
-impl WorkloadLabels {
-    /// Takes the labels read out of `labels`.
-    fn take(labels: &mut BTreeMap<String, String>) -> Self {
-        WorkloadLabels {
-            instance: labels.remove(crate::labels::INSTANCE),
-            component: labels.remove(crate::labels::COMPONENT),
-            managed_by: labels.remove(crate::labels::MANAGED_BY),
-            zone: labels.remove(crate::labels::ZONE),
-            revision: labels.remove(crate::labels::REVISION),
+impl ChildTags {
+    /// Takes the labels read and the applied hash out of `metadata`, and drops the rest of its
+    /// labels and annotations and its managed fields.
+    fn take(metadata: &mut ObjectMeta) -> Self {
+        let mut labels = metadata.labels.take().unwrap_or_default();
+        metadata.managed_fields = None;
+        ChildTags {
+            labels: ChildLabels {
+                instance: labels.remove(crate::labels::INSTANCE),
+                component: labels.remove(crate::labels::COMPONENT),
+                managed_by: labels.remove(crate::labels::MANAGED_BY),
+                zone: labels.remove(crate::labels::ZONE),
+                revision: labels.remove(crate::labels::REVISION),
+            },
+            applied_hash: metadata.annotations.take().and_then(|mut a| a.remove(crate::labels::APPLIED_HASH)),
         }
     }
 
+    /// `metadata` with what is kept put back as the API shows it: the labels read in the label
+    /// map, the applied hash as the one annotation.
+    fn restored(&self, metadata: &ObjectMeta) -> ObjectMeta {
+        let labels: BTreeMap<String, String> = [
+            (crate::labels::INSTANCE, &self.labels.instance),
+            (crate::labels::COMPONENT, &self.labels.component),
+            (crate::labels::MANAGED_BY, &self.labels.managed_by),
+            (crate::labels::ZONE, &self.labels.zone),
+            (crate::labels::REVISION, &self.labels.revision),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key.to_owned(), value.clone()?)))
+        .collect();
+        let annotations =
+            self.applied_hash.clone().map(|hash| BTreeMap::from([(crate::labels::APPLIED_HASH.to_owned(), hash)]));
+        ObjectMeta { labels: (!labels.is_empty()).then_some(labels), annotations, ..metadata.clone() }
+    }
+}
+
+impl ChildLabels {
     /// Whether these carry the selector labels of `instance`'s `component`, managed by the
     /// operator (`labels::selector`).
     pub fn select(&self, instance: &str, component: crate::labels::Component) -> bool {
@@ -177,44 +194,57 @@ impl WorkloadLabels {
             && self.component.as_deref() == Some(component.as_str())
             && self.managed_by.as_deref() == Some(crate::labels::MANAGER)
     }
+}
 
-    fn to_map(&self) -> BTreeMap<String, String> {
-        [
-            (crate::labels::INSTANCE, &self.instance),
-            (crate::labels::COMPONENT, &self.component),
-            (crate::labels::MANAGED_BY, &self.managed_by),
-            (crate::labels::ZONE, &self.zone),
-            (crate::labels::REVISION, &self.revision),
-        ]
-        .into_iter()
-        .filter_map(|(key, value)| Some((key.to_owned(), value.clone()?)))
-        .collect()
-    }
+/// A workload as cached: its identity and owners (`metadata`, without label, annotation or
+/// managed-field maps), its `tags`, the replicas it asks for and how many are Ready. `K` is the
+/// kind it was read as (`ReplicaSet`, `StatefulSet`).
+pub struct Scaled<K> {
+    pub metadata: ObjectMeta,
+    pub tags: ChildTags,
+    /// `spec.replicas` (the API's default, 1, when unset).
+    pub replicas: i32,
+    /// `status.readyReplicas`.
+    pub ready: i32,
+    kind: PhantomData<fn() -> K>,
+}
+
+/// A child cached for its metadata only (Services, PDBs, HPAs, ConfigMaps, …): its identity and
+/// owners (`metadata`, without label, annotation or managed-field maps) and its `tags`. `K` is
+/// the kind it was read as.
+pub struct Tagged<K> {
+    pub metadata: ObjectMeta,
+    pub tags: ChildTags,
+    kind: PhantomData<fn() -> K>,
 }
 
 impl<K> Scaled<K> {
-    /// The cached form of a workload with this metadata: the labels read and the applied hash
-    /// are taken out of it, the rest of its labels and annotations and its managed fields are
-    /// dropped.
+    /// The cached form of a workload with this metadata (see `ChildTags::take`).
     pub fn new(mut metadata: ObjectMeta, replicas: i32, ready: i32) -> Self {
-        let labels = WorkloadLabels::take(&mut metadata.labels.take().unwrap_or_default());
-        let applied_hash = metadata.annotations.take().and_then(|mut a| a.remove(crate::labels::APPLIED_HASH));
-        metadata.managed_fields = None;
-        Scaled { metadata, labels, applied_hash, replicas, ready, kind: PhantomData }
+        let tags = ChildTags::take(&mut metadata);
+        Scaled { metadata, tags, replicas, ready, kind: PhantomData }
+    }
+}
+
+impl<K> Tagged<K> {
+    /// The cached form of a child with this metadata (see `ChildTags::take`).
+    pub fn new(mut metadata: ObjectMeta) -> Self {
+        let tags = ChildTags::take(&mut metadata);
+        Tagged { metadata, tags, kind: PhantomData }
     }
 }
 
 // By hand: a derive would ask `K` for the same traits.
 impl<K> Clone for Scaled<K> {
     fn clone(&self) -> Self {
-        Scaled {
-            metadata: self.metadata.clone(),
-            labels: self.labels.clone(),
-            applied_hash: self.applied_hash.clone(),
-            replicas: self.replicas,
-            ready: self.ready,
-            kind: PhantomData,
-        }
+        let (metadata, tags) = (self.metadata.clone(), self.tags.clone());
+        Scaled { metadata, tags, replicas: self.replicas, ready: self.ready, kind: PhantomData }
+    }
+}
+
+impl<K> Clone for Tagged<K> {
+    fn clone(&self) -> Self {
+        Tagged { metadata: self.metadata.clone(), tags: self.tags.clone(), kind: PhantomData }
     }
 }
 
@@ -222,44 +252,75 @@ impl<K> std::fmt::Debug for Scaled<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scaled")
             .field("metadata", &self.metadata)
-            .field("labels", &self.labels)
-            .field("applied_hash", &self.applied_hash)
+            .field("tags", &self.tags)
             .field("replicas", &self.replicas)
             .field("ready", &self.ready)
             .finish()
     }
 }
 
+impl<K> std::fmt::Debug for Tagged<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tagged").field("metadata", &self.metadata).field("tags", &self.tags).finish()
+    }
+}
+
 impl<K> PartialEq for Scaled<K> {
     fn eq(&self, other: &Self) -> bool {
-        (&self.metadata, &self.labels, &self.applied_hash, self.replicas, self.ready)
-            == (&other.metadata, &other.labels, &other.applied_hash, other.replicas, other.ready)
+        (&self.metadata, &self.tags, self.replicas, self.ready)
+            == (&other.metadata, &other.tags, other.replicas, other.ready)
     }
 }
 
-impl<K: Resource<DynamicType = ()>> Resource for Scaled<K> {
-    type DynamicType = ();
-    type Scope = K::Scope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        K::kind(&())
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        K::group(&())
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        K::version(&())
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        K::plural(&())
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+impl<K> PartialEq for Tagged<K> {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.metadata, &self.tags) == (&other.metadata, &other.tags)
     }
 }
+
+/// `Resource` as the kind `K` it was read as, and `CachedChild` from its tags.
+macro_rules! cached_form_of_kind {
+    ($form:ident) => {
+        impl<K: Resource<DynamicType = ()>> Resource for $form<K> {
+            type DynamicType = ();
+            type Scope = K::Scope;
+
+            fn kind(_: &()) -> Cow<'_, str> {
+                K::kind(&())
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                K::group(&())
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                K::version(&())
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                K::plural(&())
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+
+        impl<K: Resource<DynamicType = ()>> CachedChild for $form<K> {
+            fn instance(&self) -> Option<&str> {
+                self.tags.labels.instance.as_deref()
+            }
+            fn managed(&self) -> bool {
+                self.tags.labels.managed_by.as_deref() == Some(crate::labels::MANAGER)
+            }
+            fn applied_hash(&self) -> Option<&str> {
+                self.tags.applied_hash.as_deref()
+            }
+        }
+    };
+}
+
+cached_form_of_kind!(Scaled);
+cached_form_of_kind!(Tagged);
 
 #[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -284,6 +345,12 @@ struct WireScaledStatus {
     ready_replicas: Option<i32>,
 }
 
+/// The wire form of any object, as far as `Tagged` reads it.
+#[derive(Deserialize, Serialize)]
+struct WireTagged {
+    metadata: ObjectMeta,
+}
+
 impl<'de, K> Deserialize<'de> for Scaled<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = WireScaled::deserialize(deserializer)?;
@@ -293,17 +360,17 @@ impl<'de, K> Deserialize<'de> for Scaled<K> {
     }
 }
 
-/// As the API would show what is kept (what `triggers::content` hashes): the labels read in
-/// the label map, the applied hash as the one annotation.
+impl<'de, K> Deserialize<'de> for Tagged<K> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Tagged::new(WireTagged::deserialize(deserializer)?.metadata))
+    }
+}
+
+/// As the API would show what is kept (what `triggers::content` hashes).
 impl<K> Serialize for Scaled<K> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut metadata = self.metadata.clone();
-        let labels = self.labels.to_map();
-        metadata.labels = (!labels.is_empty()).then_some(labels);
-        metadata.annotations =
-            self.applied_hash.clone().map(|hash| BTreeMap::from([(crate::labels::APPLIED_HASH.to_owned(), hash)]));
         WireScaled {
-            metadata,
+            metadata: self.tags.restored(&self.metadata),
             spec: Some(WireScaledSpec { replicas: Some(self.replicas) }),
             status: Some(WireScaledStatus { ready_replicas: Some(self.ready) }),
         }
@@ -311,8 +378,15 @@ impl<K> Serialize for Scaled<K> {
     }
 }
 
-/// What the operator reads of any cached child, whatever form its cache keeps (`Scaled`
-/// fields, or the metadata's maps).
+/// As the API would show what is kept (what `triggers::content` hashes).
+impl<K> Serialize for Tagged<K> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireTagged { metadata: self.tags.restored(&self.metadata) }.serialize(serializer)
+    }
+}
+
+/// What the operator reads of any cached child, whatever form its cache keeps (the `tags` of
+/// `Scaled` and `Tagged`, or the metadata's maps of an object cached whole).
 pub trait CachedChild: Resource {
     /// The `app.kubernetes.io/instance` label.
     fn instance(&self) -> Option<&str>;
@@ -322,31 +396,7 @@ pub trait CachedChild: Resource {
     fn applied_hash(&self) -> Option<&str>;
 }
 
-impl<K: Resource<DynamicType = ()>> CachedChild for Scaled<K> {
-    fn instance(&self) -> Option<&str> {
-        self.labels.instance.as_deref()
-    }
-    fn managed(&self) -> bool {
-        self.labels.managed_by.as_deref() == Some(crate::labels::MANAGER)
-    }
-    fn applied_hash(&self) -> Option<&str> {
-        self.applied_hash.as_deref()
-    }
-}
-
-impl<K: Resource> CachedChild for kube::core::PartialObjectMeta<K> {
-    fn instance(&self) -> Option<&str> {
-        meta::instance(self.meta())
-    }
-    fn managed(&self) -> bool {
-        meta::managed(self.meta())
-    }
-    fn applied_hash(&self) -> Option<&str> {
-        meta::applied_hash(self.meta())
-    }
-}
-
-/// `CachedChild` read from an object's metadata maps (for kinds cached whole or as metadata).
+/// `CachedChild` read from an object's metadata maps (for the kinds cached whole).
 pub mod meta {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -442,7 +492,7 @@ mod tests {
                 "managedFields": [{"manager": "course-operator", "operation": "Apply"}]},
         }))
         .expect("a ReplicaSet");
-        let labels = &scaled.labels;
+        let labels = &scaled.tags.labels;
         assert_eq!((labels.zone.as_deref(), labels.revision.as_deref()), (Some("zone-a"), Some("r1")));
         assert!(labels.select("catalog", crate::labels::Component::App));
         assert!(!labels.select("catalog", crate::labels::Component::Cache), "another component");
@@ -451,8 +501,36 @@ mod tests {
         let meta = &scaled.metadata;
         assert_eq!((&meta.labels, &meta.annotations, &meta.managed_fields), (&None, &None, &None));
         assert_eq!(meta.owner_references.as_ref().map(|o| o[0].uid.as_str()), Some("c1"), "the owner is kept");
-        let unmanaged = WorkloadLabels { managed_by: Some("someone-else".into()), ..labels.clone() };
+        let unmanaged = ChildLabels { managed_by: Some("someone-else".into()), ..labels.clone() };
         assert!(!unmanaged.select("catalog", crate::labels::Component::App));
+    }
+
+    #[test]
+    fn a_child_cached_for_its_metadata_keeps_its_identity_owner_labels_read_and_hash_and_no_map() {
+        let service = |applied: &str, version: &str| -> Tagged<k8s_openapi::api::core::v1::Service> {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "catalog", "namespace": "ns", "uid": "s1", "resourceVersion": "5",
+                    "ownerReferences": [{"apiVersion": "microcourses.io/v1alpha1", "kind": "CourseService", "name": "catalog", "uid": "c1"}],
+                    "labels": {"app.kubernetes.io/instance": "catalog", "app.kubernetes.io/managed-by": "course-operator",
+                        "app.kubernetes.io/version": version},
+                    "annotations": {"microcourses.io/applied-hash": applied, "other": "x"}},
+                "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+            }))
+            .expect("a Service")
+        };
+        let cached = service("h1", "1");
+        assert_eq!((cached.instance(), cached.managed(), cached.applied_hash()), (Some("catalog"), true, Some("h1")));
+        let meta = &cached.metadata;
+        assert_eq!((&meta.labels, &meta.annotations), (&None, &None), "no label or annotation map");
+        assert_eq!(
+            (meta.uid.as_deref(), meta.owner_references.as_ref().map(|o| o[0].uid.as_str())),
+            (Some("s1"), Some("c1"))
+        );
+        assert_eq!(service("h1", "2"), cached, "a label not read is not kept");
+        assert_ne!(service("h2", "1"), cached, "applied again");
+        let again: Tagged<k8s_openapi::api::core::v1::Service> =
+            serde_json::from_value(serde_json::to_value(&cached).expect("json")).expect("back");
+        assert_eq!(again, cached, "what is kept round-trips");
     }
 
     #[test]

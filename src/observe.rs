@@ -50,11 +50,11 @@ pub fn workloads<'a>(
         .into_iter()
         .filter(|d| d.metadata.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == uid)))
         .filter(|d| d.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|d| d.labels.select(instance, Component::App))
+        .filter(|d| d.tags.labels.select(instance, Component::App))
         .filter_map(|d| {
             let observed = ObservedWorkload {
-                revision: d.labels.revision.clone()?,
-                zone: d.labels.zone.clone()?,
+                revision: d.tags.labels.revision.clone()?,
+                zone: d.tags.labels.zone.clone()?,
                 replicas: d.replicas,
                 ready: d.ready,
                 template: None,

@@ -7,7 +7,6 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -19,7 +18,7 @@ use super::memory::CourseMemory;
 use super::metrics::Metrics;
 use super::triggers;
 use crate::api::CourseService;
-use crate::cached::{AppPod, Scaled};
+use crate::cached::{AppPod, Scaled, Tagged};
 use crate::labels;
 
 /// Objects per page of a cache's (re)list. kube's default of 500 made the initial list of a
@@ -58,7 +57,7 @@ pub struct Stores {
 macro_rules! watched {
     (full, $ty:ty) => { $ty };
     (scaled, $ty:ty) => { Scaled<$ty> };
-    (meta, $ty:ty) => { PartialObjectMeta<$ty> };
+    (meta, $ty:ty) => { Tagged<$ty> };
 }
 
 /// Builds `ChildStores` from `render::child_kinds!`: one cache per kind, whose changes trigger
@@ -92,14 +91,8 @@ pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>, m
     let children = crate::render::child_kinds!(watch_child_kinds, client, namespace, (&managed), metrics, controller);
     // Per-zone Deployments written by earlier builds of the operator: deleted once the
     // ReplicaSets that replace them are Ready (`children::prune`). Metadata only.
-    let (legacy_deployments, legacy_deployment_events) = watch_children::<PartialObjectMeta<Deployment>>(
-        client,
-        namespace,
-        &managed,
-        metrics,
-        slim_meta,
-        triggers::content,
-    );
+    let (legacy_deployments, legacy_deployment_events) =
+        watch_children::<Tagged<Deployment>>(client, namespace, &managed, metrics, slim_meta, triggers::content);
     // The EndpointSlices of our Services carry the Services' labels: their Ready endpoints
     // are the freshest readiness signal for the rollout gates.
     let (endpoint_slices, endpoint_slice_events) = watch_children::<EndpointSlice>(
@@ -430,8 +423,11 @@ mod tests {
         assert_ne!(base, reads(replica_set(3, 1, 1, 1, "h1")), "resized");
         assert_ne!(base, reads(replica_set(2, 1, 1, 1, "h2")), "applied again");
         let slim = cache(replica_set(2, 1, 1, 1, "h1"));
-        assert_eq!((slim.replicas, slim.ready, slim.applied_hash.as_deref()), (2, 1, Some("h1")));
-        assert_eq!((slim.labels.instance.as_deref(), slim.labels.zone.as_deref()), (Some("catalog"), Some("zone-a")));
+        assert_eq!((slim.replicas, slim.ready, slim.tags.applied_hash.as_deref()), (2, 1, Some("h1")));
+        assert_eq!(
+            (slim.tags.labels.instance.as_deref(), slim.tags.labels.zone.as_deref()),
+            (Some("catalog"), Some("zone-a"))
+        );
         assert_eq!((&slim.metadata.labels, &slim.metadata.annotations), (&None, &None), "no label or annotation map");
     }
 }

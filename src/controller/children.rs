@@ -9,7 +9,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::{NamespaceResourceScope, Resource as _};
 use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
-use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -21,8 +20,8 @@ use crate::cached::CachedChild;
 use crate::labels;
 use crate::render::{Child, each_child};
 
-/// Cache of the metadata of one kind of child.
-pub type MetaStore<K> = Store<PartialObjectMeta<K>>;
+/// Cache of one kind of child kept for its metadata only.
+pub type MetaStore<K> = Store<crate::cached::Tagged<K>>;
 
 /// The type a child kind's cache holds: `full` objects, metadata and scale (`scaled`), or
 /// `meta`data only.
@@ -81,7 +80,7 @@ macro_rules! define_child_stores {
 }
 
 /// `CachedChild` for the kinds cached whole, read from their metadata maps (the `scaled` and
-/// `meta` forms have their own, in `crate::cached`).
+/// `meta` forms keep theirs as fields, in `crate::cached`).
 macro_rules! read_from_metadata {
     (full, $ty:ty) => {
         impl CachedChild for $ty {

@@ -196,8 +196,8 @@ pub fn endpoint_slice(slice: &EndpointSlice) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cached::Tagged;
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-    use kube::core::PartialObjectMeta;
     use watcher::Event;
 
     fn object<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> K {
@@ -226,14 +226,15 @@ mod tests {
         }))
     }
 
-    fn meta(pdb: PodDisruptionBudget) -> PartialObjectMeta<PodDisruptionBudget> {
-        PartialObjectMeta { types: None, metadata: pdb.metadata, _phantom: Default::default() }
+    /// As a metadata-only cache keeps it.
+    fn meta(pdb: PodDisruptionBudget) -> Tagged<PodDisruptionBudget> {
+        object(serde_json::to_value(pdb).expect("json"))
     }
 
     #[test]
     fn a_child_triggers_on_arrival_on_what_is_read_and_on_deletion_but_not_on_status_churn() {
         let mut seen = Seen::default();
-        let reads: Reads<PartialObjectMeta<PodDisruptionBudget>> = content;
+        let reads: Reads<Tagged<PodDisruptionBudget>> = content;
         let changed = |seen: &mut Seen, event| seen.changed(event, reads).is_some();
         assert!(changed(&mut seen, Event::Apply(meta(pdb("1", 3, "h1")))), "a new child");
         assert!(!changed(&mut seen, Event::Apply(meta(pdb("2", 2, "h1")))), "its status (a new resource version)");

@@ -229,7 +229,8 @@ impl<'a> Context<'a> {
 /// A row is `Variant(type) => cache_field, full | scaled | meta, slim_function, pruned | kept;`:
 /// - the controller's cache of the kind keeps `full` objects (their status or data is read),
 ///   metadata with the replicas asked for and Ready (`scaled`: `crate::cached::Scaled`), or
-///   `meta`data only, each object trimmed by `slim_function` (in `controller::caches`);
+///   `meta`data only (`crate::cached::Tagged`), each object trimmed by `slim_function` (in
+///   `controller::caches`);
 /// - `pruned` children are deleted once no longer desired; `kept` ones never are (data and
 ///   credentials outlive a spec change).
 ///
