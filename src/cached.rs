@@ -122,6 +122,92 @@ impl<'de> Deserialize<'de> for AppPod {
     }
 }
 
+/// An EndpointSlice of the operator's Services as cached: its identity (no label, annotation
+/// or owner map), its instance label, and the names of the pods it lists as Ready, sorted.
+/// What the rollout gates read, and all of it: an address, a zone or a port of an endpoint is
+/// never read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServingSlice {
+    pub metadata: ObjectMeta,
+    /// The `app.kubernetes.io/instance` label (the Service's, copied to its slices).
+    pub instance: Option<String>,
+    /// Names of the pods behind endpoints whose `ready` condition is true, sorted.
+    pub ready_pods: Vec<String>,
+}
+
+impl Resource for ServingSlice {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("EndpointSlice")
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("discovery.k8s.io")
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("v1")
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("endpointslices")
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// The wire form of an EndpointSlice, as far as `ServingSlice` reads it.
+#[derive(Deserialize)]
+struct WireSlice {
+    metadata: ObjectMeta,
+    #[serde(default)]
+    endpoints: Option<Vec<WireEndpoint>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireEndpoint {
+    #[serde(default)]
+    conditions: Option<WireEndpointConditions>,
+    #[serde(default)]
+    target_ref: Option<WireTargetRef>,
+}
+
+#[derive(Deserialize)]
+struct WireEndpointConditions {
+    #[serde(default)]
+    ready: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct WireTargetRef {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ServingSlice {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = WireSlice::deserialize(deserializer)?;
+        let mut ready_pods: Vec<String> = wire
+            .endpoints
+            .into_iter()
+            .flatten()
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+            .filter_map(|e| e.target_ref?.name)
+            .collect();
+        ready_pods.sort_unstable();
+        let mut metadata = wire.metadata;
+        let instance = metadata.labels.take().and_then(|mut l| l.remove(crate::labels::INSTANCE));
+        metadata.annotations = None;
+        metadata.owner_references = None;
+        metadata.managed_fields = None;
+        Ok(ServingSlice { metadata, instance, ready_pods })
+    }
+}
+
 /// What is kept of a cached child's label and annotation maps: the labels a reconcile reads
 /// and the applied hash, as fields. A `BTreeMap`'s first node costs over 500 bytes however few
 /// entries it keeps, and a child carried two (its labels, its annotations); up to 6,000
@@ -531,6 +617,35 @@ mod tests {
         let again: Tagged<k8s_openapi::api::core::v1::Service> =
             serde_json::from_value(serde_json::to_value(&cached).expect("json")).expect("back");
         assert_eq!(again, cached, "what is kept round-trips");
+    }
+
+    #[test]
+    fn a_cached_endpoint_slice_keeps_its_instance_and_its_ready_pods_sorted() {
+        let slice: ServingSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "catalog-x1x2x", "namespace": "shop", "generateName": "catalog-",
+                "labels": {"app.kubernetes.io/instance": "catalog", "kubernetes.io/service-name": "catalog"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "catalog", "uid": "s1"}]},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.0.0.2"], "targetRef": {"kind": "Pod", "name": "catalog-b"}, "conditions": {"ready": true}},
+                {"addresses": ["10.0.0.3"], "targetRef": {"kind": "Pod", "name": "catalog-c"}, "conditions": {"ready": false, "serving": true}},
+                {"addresses": ["10.0.0.4"], "conditions": {"ready": true}},
+                {"addresses": ["10.0.0.1"], "targetRef": {"kind": "Pod", "name": "catalog-a"}, "conditions": {"ready": true}},
+                {"addresses": ["10.0.0.5"], "targetRef": {"kind": "Pod", "name": "catalog-d"}},
+            ],
+            "ports": [{"port": 80}],
+        }))
+        .expect("an EndpointSlice");
+        assert_eq!(slice.instance.as_deref(), Some("catalog"));
+        assert_eq!(slice.ready_pods, ["catalog-a", "catalog-b"], "Ready with a pod named, sorted");
+        let meta = &slice.metadata;
+        assert_eq!((&meta.labels, &meta.annotations, &meta.owner_references), (&None, &None, &None));
+        assert_eq!((meta.name.as_deref(), meta.namespace.as_deref()), (Some("catalog-x1x2x"), Some("shop")));
+        let empty: ServingSlice = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "s"}, "addressType": "IPv4", "endpoints": null}),
+        )
+        .expect("an empty slice");
+        assert!(empty.ready_pods.is_empty() && empty.instance.is_none());
     }
 
     #[test]

@@ -10,13 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::cached::{AppPod, Scaled};
+use crate::cached::{AppPod, Scaled, ServingSlice};
 use crate::database::DatabaseCredentials;
-use crate::labels::{self, Component};
+use crate::labels::Component;
 use crate::render::workload::AppTemplate;
 use crate::rollout::analysis::Verdict;
 use crate::zones::{UnschedulablePod, UnschedulableZones, Zone, ZoneHealth, ZoneObserved};
@@ -170,17 +169,15 @@ impl Observed {
 
 /// Names of the Ready pods behind one CourseService's Services (its instance label).
 pub fn ready_endpoints<'a>(
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    slices: impl IntoIterator<Item = &'a ServingSlice>,
     namespace: &'a str,
     instance: &'a str,
 ) -> impl Iterator<Item = &'a str> {
     slices
         .into_iter()
         .filter(move |s| s.metadata.namespace.as_deref() == Some(namespace))
-        .filter(move |s| instance_of(&s.metadata) == Some(instance))
-        .flat_map(|s| s.endpoints.iter().flatten())
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
-        .filter_map(|e| e.target_ref.as_ref()?.name.as_deref())
+        .filter(move |s| s.instance.as_deref() == Some(instance))
+        .flat_map(|s| s.ready_pods.iter().map(String::as_str))
 }
 
 /// The pods of one CourseService the scheduler has reported unschedulable, with their zone.
@@ -234,10 +231,6 @@ pub fn succeeded_jobs<'a>(jobs: impl IntoIterator<Item = &'a Job>, namespace: &s
         .filter(|j| j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0)
         .filter_map(|j| j.metadata.name.clone())
         .collect()
-}
-
-fn instance_of(meta: &ObjectMeta) -> Option<&str> {
-    meta.labels.as_ref()?.get(labels::INSTANCE).map(String::as_str)
 }
 
 fn owned_by(meta: &ObjectMeta, namespace: &str, uid: &str) -> bool {

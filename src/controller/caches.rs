@@ -6,11 +6,10 @@ use std::sync::Arc;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use tokio::sync::watch;
 
 use super::children::{ChildStores, MetaStore};
@@ -18,7 +17,7 @@ use super::memory::CourseMemory;
 use super::metrics::Metrics;
 use super::triggers;
 use crate::api::CourseService;
-use crate::cached::{AppPod, Scaled, Tagged};
+use crate::cached::{AppPod, Scaled, ServingSlice, Tagged};
 use crate::labels;
 
 /// Objects per page of a cache's (re)list. kube's default of 500 made the initial list of a
@@ -49,7 +48,7 @@ pub struct Stores {
     /// rollout's restart limit read.
     pub app_pods: Store<AppPod>,
     /// EndpointSlices of the operator's Services (all CourseServices).
-    pub endpoint_slices: Store<EndpointSlice>,
+    pub endpoint_slices: Store<ServingSlice>,
 }
 
 /// The object type a child kind's watch lists: the whole object, its metadata and scale, or
@@ -95,14 +94,8 @@ pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>, m
         watch_children::<Tagged<Deployment>>(client, namespace, &managed, metrics, slim_meta, triggers::content);
     // The EndpointSlices of our Services carry the Services' labels: their Ready endpoints
     // are the freshest readiness signal for the rollout gates.
-    let (endpoint_slices, endpoint_slice_events) = watch_children::<EndpointSlice>(
-        client,
-        namespace,
-        &managed,
-        metrics,
-        slim_endpoint_slice,
-        triggers::endpoint_slice,
-    );
+    let (endpoint_slices, endpoint_slice_events) =
+        watch_children::<ServingSlice>(client, namespace, &managed, metrics, slim_meta, triggers::endpoint_slice);
     let (nodes, node_events) = watch_nodes(client, metrics);
     let (app_pods, app_pod_events) = watch_app_pods(client, namespace, metrics);
 
@@ -112,7 +105,7 @@ pub fn build(client: &Client, namespace: Option<&str>, metrics: &Arc<Metrics>, m
             courses.state().iter().map(|cs| ObjectRef::from_obj(cs.as_ref())).collect::<Vec<_>>()
         })
         .watches_stream(app_pod_events, |pod: AppPod| course_of_pod(&pod))
-        .watches_stream(endpoint_slice_events, |slice: EndpointSlice| course_of(&slice));
+        .watches_stream(endpoint_slice_events, |slice: ServingSlice| course_of_slice(&slice));
     let stores = Stores { courses_listed, children, legacy_deployments, nodes, app_pods, endpoint_slices };
     Caches { stores, controller }
 }
@@ -238,16 +231,23 @@ where
     (reader, triggers::triggers(K::plural(&()).into_owned(), metrics.clone(), reads, events))
 }
 
-/// The CourseService an object without an owner reference to it (a pod, an EndpointSlice)
-/// belongs to: the one named by its instance label, in its namespace.
-fn course_of<K: Resource>(object: &K) -> Option<ObjectRef<CourseService>> {
-    let instance = object.labels().get(labels::INSTANCE)?;
-    Some(ObjectRef::new(instance).within(object.meta().namespace.as_deref()?))
+/// The CourseService a pod belongs to: the one named by its instance label, in its namespace
+/// (a pod has no owner reference to it).
+fn course_of_pod(pod: &AppPod) -> Option<ObjectRef<CourseService>> {
+    course_named(pod.instance.as_deref()?, &pod.metadata)
 }
 
-/// The CourseService a pod belongs to: the one named by its instance label, in its namespace.
-fn course_of_pod(pod: &AppPod) -> Option<ObjectRef<CourseService>> {
-    Some(ObjectRef::new(pod.instance.as_deref()?).within(pod.metadata.namespace.as_deref()?))
+/// The CourseService whose Service an EndpointSlice belongs to: the one named by its instance
+/// label, in its namespace.
+fn course_of_slice(slice: &ServingSlice) -> Option<ObjectRef<CourseService>> {
+    course_named(slice.instance.as_deref()?, &slice.metadata)
+}
+
+fn course_named(
+    instance: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<ObjectRef<CourseService>> {
+    Some(ObjectRef::new(instance).within(meta.namespace.as_deref()?))
 }
 
 fn list_config() -> watcher::Config {
@@ -285,24 +285,6 @@ fn slim_pod(pod: &mut AppPod) {
     meta.owner_references = None;
     meta.generate_name = None;
     meta.creation_timestamp = None;
-}
-
-/// Memory: of an EndpointSlice the rollout gates read which pods are Ready.
-fn slim_endpoint_slice(slice: &mut EndpointSlice) {
-    slice.metadata.managed_fields = None;
-    slice.metadata.annotations = None;
-    slice.metadata.owner_references = None;
-    slice.ports = None;
-    for endpoint in slice.endpoints.iter_mut().flatten() {
-        endpoint.addresses = Vec::new();
-        endpoint.hints = None;
-        endpoint.hostname = None;
-        endpoint.node_name = None;
-        endpoint.deprecated_topology = None;
-        if let Some(target) = endpoint.target_ref.as_mut() {
-            *target = k8s_openapi::api::core::v1::ObjectReference { name: target.name.take(), ..Default::default() };
-        }
-    }
 }
 
 /// Memory: managed fields are the largest part of a cached object and are never read.

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -61,7 +60,7 @@ pub struct Context {
     /// and the rollout's restart limit read.
     pub app_pods: Store<crate::cached::AppPod>,
     /// EndpointSlices of the operator's Services (all CourseServices).
-    pub endpoint_slices: Store<EndpointSlice>,
+    pub endpoint_slices: Store<crate::cached::ServingSlice>,
     pub unschedulable: UnschedulablePolicy,
     pub children: ChildStores,
     /// Per-zone Deployments of earlier builds of the operator, pruned once replaced.

@@ -10,15 +10,13 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Resource;
 use kube::runtime::watcher;
 use serde::Serialize;
 use tracing::warn;
 
 use super::metrics::Metrics;
-use crate::cached::AppPod;
-use crate::labels;
+use crate::cached::{AppPod, ServingSlice};
 
 /// What a reconcile reads of an object, as a hash; `None` when that is nothing at all (a
 /// healthy pod), so the object's arrival and departure queue nothing either.
@@ -178,19 +176,11 @@ pub fn pod(pod: &AppPod) -> Option<u64> {
 
 /// What the rollout gates read of an EndpointSlice: its CourseService and the pods it lists as
 /// Ready. A slice with none is read as nothing.
-pub fn endpoint_slice(slice: &EndpointSlice) -> Option<u64> {
-    let mut ready: Vec<&str> = slice
-        .endpoints
-        .iter()
-        .flatten()
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
-        .filter_map(|e| e.target_ref.as_ref()?.name.as_deref())
-        .collect();
-    if ready.is_empty() {
+pub fn endpoint_slice(slice: &ServingSlice) -> Option<u64> {
+    if slice.ready_pods.is_empty() {
         return None;
     }
-    ready.sort_unstable();
-    Some(hash_of(&(slice.metadata.labels.as_ref().and_then(|l| l.get(labels::INSTANCE)), ready)))
+    Some(hash_of(&(&slice.instance, &slice.ready_pods)))
 }
 
 #[cfg(test)]
@@ -306,7 +296,7 @@ mod tests {
 
     #[test]
     fn only_ready_endpoints_are_read_of_a_slice() {
-        let slice = |endpoints: serde_json::Value| -> EndpointSlice {
+        let slice = |endpoints: serde_json::Value| -> ServingSlice {
             object(serde_json::json!({
                 "metadata": {"name": "catalog-x", "namespace": "shop", "labels": {"app.kubernetes.io/instance": "catalog"}},
                 "addressType": "IPv4",
