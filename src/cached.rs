@@ -1,7 +1,8 @@
-//! Compact forms of the objects the operator caches by the thousand: application pods and the
-//! workloads (ReplicaSets, StatefulSets). They are deserialized straight from the API and hold
+//! Compact forms of the objects the operator caches by the thousand: application pods, the
+//! workloads (ReplicaSets, StatefulSets), the children kept for their metadata only (Services,
+//! PDBs, HPAs, …) and the EndpointSlices. They are deserialized straight from the API and hold
 //! only what a reconcile reads, so neither the cache nor a list page ever holds a pod spec or a
-//! pod template.
+//! pod template, and none of them holds a label or annotation map.
 //!
 //! Why: a k8s-openapi `Pod` or `ReplicaSet` is about 2.3 KiB before any field is set (the pod
 //! spec is inline in both), so slimming the fields of one did not shrink what the cache holds
