@@ -38,29 +38,37 @@ pub struct AppPod {
     pub restarts: i32,
 }
 
-impl Resource for AppPod {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
+/// `Resource` for a compact form that keeps `metadata`: the kind, group, version and plural of
+/// the k8s-openapi type `$as`, so its watch reads the same API.
+macro_rules! resource_as {
+    ($form:ty, $as:ty) => {
+        impl Resource for $form {
+            type DynamicType = ();
+            type Scope = <$as as Resource>::Scope;
 
-    fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("Pod")
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("")
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("v1")
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("pods")
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
+            fn kind(_: &()) -> Cow<'_, str> {
+                <$as as Resource>::kind(&())
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                <$as as Resource>::group(&())
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                <$as as Resource>::version(&())
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                <$as as Resource>::plural(&())
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
 }
+
+resource_as!(AppPod, k8s_openapi::api::core::v1::Pod);
 
 /// The wire form of a pod, as far as `AppPod` reads it; every other field is skipped unread.
 #[derive(Deserialize)]
@@ -136,29 +144,7 @@ pub struct ServingSlice {
     pub ready_pods: Vec<String>,
 }
 
-impl Resource for ServingSlice {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("EndpointSlice")
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("discovery.k8s.io")
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("v1")
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("endpointslices")
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+resource_as!(ServingSlice, k8s_openapi::api::discovery::v1::EndpointSlice);
 
 /// The wire form of an EndpointSlice, as far as `ServingSlice` reads it.
 #[derive(Deserialize)]
@@ -647,6 +633,17 @@ mod tests {
         )
         .expect("an empty slice");
         assert!(empty.ready_pods.is_empty() && empty.instance.is_none());
+    }
+
+    #[test]
+    fn each_compact_form_is_read_from_the_api_of_its_kind() {
+        use k8s_openapi::api::core::v1::{Pod, Service};
+        use k8s_openapi::api::discovery::v1::EndpointSlice;
+        assert_eq!(AppPod::url_path(&(), Some("ns")), Pod::url_path(&(), Some("ns")));
+        assert_eq!(ServingSlice::url_path(&(), Some("ns")), EndpointSlice::url_path(&(), Some("ns")));
+        assert_eq!(Scaled::<ReplicaSet>::url_path(&(), Some("ns")), ReplicaSet::url_path(&(), Some("ns")));
+        assert_eq!(Tagged::<Service>::url_path(&(), Some("ns")), Service::url_path(&(), Some("ns")));
+        assert_eq!((AppPod::kind(&()), ServingSlice::kind(&())), ("Pod".into(), "EndpointSlice".into()));
     }
 
     #[test]
