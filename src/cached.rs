@@ -133,8 +133,7 @@ impl<'de> Deserialize<'de> for AppPod {
 
 /// An EndpointSlice of the operator's Services as cached: its identity (no label, annotation
 /// or owner map), its instance label, and the names of the pods it lists as Ready, sorted.
-/// What the rollout gates read, and all of it: an address, a zone or a port of an endpoint is
-/// never read.
+/// That is all the rollout gates read of it; an endpoint's address, zone or port never is.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ServingSlice {
     pub metadata: ObjectMeta,
