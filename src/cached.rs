@@ -271,6 +271,11 @@ impl ChildLabels {
 /// A workload as cached: its identity and owners (`metadata`, without label, annotation or
 /// managed-field maps), its `tags`, the replicas it asks for and how many are Ready. `K` is the
 /// kind it was read as (`ReplicaSet`, `StatefulSet`).
+///
+/// No pod template is kept: the current revision's is rendered from the spec, and an older
+/// revision's is fetched once when a rollout needs it (`reconcile::older_templates`). The counts
+/// kube-controller-manager updates on the way (pods created, labelled, available, terminating)
+/// are not kept either, so they trigger no reconcile (`triggers::content` hashes this form).
 pub struct Scaled<K> {
     pub metadata: ObjectMeta,
     pub tags: ChildTags,

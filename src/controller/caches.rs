@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -243,10 +244,7 @@ fn course_of_slice(slice: &ServingSlice) -> Option<ObjectRef<CourseService>> {
     course_named(slice.instance.as_deref()?, &slice.metadata)
 }
 
-fn course_named(
-    instance: &str,
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> Option<ObjectRef<CourseService>> {
+fn course_named(instance: &str, meta: &ObjectMeta) -> Option<ObjectRef<CourseService>> {
     Some(ObjectRef::new(instance).within(meta.namespace.as_deref()?))
 }
 
